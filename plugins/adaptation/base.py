@@ -1,0 +1,69 @@
+"""The method contract: a transfer loss over one training step's features and logits.
+
+A method is one file with a ``Method`` subclass plus one line in ``adaptation/__init__.py``. The engine does the
+rest (data, forward, source cross-entropy, optimisation, checkpoints), so every regime shares one loop.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Step:
+    """Everything a transfer loss may look at in one iteration (target labels are never here)."""
+
+    x_s: torch.Tensor
+    labels_s: torch.Tensor
+    logits_s: torch.Tensor
+    f_s: torch.Tensor
+    x_t: Optional[torch.Tensor] = None
+    logits_t: Optional[torch.Tensor] = None
+    f_t: Optional[torch.Tensor] = None
+    iteration: int = 0
+    total_iters: int = 1
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.iteration / max(1, self.total_iters))
+
+
+class Method(nn.Module):
+    """Base: no transfer loss (source-only and oracle use it as it is).
+
+    Class attributes tell the engine what a method needs:
+    - ``uses_target``: draw an unlabeled target batch each step;
+    - ``uses_source_labels``: add cross-entropy on the labeled batch (False for source-free methods);
+    - ``frozen``: names of model sub-modules to keep fixed (SHOT freezes the head);
+    - ``needs_source_model``: start from the source-only checkpoint of the same task and seed.
+    """
+
+    name = "source_only"
+    uses_target = False
+    uses_source_labels = True
+    frozen: tuple[str, ...] = ()
+    needs_source_model = False
+
+    def __init__(self, model: nn.Module, num_classes: int, args: argparse.Namespace, total_iters: int):
+        super().__init__()
+        self.num_classes, self.total_iters = num_classes, total_iters
+
+    @staticmethod
+    def add_args(parser: argparse.ArgumentParser) -> None:
+        """Method-specific flags (defaults from the method's paper)."""
+
+    def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        return step.logits_s.new_zeros(()), {}
+
+    def get_parameters(self, base_lr: float = 1.0) -> list[dict]:
+        """Extra trainable modules (discriminators, adversarial heads) at the base learning rate."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "lr": base_lr}] if params else []
+
+    def config(self) -> dict:
+        """Method knobs recorded in the run JSON."""
+        return {}

@@ -1,0 +1,320 @@
+"""Datasets in tllib's shape: domains of (relative path, label) lists, PROTOCOL.md splits, a decoded cache.
+
+Supported layouts
+- ``Office31``: tllib's layout ``<root>/<domain>/images/<class>/*.jpg`` (+ optional ``image_list/<domain>.txt``).
+- ``OfficeCaltech``: folder-per-class, one folder per domain (``amazon dslr webcam caltech``).
+- ``Digits``: the embedded default (scikit-learn digits -> MNIST-M-style target), made on first use.
+- ``Custom``: any folder with one sub-folder per domain and one sub-sub-folder per class.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+
+from .utils import atomic_write_bytes, atomic_write_text, fail
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+Item = tuple[str, int]  # (path relative to the dataset root, label)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    domains: dict[str, str]  # letter -> folder name
+    layout: str  # "office31" (<domain>/images/<class>) or "folders" (<domain>/<class>)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "Office31": DatasetSpec("Office31", {"A": "amazon", "D": "dslr", "W": "webcam"}, "office31"),
+    "OfficeCaltech": DatasetSpec(
+        "OfficeCaltech", {"A": "amazon", "D": "dslr", "W": "webcam", "C": "caltech"}, "folders"
+    ),
+    "Digits": DatasetSpec("Digits", {"S": "digits", "M": "digits_m"}, "folders"),
+    "Custom": DatasetSpec("Custom", {}, "folders"),
+}
+
+
+def dataset_spec(name: str, root: str | os.PathLike) -> DatasetSpec:
+    if name not in DATASETS:
+        fail(f"unknown dataset '{name}' (-d); choose from {', '.join(DATASETS)}")
+    spec = DATASETS[name]
+    if name == "Custom":  # every sub-folder is a domain, named by itself
+        root = Path(root)
+        if not root.is_dir():
+            fail(f"dataset root '{root}' does not exist")
+        doms = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        spec = DatasetSpec("Custom", {d: d for d in doms}, "folders")
+    return spec
+
+
+def domain_folder(spec: DatasetSpec, domain: str) -> str:
+    if domain in spec.domains:
+        return spec.domains[domain]
+    if domain in spec.domains.values():
+        return domain
+    choices = ", ".join(f"{k} ({v})" for k, v in spec.domains.items())
+    fail(f"unknown domain '{domain}' for dataset {spec.name}; choose from {choices}")
+    raise AssertionError
+
+
+def domain_letter(spec: DatasetSpec, domain: str) -> str:
+    folder = domain_folder(spec, domain)
+    return next((k for k, v in spec.domains.items() if v == folder), folder)
+
+
+# ----------------------------------------------------------------------------- listing
+def _class_dirs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def class_folder_root(root: Path, spec: DatasetSpec, domain: str) -> Path:
+    folder = root / domain_folder(spec, domain)
+    if spec.layout == "office31":
+        folder = folder / "images"
+    if not folder.is_dir():
+        fail(f"domain folder '{folder}' does not exist (check the dataset root and -s/-t)")
+    return folder
+
+
+def list_domain(root: str | os.PathLike, spec: DatasetSpec, domain: str) -> tuple[list[Item], list[str]]:
+    """All (relative path, label) items of a domain and its class names (sorted folder names)."""
+    root = Path(root)
+    if not root.is_dir():
+        fail(f"dataset root '{root}' does not exist")
+    image_list = root / "image_list" / f"{domain_folder(spec, domain)}.txt"
+    folder = class_folder_root(root, spec, domain)
+    classes = _class_dirs(folder)
+    if not classes:
+        fail(f"domain folder '{folder}' has no class sub-folders")
+    if spec.layout == "office31" and image_list.is_file():
+        return read_image_list(image_list, root), classes
+    items: list[Item] = []
+    for label, cls in enumerate(classes):
+        for p in _images_in(folder / cls):
+            items.append((p.relative_to(root).as_posix(), label))
+    if not items:
+        fail(f"domain folder '{folder}' has no images")
+    return items, classes
+
+
+def check_same_classes(named: dict[str, list[str]]) -> list[str]:
+    """Classes are matched across domains by folder name; a class missing anywhere is an error."""
+    all_classes = sorted(set().union(*named.values()))
+    for dom, classes in named.items():
+        missing = sorted(set(all_classes) - set(classes))
+        if missing:
+            fail(f"class '{missing[0]}' is missing in domain '{dom}' ({len(missing)} classes missing in all)")
+    return all_classes
+
+
+# ----------------------------------------------------------------------------- image lists
+def write_image_list(path: str | os.PathLike, items: Sequence[Item]) -> None:
+    atomic_write_text(path, "".join(f"{p} {y}\n" for p, y in items))
+
+
+def read_image_list(path: str | os.PathLike, root: str | os.PathLike) -> list[Item]:
+    """Parse ``relative/path label`` lines; every path must stay inside ``root``."""
+    path, root_r = Path(path), Path(root).resolve()
+    if not path.is_file():
+        fail(f"image list '{path}' does not exist")
+    items: list[Item] = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            fail(f"{path}:{n}: expected 'relative/path label', got '{line.strip()[:80]}'")
+        rel, label = parts[0].strip(), int(parts[1])
+        if label < 0:
+            fail(f"{path}:{n}: negative label {label}")
+        full = (root_r / rel).resolve()
+        if not full.is_relative_to(root_r):
+            fail(f"{path}:{n}: '{rel}' points outside the dataset root '{root}'")
+        items.append((rel, label))
+    if not items:
+        fail(f"image list '{path}' is empty")
+    return items
+
+
+# ----------------------------------------------------------------------------- splits
+def stratified_split(items: Sequence[Item], test_ratio: float = 0.2, seed: int = 0) -> tuple[list[Item], list[Item]]:
+    """PROTOCOL.md: one deterministic stratified train/test split per domain (sklearn, fixed seed)."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < test_ratio < 1.0:
+        fail(f"--test-ratio must be in (0, 1), got {test_ratio}")
+    labels = [y for _, y in items]
+    try:
+        train, test = train_test_split(list(items), test_size=test_ratio, random_state=seed, stratify=labels)
+    except ValueError as e:
+        fail(f"cannot split {len(items)} images stratified with test ratio {test_ratio}: {e}")
+    return sorted(train), sorted(test)
+
+
+@dataclass
+class DomainSplit:
+    letter: str
+    classes: list[str]
+    train: list[Item]
+    test: list[Item]
+
+    @property
+    def all(self) -> list[Item]:
+        return sorted(self.train + self.test)
+
+
+def prepare_domains(
+    dataset: str, root: str | os.PathLike, domains: Sequence[str], split_dir: str | os.PathLike,
+    test_ratio: float = 0.2, split_seed: int = 0,
+) -> dict[str, DomainSplit]:
+    """List, class-check and split every domain; the splits are written as image lists in ``split_dir``.
+
+    Lists already in ``split_dir`` are reused, so every regime and method of a run tree sees the same images.
+    """
+    if dataset == "Digits":
+        from .digits import ensure_digits
+
+        ensure_digits(root)
+    spec = dataset_spec(dataset, root)
+    listed = {d: list_domain(root, spec, d) for d in dict.fromkeys(domains)}
+    classes = check_same_classes({d: c for d, (_, c) in listed.items()})
+    out: dict[str, DomainSplit] = {}
+    split_dir = Path(split_dir)
+    for d, (items, dom_classes) in listed.items():
+        # remap folder-order labels to the shared class order (identical when class sets match)
+        remap = {i: classes.index(c) for i, c in enumerate(dom_classes)}
+        items = [(p, remap.get(y, y)) for p, y in items]
+        letter = domain_letter(spec, d)
+        tr_path, te_path = split_dir / f"{letter}_train.txt", split_dir / f"{letter}_test.txt"
+        if tr_path.is_file() and te_path.is_file():
+            train, test = read_image_list(tr_path, root), read_image_list(te_path, root)
+        else:
+            train, test = stratified_split(items, test_ratio, split_seed)
+            write_image_list(tr_path, train)
+            write_image_list(te_path, test)
+        out[d] = DomainSplit(letter, classes, train, test)
+    return out
+
+
+# ----------------------------------------------------------------------------- decoding + cache
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """Decode any PIL-readable image to RGB uint8 ``size x size`` (grayscale/CMYK/RGBA converted)."""
+    with Image.open(path) as img:
+        img.draft("RGB", (size, size))  # JPEG: decode at reduced scale when much larger (fast DSLR)
+        img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def _cache_key(root: Path, rels: Sequence[str], size: int) -> str:
+    h = hashlib.sha1(f"v1|{size}|{root.resolve()}".encode())
+    for rel in rels:
+        st = (root / rel).stat()
+        h.update(f"|{rel}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def load_images(
+    root: str | os.PathLike, items: Sequence[Item], size: int, cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``items`` once to a uint8 tensor N x size x size x 3 (+ labels), cached on disk by content.
+
+    Unreadable or truncated images are skipped with a warning and a count (a scraped dataset with one bad
+    file should not stop a multi-hour run); if none can be read it is fatal.
+    """
+    root = Path(root)
+    rels = [p for p, _ in items]
+    for rel in rels:
+        if not (root / rel).is_file():
+            fail(f"image '{root / rel}' does not exist")
+    key = _cache_key(root, rels, size)
+    npy = Path(cache_dir) / f"{key}.npy" if cache_dir else None
+    meta = npy.with_suffix(".json") if npy else None
+    if npy is not None and npy.is_file() and meta.is_file():
+        keep = json.loads(meta.read_text())["keep"]
+        arr = np.load(npy)
+    else:
+        arrs, keep = [], []
+        it = enumerate(rels)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=len(rels), desc=f"decode {len(rels)} images", leave=False)
+        for i, rel in it:
+            try:
+                arrs.append(decode_image(root / rel, size))
+                keep.append(i)
+            except (OSError, UnidentifiedImageError, ValueError) as e:
+                warnings.warn(f"skipping unreadable image {root / rel}: {e}")
+        if not arrs:
+            fail(f"none of the {len(rels)} images under '{root}' could be read")
+        arr = np.stack(arrs)
+        if npy is not None:
+            buf = io.BytesIO()
+            np.save(buf, arr)
+            atomic_write_bytes(npy, buf.getvalue())
+            atomic_write_text(meta, json.dumps({"keep": keep, "skipped": len(rels) - len(keep)}))
+    if len(keep) < len(rels):
+        warnings.warn(f"{len(rels) - len(keep)} of {len(rels)} images under '{root}' were unreadable and skipped")
+    labels = torch.tensor([items[i][1] for i in keep], dtype=torch.long)
+    return torch.from_numpy(arr), labels
+
+
+# ----------------------------------------------------------------------------- transforms
+def build_transform(train: bool, crop: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+    """tllib's office transforms on cached uint8 tensors (the cache already did ResizeImage(resize))."""
+    from torchvision.transforms import v2 as T
+
+    ops = [T.RandomResizedCrop(crop, antialias=True), T.RandomHorizontalFlip()] if train else [T.CenterCrop(crop)]
+    return T.Compose(ops + [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))])
+
+
+class TensorImageDataset(Dataset):
+    """Decoded images in memory (N x H x W x 3 uint8) with labels; transforms run on tensors."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None, num_classes: int | None = None):
+        self.images, self.labels, self.transform = images, labels, transform
+        self.num_classes = num_classes or int(labels.max()) + 1
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        img = self.images[i].permute(2, 0, 1)
+        return (self.transform(img) if self.transform else img), self.labels[i]
+
+
+class ForeverDataIterator:
+    """Endless iteration over a DataLoader (tllib's name), re-shuffling at each pass."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader = loader
+        self._it: Iterator = iter(loader)
+
+    def __next__(self):
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._it = iter(self.loader)
+            return next(self._it)
+
+    def __len__(self) -> int:
+        return len(self.loader)

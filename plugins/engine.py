@@ -1,0 +1,220 @@
+"""One training loop for every regime (source-only, oracle, adaptation, distillation).
+
+Per step: a labeled batch, and when the method asks for it an unlabeled target batch; one forward over both;
+``loss = CE(labeled) + trade_off * method(step)``; SGD with tllib's schedule ``lr * (1 + gamma*it) ** -decay``.
+Each epoch ends with evaluation for the curves, an atomic checkpoint and a history row, so ``resume`` continues
+from the last finished epoch.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import SGD
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader
+
+from .adaptation.base import Method, Step
+from .datasets import ForeverDataIterator
+from .metrics import accuracy, info_max_score, predict
+from .utils import atomic_torch_save, atomic_write_text, fail
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    iters_per_epoch: int = 500
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    lr_gamma: float = 0.001
+    lr_decay: float = 0.75
+    trade_off: float = 1.0
+    amp: str = "none"  # "bf16": torch.autocast on CPU / GPU
+    channels_last: bool = False
+    print_freq: int = 0  # 0: a tqdm bar per epoch
+    device: str = "cpu"
+    progress: bool = True
+
+
+def lr_lambda(gamma: float, decay: float) -> Callable[[int], float]:
+    """tllib's inverse-decay schedule as a multiplier of each group's initial lr."""
+    return lambda it: (1.0 + gamma * it) ** (-decay)
+
+
+def iterations_per_epoch(n_source: int, n_target: int, batch_size: int) -> int:
+    """PROTOCOL.md: ceil(max(|source-train|, |target-train|) / batch)."""
+    return max(1, math.ceil(max(n_source, n_target) / batch_size))
+
+
+@dataclass
+class History:
+    rows: list[dict] = field(default_factory=list)
+
+    def write_csv(self, path: Path) -> None:
+        if not self.rows:
+            return
+        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        lines = [",".join(keys)] + [",".join(_fmt(r.get(k)) for k in keys) for r in self.rows]
+        atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _fmt(v) -> str:
+    return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+
+class Trainer:
+    """Trains ``model`` with ``method`` on ``labeled`` (+ ``unlabeled``) batches; evaluates ``evals`` per epoch.
+
+    ``evals`` maps a name (``source_test``, ``target_test``) to a loader; target labels there feed the logged
+    curves only, never a decision (no early stopping, no checkpoint selection: the last epoch is the result).
+    """
+
+    def __init__(self, model: nn.Module, method: Method, labeled: DataLoader, unlabeled: Optional[DataLoader],
+                 evals: dict[str, DataLoader], cfg: TrainConfig, run_dir: Path):
+        if method.uses_target and unlabeled is None:
+            fail(f"method '{method.name}' needs unlabeled target data")
+        self.model, self.method, self.cfg, self.run_dir = model, method, cfg, Path(run_dir)
+        self.labeled, self.unlabeled, self.evals = labeled, unlabeled, evals
+        for name in method.frozen:
+            for p in getattr(model, name).parameters():
+                p.requires_grad_(False)
+        groups = [g for g in model.get_parameters(cfg.lr) + method.get_parameters(cfg.lr)]
+        groups = [dict(g, params=[p for p in g["params"] if p.requires_grad]) for g in groups]
+        groups = [g for g in groups if g["params"]]
+        self.optimizer = SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+        self.scheduler = LambdaLR(self.optimizer, lr_lambda(cfg.lr_gamma, cfg.lr_decay))
+        self.history = History()
+        self.start_epoch = 0
+        self.train_seconds = 0.0
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self, epoch: int) -> None:
+        atomic_torch_save({
+            "epoch": epoch, "model": self.model.state_dict(), "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "history": self.history.rows, "train_seconds": self.train_seconds,
+            "rng": torch.get_rng_state(),
+        }, self.ckpt_path)
+
+    def load_checkpoint(self) -> bool:
+        if not self.ckpt_path.is_file():
+            return False
+        try:
+            ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            fail(f"checkpoint '{self.ckpt_path}' cannot be read: {str(e).splitlines()[0][:120]}")
+        self.model.load_state_dict(ck["model"])
+        self.method.load_state_dict(ck["method"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.history.rows = list(ck["history"])
+        self.train_seconds = float(ck["train_seconds"])
+        torch.set_rng_state(ck["rng"])
+        self.start_epoch = int(ck["epoch"]) + 1
+        return True
+
+    # ------------------------------------------------------------------ training
+    def _autocast(self):
+        if self.cfg.amp == "bf16":
+            return torch.autocast(device_type=self.cfg.device.split(":")[0], dtype=torch.bfloat16)
+        return torch.autocast(device_type="cpu", enabled=False)
+
+    def _to(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.cfg.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last and x.dim() == 4 else x
+
+    def train_step(self, it_l: ForeverDataIterator, it_u: Optional[ForeverDataIterator], iteration: int,
+                   total_iters: int) -> dict[str, float]:
+        x_s, labels_s = next(it_l)
+        x_s, labels_s = self._to(x_s), labels_s.to(self.cfg.device)
+        x_t = None
+        if self.method.uses_target:
+            x_t, _ = next(it_u)  # target labels are dropped here, unread
+            x_t = self._to(x_t)
+        x = x_s if x_t is None else torch.cat([x_s, x_t])
+        with self._autocast():
+            logits, f = self.model(x)
+            logits, f = logits.float(), f.float()
+            n = len(x_s)
+            step = Step(x_s, labels_s, logits[:n], f[:n], x_t, logits[n:] if x_t is not None else None,
+                        f[n:] if x_t is not None else None, iteration, total_iters)
+            cls_loss = F.cross_entropy(step.logits_s, labels_s) if self.method.uses_source_labels else logits.new_zeros(())
+            transfer, stats = self.method(step)
+            loss = cls_loss + self.cfg.trade_off * transfer
+        if not torch.isfinite(loss):
+            fail(f"loss became {loss.item()} at iteration {iteration}; lower --lr or --trade-off")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": loss.item(), "cls_loss": float(cls_loss.detach()), "transfer_loss": float(transfer.detach()),
+                "train_acc": accuracy(step.logits_s.detach(), labels_s), "images": len(x), **stats}
+
+    def evaluate_epoch(self) -> dict[str, float]:
+        row: dict[str, float] = {}
+        for name, loader in self.evals.items():
+            logits, labels = predict(self.model, loader, self.cfg.device)
+            row[f"{name}_acc"] = accuracy(logits, labels)
+            row[f"{name}_loss"] = float(F.cross_entropy(logits, labels))
+            if name.startswith("target"):  # the unsupervised validator reads logits only
+                row.update({f"{name}_{k}": v for k, v in info_max_score(logits).items()})
+        return row
+
+    def fit(self, resume: bool = False, on_epoch_end: Optional[Callable[[dict], None]] = None) -> History:
+        if resume and self.load_checkpoint():
+            print(f"resumed from {self.ckpt_path} at epoch {self.start_epoch}")
+        it_l = ForeverDataIterator(self.labeled)
+        it_u = ForeverDataIterator(self.unlabeled) if self.method.uses_target else None
+        total = self.cfg.epochs * self.cfg.iters_per_epoch
+        self.model.train()
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            t0, sums, images = time.perf_counter(), {}, 0
+            bar = range(self.cfg.iters_per_epoch)
+            if self.cfg.progress:
+                from tqdm import tqdm
+
+                bar = tqdm(bar, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False, dynamic_ncols=True)
+            for i in bar:
+                stats = self.train_step(it_l, it_u, epoch * self.cfg.iters_per_epoch + i, total)
+                images += stats.pop("images")
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if self.cfg.progress and i % 5 == 0:
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['train_acc']:.1f}")
+            seconds = time.perf_counter() - t0
+            self.train_seconds += seconds
+            row = {"epoch": epoch + 1, **{k: v / self.cfg.iters_per_epoch for k, v in sums.items()},
+                   "lr": self.scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": images / seconds}
+            row.update(self.evaluate_epoch())
+            self.history.rows.append(row)
+            self.save_checkpoint(epoch)
+            self.history.write_csv(self.run_dir / "history.csv")
+            print(_epoch_line(row, self.cfg.epochs), flush=True)
+            if on_epoch_end:
+                on_epoch_end(row)
+        return self.history
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.3f}", f"train acc {row['train_acc']:.1f}"]
+    parts += [f"{k} {row[k]:.1f}" for k in row if k.endswith("_acc") and k != "train_acc"]
+    parts += [f"{row['seconds']:.1f}s", f"{row['images_per_s']:.0f} img/s"]
+    return " | ".join(parts)
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,296 @@
+"""What every example script runs: tllib's flags -> data, model, method -> train / test / analysis.
+
+``examples/<method>.py`` is one line over :func:`main`; so are ``source_only.py`` and ``oracle.py``.
+Run folder: ``--log`` or ``runs/<dataset>/<S>2<T>/<method>[-<arch>]/seed<k>/`` holding ``checkpoint.pt``
+(resumable), ``model.pt`` (the trained classifier), ``history.csv``, ``curves.png``, ``results.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from .adaptation import Method, get_method
+from .classifier import ImageClassifier, build_classifier, load_classifier, model_record
+from .datasets import (DATASETS, DomainSplit, TensorImageDataset, build_transform, load_images, prepare_domains)
+from .engine import Trainer, TrainConfig, config_dict, iterations_per_epoch
+from .metrics import classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict
+from .plots import plot_confusion, plot_history
+from .utils import UserError, atomic_torch_save, fail, machine_info, read_json, run_cli, seed_everything, write_json
+
+REGIMES = ("source_only", "oracle", "adapt")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line and exit 2 (no usage dump)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentParser:
+    p = OneLineParser(prog=f"{method_cls.name if regime == 'adapt' else regime}.py",
+                      description=f"LiteDA {regime} ({method_cls.name}) in tllib's command-line shape")
+    p.add_argument("root", help="dataset root (for -d Digits: where the embedded dataset is generated)")
+    p.add_argument("-d", "--data", default="OfficeCaltech", help=f"dataset: {', '.join(DATASETS)}")
+    p.add_argument("-s", "--source", required=True, help="source domain (letter or folder name)")
+    p.add_argument("-t", "--target", required=True, help="target domain (letter or folder name)")
+    p.add_argument("-a", "--arch", default="mobilenet_v3_small", help="backbone: torchvision MBV3 or any timm name")
+    p.add_argument("--pretrained", default=None, help="local state_dict for the backbone (offline machines)")
+    p.add_argument("--scratch", action="store_true", help="random init instead of ImageNet weights")
+    p.add_argument("--no-prelogits", action="store_true", help="MBV3: drop the 1024-d pre-logits layer")
+    p.add_argument("--bottleneck-dim", type=int, default=256)
+    p.add_argument("--freeze-stages", type=int, default=0,
+                   help="MBV3: keep the first K feature blocks fixed (faster CPU training; 0 = tllib's full fine-tune)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("-i", "--iters-per-epoch", type=int, default=None,
+                   help="default: ceil(max(|S-train|, |T-train|) / batch) (PROTOCOL.md)")
+    p.add_argument("-b", "--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr-gamma", type=float, default=0.001)
+    p.add_argument("--lr-decay", type=float, default=0.75)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--wd", "--weight-decay", dest="wd", type=float, default=1e-3)
+    p.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-j", "--workers", type=int, default=0, help="DataLoader workers (0: decode cache makes "
+                   "loading cheap, and 2 CPU cores are better spent on the model)")
+    p.add_argument("--resize-size", type=int, default=256, help="images are cached at this square size")
+    p.add_argument("--crop-size", type=int, default=224, help="train/test crop (the model's input size)")
+    p.add_argument("--protocol", choices=("heldout", "transductive"), default="heldout")
+    p.add_argument("--test-ratio", type=float, default=0.2)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=os.environ.get("LITEDA_CACHE", "data/cache"))
+    p.add_argument("--amp", choices=("none", "bf16"), default="none", help="mixed precision training")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--log", default=None, help="run folder (default runs/<dataset>/<task>/<method>/seed<k>)")
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--phase", choices=("train", "test", "analysis"), default="train")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--source-ckpt", default=None, help="source-only model.pt (methods that start from one)")
+    g = p.add_argument_group(f"{method_cls.name} options")
+    method_cls.add_args(g)
+    return p
+
+
+# ----------------------------------------------------------------------------- paths
+def task_name(args) -> str:
+    spec = DATASETS.get(args.data)
+    letter = (lambda d: next((k for k, v in spec.domains.items() if d in (k, v)), d)) if spec else (lambda d: d)
+    return f"{letter(args.source)}2{letter(args.target)}"
+
+
+def run_name(args, method_name: str) -> str:
+    return method_name if args.arch == "mobilenet_v3_small" else f"{method_name}-{args.arch}"
+
+
+def run_dir_for(args, method_name: str) -> Path:
+    if args.log:
+        return Path(args.log)
+    return Path(args.runs_root) / args.data / task_name(args) / run_name(args, method_name) / f"seed{args.seed}"
+
+
+def weights_desc(args) -> str:
+    if args.scratch:
+        return "scratch"
+    return str(args.pretrained) if args.pretrained else f"{args.arch}: library ImageNet weights by name"
+
+
+# ----------------------------------------------------------------------------- data
+class Data:
+    """The run's loaders. Unlabeled target data carries label -1, so no code path can read a target label."""
+
+    def __init__(self, args, splits: dict[str, DomainSplit], mean, std, regime: str):
+        src, tgt = splits[args.source], splits[args.target]
+        self.classes, self.num_classes = src.classes, len(src.classes)
+        load = lambda items: load_images(args.root, items, args.resize_size, args.cache_dir,  # noqa: E731
+                                         progress=not args.no_progress)
+        train_tf, test_tf = build_transform(True, args.crop_size, mean, std), build_transform(False, args.crop_size, mean, std)
+        nc = self.num_classes
+        s_tr, t_tr, s_te, t_te = (load(src.train), load(tgt.train), load(src.test), load(tgt.test))
+        t_unl = load(tgt.all) if args.protocol == "transductive" else t_tr
+        labeled = t_tr if regime == "oracle" else s_tr
+        self.n_source, self.n_target = len(s_tr[1]), len(t_tr[1])
+        bs = args.batch_size
+        mk = lambda ds, train: DataLoader(ds, batch_size=bs, shuffle=train, drop_last=train and len(ds) >= bs,  # noqa: E731
+                                          num_workers=args.workers, persistent_workers=args.workers > 0)
+        self.labeled = mk(TensorImageDataset(*labeled, train_tf, nc), True)
+        self.unlabeled = mk(TensorImageDataset(t_unl[0], torch.full_like(t_unl[1], -1), train_tf, nc), True)
+        self.evals = {"source_test": mk(TensorImageDataset(*s_te, test_tf, nc), False),
+                      "target_test": mk(TensorImageDataset(*t_te, test_tf, nc), False)}
+        self._t_all = lambda: mk(TensorImageDataset(*load(tgt.all), test_tf, nc), False)  # noqa: E731
+        self.target_train_eval = lambda: mk(TensorImageDataset(*t_tr, test_tf, nc), False)  # noqa: E731
+        self.source_train_eval = lambda: mk(TensorImageDataset(*s_tr, test_tf, nc), False)  # noqa: E731
+
+    def target_all(self) -> DataLoader:
+        return self._t_all()
+
+
+def build_data(args, regime: str, run_dir: Path, mean, std) -> Data:
+    split_dir = Path(args.runs_root) / args.data / "splits" if not args.log else run_dir / "splits"
+    splits = prepare_domains(args.data, args.root, [args.source, args.target], split_dir,
+                             args.test_ratio, args.split_seed)
+    if split_dir != run_dir / "splits":  # PROTOCOL.md: the run folder holds the image lists it used
+        (run_dir / "splits").mkdir(parents=True, exist_ok=True)
+        for f in split_dir.glob("*.txt"):
+            shutil.copyfile(f, run_dir / "splits" / f.name)
+    return Data(args, splits, mean, std, regime)
+
+
+# ----------------------------------------------------------------------------- model
+def build_model(args, num_classes: int) -> ImageClassifier:
+    pretrained: bool | str = False if args.scratch else (args.pretrained or True)
+    kw = {"prelogits": False} if args.no_prelogits else {}
+    model = build_classifier(args.arch, num_classes, pretrained, args.bottleneck_dim, **kw)
+    if args.freeze_stages:
+        if not hasattr(model.backbone, "freeze_stages"):
+            fail(f"--freeze-stages is supported for MobileNetV3 backbones, not '{args.arch}'")
+        try:
+            model.backbone.freeze_stages(args.freeze_stages)
+        except ValueError as e:
+            fail(f"--freeze-stages: {e}")
+    return model
+
+
+def _source_model_path(args, run_dir: Path) -> Path:
+    if args.source_ckpt:
+        return Path(args.source_ckpt)
+    return Path(args.runs_root) / args.data / task_name(args) / run_name(args, "source_only") / f"seed{args.seed}" / "model.pt"
+
+
+def init_from_source(model: ImageClassifier, args, run_dir: Path) -> str:
+    path = _source_model_path(args, run_dir)
+    if not path.is_file():
+        fail(f"this method starts from a source-only model: '{path}' does not exist (run source_only.py for "
+             f"this task and seed first, or pass --source-ckpt)")
+    src, _ = load_classifier(path)
+    model.load_state_dict(src.state_dict())
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- phases
+def evaluate_all(model, data: Data, run_dir: Path) -> dict:
+    out = {}
+    for name, loader in (("target_test", data.evals["target_test"]), ("target_all", data.target_all()),
+                         ("source_test", data.evals["source_test"])):
+        logits, labels = predict(model, loader)
+        out[name] = classification_metrics(logits, labels, data.num_classes)
+        if name == "target_test":
+            out["validator"] = info_max_score(logits)
+    plot_confusion(out["target_test"]["confusion"], data.classes, run_dir / "confusion_target_test.png",
+                   f"target-test confusion ({out['target_test']['acc']:.1f}%)")
+    return out
+
+
+def resources(model, args, run_dir: Path) -> dict:
+    res = {"params": count_params(model), **count_flops(model, args.crop_size)}
+    if (run_dir / "model.pt").is_file():
+        res["model_mb"] = file_size_mb(run_dir / "model.pt")
+    return res
+
+
+def train_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
+    seed_everything(args.seed)
+    model_probe = build_model(args, 2)  # normalisation comes from the backbone (timm teachers differ)
+    data = build_data(args, regime, run_dir, model_probe.mean, model_probe.std)
+    model = build_model(args, data.num_classes)
+    del model_probe
+    iters = args.iters_per_epoch or iterations_per_epoch(data.n_source, data.n_target, args.batch_size)
+    cfg = TrainConfig(epochs=args.epochs, iters_per_epoch=iters, lr=args.lr, momentum=args.momentum,
+                      weight_decay=args.wd, lr_gamma=args.lr_gamma, lr_decay=args.lr_decay,
+                      trade_off=args.trade_off, amp=args.amp, channels_last=args.channels_last,
+                      progress=not args.no_progress)
+    method_cls = get_method(method_name)
+    init = None
+    if method_cls.needs_source_model:
+        init = init_from_source(model, args, run_dir)
+    method = method_cls(model, data.num_classes, args, args.epochs * iters)
+    method.name = method_name
+    trainer = Trainer(model, method, data.labeled, data.unlabeled, data.evals, cfg, run_dir)
+    trainer.fit(resume=args.resume)
+    model.to(memory_format=torch.contiguous_format)
+    atomic_torch_save(model_record(model, args.arch, data.classes, args.crop_size, args.bottleneck_dim),
+                      run_dir / "model.pt")
+    rows = trainer.history.rows
+    plot_history(rows, run_dir / "curves.png", f"{args.data} {task_name(args)} {run_name(args, method_name)} seed {args.seed}")
+    epochs_done = max(1, len(rows))
+    return {
+        **run_header(args, method_name, regime, data),
+        "config": config_dict(cfg), "method_config": method.config(), "init_from": init,
+        **evaluate_all(model, data, run_dir),
+        "resources": resources(model, args, run_dir),
+        "timing": {"train_seconds": trainer.train_seconds, "seconds_per_epoch": trainer.train_seconds / epochs_done,
+                   "images_per_s": sum(r["images_per_s"] for r in rows) / epochs_done},
+    }
+
+
+def run_header(args, method_name: str, regime: str, data: Data) -> dict:
+    return {
+        "schema": "liteda.run/1", "dataset": args.data, "root": str(args.root), "task": task_name(args),
+        "source": args.source, "target": args.target, "method": run_name(args, method_name), "regime": regime,
+        "arch": args.arch, "weights": weights_desc(args), "seed": args.seed, "protocol": args.protocol,
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "crop_size": args.crop_size,
+        "classes": data.classes, "n_source_train": data.n_source, "n_target_train": data.n_target,
+        "machine": machine_info(), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def test_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
+    model, rec = load_classifier(run_dir / "model.pt")
+    data = build_data(args, regime, run_dir, rec["mean"] or None, rec["std"] or None)
+    prev = read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
+    return {**prev, **run_header(args, method_name, regime, data), **evaluate_all(model, data, run_dir),
+            "resources": resources(model, args, run_dir)}
+
+
+def analysis_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
+    from .analysis import analyse_run  # t-SNE + A-distance
+
+    model, rec = load_classifier(run_dir / "model.pt")
+    data = build_data(args, regime, run_dir, rec["mean"] or None, rec["std"] or None)
+    prev = read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
+    return {**prev, "analysis": analyse_run(model, data.source_train_eval(), data.target_train_eval(), run_dir)}
+
+
+PHASES = {"train": train_phase, "test": test_phase, "analysis": analysis_phase}
+
+
+def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional[list[str]] = None) -> dict:
+    if regime not in REGIMES:
+        fail(f"unknown regime '{regime}'")
+    method_cls = get_method(method_name)
+    args = build_parser(method_cls, regime).parse_args(argv)
+    name = "oracle" if regime == "oracle" else method_name
+    if args.scratch and args.pretrained:
+        fail("--scratch and --pretrained exclude each other")
+    if args.pretrained and not os.path.isfile(args.pretrained):
+        fail(f"--pretrained '{args.pretrained}' does not exist")
+    if args.epochs < 1 or args.batch_size < 1:
+        fail("--epochs and -b must be positive")
+    if args.source == args.target and regime != "oracle":
+        fail(f"source and target are the same domain ('{args.source}')")
+    run_dir = run_dir_for(args, name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if args.phase != "train" and not (run_dir / "model.pt").is_file():
+        fail(f"--phase {args.phase}: no trained model at '{run_dir / 'model.pt'}' (train first)")
+    torch.set_num_threads(int(os.environ.get("LITEDA_THREADS", torch.get_num_threads())))
+    results = PHASES[args.phase](args, method_name, regime, run_dir)
+    results["command"] = " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))
+    write_json(run_dir / "results.json", results)
+    tt = results.get("target_test", {})
+    print(f"{results.get('task')} {results.get('method')} seed {args.seed}: target-test acc {tt.get('acc', float('nan')):.2f} "
+          f"| results: {run_dir / 'results.json'}")
+    return results
+
+
+def cli(method_name: str = "source_only", regime: str = "adapt") -> None:
+    """Entry point for example scripts: one-line errors, exit codes."""
+    sys.exit(run_cli(lambda argv: main(method_name, regime, argv)))
