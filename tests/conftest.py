@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny datasets the tests make themselves (no network, no ../shared)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = Path(os.environ.get("LITEDA_SHARED", ROOT.parent / "shared"))
+
+# Small, fast defaults for every run made by tests: 32 px images, 2 threads at most.
+TINY = ["--resize-size", "36", "--crop-size", "32", "-b", "8", "--no-progress", "--scratch"]
+
+
+def make_folder_dataset(root: Path, domains=("src", "tgt"), classes=("a", "b", "c"), per_class=8,
+                        size=40, seed=0) -> Path:
+    """Folder-per-class images whose class is visible (a bright square in a class-specific corner) and whose
+    domain shifts colour, so adaptation has something to fix and accuracy is learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    corners = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for d_i, dom in enumerate(domains):
+        for c_i, cls in enumerate(classes):
+            folder = root / dom / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                img = rng.integers(0, 60, size=(size, size, 3)).astype(np.uint8)
+                img[..., d_i % 3] += 80  # domain shift: colour cast
+                cy, cx = corners[c_i % 4]
+                h = size // 2
+                img[cy * h:(cy + 1) * h, cx * h:(cx + 1) * h] = 230
+                Image.fromarray(img).save(folder / f"{k:03d}.png")
+    return root
+
+
+@pytest.fixture()
+def tiny_dataset(tmp_path: Path) -> Path:
+    return make_folder_dataset(tmp_path / "data")
+
+
+@pytest.fixture()
+def run_args(tiny_dataset: Path, tmp_path: Path):
+    """Arguments for a tiny run through the users' entry point (runner.main)."""
+    def make(*extra: str, log: str = "run") -> list[str]:
+        return [str(tiny_dataset), "-d", "Custom", "-s", "src", "-t", "tgt", *TINY, "--epochs", "1", "-i", "2",
+                "--cache-dir", str(tmp_path / "cache"), "--runs-root", str(tmp_path / "runs"),
+                "--log", str(tmp_path / log), *extra]
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    yield
