@@ -15,7 +15,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -279,11 +279,15 @@ def load_images(
 
 
 # ----------------------------------------------------------------------------- transforms
-def build_transform(train: bool, crop: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+def build_transform(train: bool, crop: int, mean: Optional[Sequence[float]] = None,
+                    std: Optional[Sequence[float]] = None, scale: Sequence[float] = (0.08, 1.0),
+                    hflip: bool = True):
     """tllib's office transforms on cached uint8 tensors (the cache already did ResizeImage(resize))."""
     from torchvision.transforms import v2 as T
 
-    ops = [T.RandomResizedCrop(crop, antialias=True), T.RandomHorizontalFlip()] if train else [T.CenterCrop(crop)]
+    mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
+    ops = [T.RandomResizedCrop(crop, scale=tuple(scale), antialias=True)] + ([T.RandomHorizontalFlip()] if hflip else [])
+    ops = ops if train else [T.CenterCrop(crop)]
     return T.Compose(ops + [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))])
 
 

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from .adaptation.base import Method, Step
 from .datasets import ForeverDataIterator
-from .metrics import accuracy, info_max_score, predict
+from .metrics import accuracy, info_max_score, predict, soft_neighborhood_density
 from .utils import atomic_torch_save, atomic_write_text, fail
 
 
@@ -145,6 +145,9 @@ class Trainer:
         if self.method.uses_target:
             x_t, _ = next(it_u)  # target labels are dropped here, unread
             x_t = self._to(x_t)
+        source_free = x_t is not None and not self.method.uses_source_labels  # SHOT: no source image in the step
+        if source_free:
+            x_s, labels_s = x_s[:0], labels_s[:0]
         x = x_s if x_t is None else torch.cat([x_s, x_t])
         with self._autocast():
             logits, f = self.model(x)
@@ -172,6 +175,7 @@ class Trainer:
             row[f"{name}_loss"] = float(F.cross_entropy(logits, labels))
             if name.startswith("target"):  # the unsupervised validator reads logits only
                 row.update({f"{name}_{k}": v for k, v in info_max_score(logits).items()})
+                row[f"{name}_snd"] = soft_neighborhood_density(logits) if len(logits) > 1 else float("nan")
         return row
 
     def fit(self, resume: bool = False, on_epoch_end: Optional[Callable[[dict], None]] = None) -> History:

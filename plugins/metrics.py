@@ -65,6 +65,16 @@ def info_max_score(logits: torch.Tensor) -> dict:
     return {"entropy": ent, "diversity": div, "im_score": div - ent}
 
 
+def soft_neighborhood_density(logits: torch.Tensor, temperature: float = 0.05) -> float:
+    """SND (Saito et al., 2021), an unsupervised validator (higher is better): the mean entropy of each target
+    sample's softmax over cosine similarities to the other samples' predictions (self excluded), at
+    ``temperature`` 0.05. Dense neighbourhoods of consistent predictions give high entropy."""
+    z = F.normalize(logits.float().softmax(1), dim=1)
+    sim = (z @ z.t()) / temperature
+    sim.fill_diagonal_(float("-inf"))
+    return float(entropy(sim.softmax(1)).mean())
+
+
 def count_params(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 

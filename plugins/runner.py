@@ -64,12 +64,17 @@ def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentPars
                    "loading cheap, and 2 CPU cores are better spent on the model)")
     p.add_argument("--resize-size", type=int, default=256, help="images are cached at this square size")
     p.add_argument("--crop-size", type=int, default=224, help="train/test crop (the model's input size)")
+    p.add_argument("--scale", type=float, nargs=2, default=(0.08, 1.0), help="RandomResizedCrop scale range")
+    p.add_argument("--no-hflip", action="store_true", help="no random horizontal flip (digits, text)")
+    p.add_argument("--bn-momentum", type=float, default=None,
+                   help="BatchNorm momentum (default: 0.1 with --scratch, the architecture's otherwise)")
     p.add_argument("--protocol", choices=("heldout", "transductive"), default="heldout")
     p.add_argument("--test-ratio", type=float, default=0.2)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--cache-dir", default=os.environ.get("LITEDA_CACHE", "data/cache"))
     p.add_argument("--amp", choices=("none", "bf16"), default="none", help="mixed precision training")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="channels_last is the default: faster MBV3 training on CPU (benchmarks/)")
     p.add_argument("--log", default=None, help="run folder (default runs/<dataset>/<task>/<method>/seed<k>)")
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--phase", choices=("train", "test", "analysis"), default="train")
@@ -113,7 +118,8 @@ class Data:
         self.classes, self.num_classes = src.classes, len(src.classes)
         load = lambda items: load_images(args.root, items, args.resize_size, args.cache_dir,  # noqa: E731
                                          progress=not args.no_progress)
-        train_tf, test_tf = build_transform(True, args.crop_size, mean, std), build_transform(False, args.crop_size, mean, std)
+        train_tf = build_transform(True, args.crop_size, mean, std, args.scale, not args.no_hflip)
+        test_tf = build_transform(False, args.crop_size, mean, std)
         nc = self.num_classes
         s_tr, t_tr, s_te, t_te = (load(src.train), load(tgt.train), load(src.test), load(tgt.test))
         t_unl = load(tgt.all) if args.protocol == "transductive" else t_tr
@@ -150,6 +156,14 @@ def build_model(args, num_classes: int) -> ImageClassifier:
     pretrained: bool | str = False if args.scratch else (args.pretrained or True)
     kw = {"prelogits": False} if args.no_prelogits else {}
     model = build_classifier(args.arch, num_classes, pretrained, args.bottleneck_dim, **kw)
+    # torchvision's MBV3 uses BN momentum 0.01, made for 600-epoch ImageNet runs: trained from scratch for a few
+    # hundred steps its running statistics never catch up and eval collapses to one class. 0.1 (PyTorch's
+    # default) fixes that; fine-tuning keeps the architecture's value.
+    momentum = args.bn_momentum if args.bn_momentum is not None else (0.1 if args.scratch else None)
+    if momentum is not None:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.momentum = momentum
     if args.freeze_stages:
         if not hasattr(model.backbone, "freeze_stages"):
             fail(f"--freeze-stages is supported for MobileNetV3 backbones, not '{args.arch}'")
@@ -269,10 +283,10 @@ def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional
     method_cls = get_method(method_name)
     args = build_parser(method_cls, regime).parse_args(argv)
     name = "oracle" if regime == "oracle" else method_name
-    if args.scratch and args.pretrained:
-        fail("--scratch and --pretrained exclude each other")
     if args.pretrained and not os.path.isfile(args.pretrained):
         fail(f"--pretrained '{args.pretrained}' does not exist")
+    if args.scratch and args.pretrained:
+        fail("--scratch and --pretrained exclude each other")
     if args.epochs < 1 or args.batch_size < 1:
         fail("--epochs and -b must be positive")
     if args.source == args.target and regime != "oracle":

@@ -52,9 +52,14 @@ def run_args(tiny_dataset: Path, tmp_path: Path):
     return make
 
 
+# One thread: tiny models gain nothing from two, and on a loaded 2-core machine two threads per process
+# oversubscribe the cores (measured: a tiny forward went from ~15 ms to seconds).
+os.environ.setdefault("LITEDA_THREADS", "1")
+
+
 @pytest.fixture(autouse=True)
-def _few_threads():
+def _one_thread():
     import torch
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(1)
     yield

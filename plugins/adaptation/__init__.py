@@ -8,6 +8,17 @@ from .base import Method, Step
 
 METHODS: dict[str, str] = {
     "source_only": "plugins.adaptation.base:Method",
+    "kd": "plugins.distill:Distill",
+    "dann": "plugins.adaptation.dann:DANN",
+    "cdan": "plugins.adaptation.cdan:CDAN",
+    "cdan_e": "plugins.adaptation.cdan:CDANE",
+    "mdd": "plugins.adaptation.mdd:MDD",
+    "dan": "plugins.adaptation.dan:DAN",
+    "jan": "plugins.adaptation.jan:JAN",
+    "coral": "plugins.adaptation.coral:CORAL",
+    "mcc": "plugins.adaptation.mcc:MCC",
+    "iwan": "plugins.adaptation.iwan:IWAN",
+    "shot_im": "plugins.adaptation.shot_im:SHOTIM",
 }
 
 

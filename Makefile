@@ -1,0 +1,128 @@
+# LiteDA — pretrain -> adapt -> distill -> compress -> deploy/benchmark, tllib-style. `make help` lists it all.
+SHELL := /bin/bash
+PY ?= python3
+DATASET ?= Office31
+ROOT ?= data/office31
+TASK ?= A2W
+TASKS ?= A2W D2W W2D A2D D2A W2A
+SEED ?= 0
+SEEDS ?= 0
+EPOCHS ?= 30
+METHOD ?= dann
+METHODS ?= dann cdan mcc
+RUNS ?= runs
+RESULTS ?= results
+ARCH ?= mobilenet_v3_small
+TEACHER_METHOD ?= cdan
+EXTRA ?=
+# Offline machines: stand-in ImageNet weights from ../shared are used when present (STANDIN=0: library weights
+# by name, which downloads). Results say which weights they used.
+SHARED ?= ../shared
+STANDIN ?= $(if $(wildcard $(SHARED)/weights/mobilenet_v3_small-imagenet-standin.pth),1,0)
+ifeq ($(STANDIN),1)
+PRETRAINED ?= $(SHARED)/weights/mobilenet_v3_small-imagenet-standin.pth
+TEACHER ?= tf_efficientnet_lite0
+TEACHER_PRETRAINED ?= $(SHARED)/weights/tf_efficientnet_lite0-imagenet.pth
+else
+PRETRAINED ?=
+TEACHER ?= mobilenet_v3_large
+TEACHER_PRETRAINED ?=
+endif
+COMPRESS_ARGS ?= --prune 0.5 --quantize ptsq
+BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8
+
+DEPS := .deps-installed
+src = $(firstword $(subst 2, ,$(1)))
+tgt = $(lastword $(subst 2, ,$(1)))
+W_ARGS = $(if $(PRETRAINED),--pretrained $(PRETRAINED))
+T_ARGS = --teacher $(TEACHER) $(if $(TEACHER_PRETRAINED),--teacher-pretrained $(TEACHER_PRETRAINED)) --teacher-method $(TEACHER_METHOD)
+run_args = $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --seed $(2) --epochs $(EPOCHS) --runs-root $(RUNS) --resume --no-progress $(EXTRA)
+RUN = $(RUNS)/$(DATASET)/$(1)/$(2)/seed$(3)
+STAGE = $(PY) -m plugins.stage --log $(RUNS)/$(DATASET)/.stages.jsonl --total $(N_STAGES) --name
+
+.PHONY: help deps demo test pretrain adapt distill compress export bench trt-bench all-tasks report clean-demo
+
+help:
+	@echo "LiteDA make targets (variables: DATASET=$(DATASET) ROOT=$(ROOT) TASK=$(TASK) SEED=$(SEED) METHOD=$(METHOD))"
+	@echo "  make demo                  embedded default (digits -> MNIST-M style), offline, minutes on 2 cores"
+	@echo "  make test                  the test suite (what .ci/run calls)"
+	@echo "  make pretrain TASK=A2W     source-only (student ARCH=$(ARCH) and teacher TEACHER=$(TEACHER)) + oracle"
+	@echo "  make adapt TASK=A2W METHOD=dann   one adaptation method"
+	@echo "  make distill TASK=A2W      teacher (adapted with TEACHER_METHOD=$(TEACHER_METHOD)) -> student on the target"
+	@echo "  make compress TASK=A2W     prune/quantize/low-rank the distilled student (COMPRESS_ARGS='$(COMPRESS_ARGS)')"
+	@echo "  make export TASK=W2A       ONNX FP32/FP16/INT8 of the distilled student"
+	@echo "  make bench TASK=W2A        latency/FPS/size/accuracy per runtime x precision (BENCH_ARGS)"
+	@echo "  make trt-bench TASK=W2A    the same with TensorRT FP16/INT8/FP8 (falls back to ORT without a GPU)"
+	@echo "  make all-tasks             TASKS x SEEDS through every stage (+ METHODS rows), then the report"
+	@echo "  make report                tables, plots and report from existing runs into RESULTS=$(RESULTS)"
+	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED EXTRA"
+
+# Installs into the Python that PY names (the current environment by default; use PY=.venv/bin/python for a venv).
+$(DEPS): requirements.txt
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+deps: $(DEPS)
+
+demo: $(DEPS)
+	$(PY) examples/demo.py
+
+test: $(DEPS)
+	$(PY) -m pytest -q tests
+
+# ----------------------------------------------------------------------------- one task
+pretrain: $(DEPS)
+	$(PY) examples/source_only.py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS)
+	$(PY) examples/source_only.py $(call run_args,$(TASK),$(SEED)) -a $(TEACHER) $(if $(TEACHER_PRETRAINED),--pretrained $(TEACHER_PRETRAINED))
+	$(PY) examples/oracle.py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS)
+
+adapt: $(DEPS)
+	$(PY) examples/$(METHOD).py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS)
+
+distill: $(DEPS)
+	$(PY) examples/kd.py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS) $(T_ARGS)
+
+compress: $(DEPS)
+	$(PY) examples/compress.py --run $(call RUN,$(TASK),kd,$(SEED)) --out $(call RUN,$(TASK),compressed,$(SEED)) $(COMPRESS_ARGS)
+
+export: $(DEPS)
+	$(PY) examples/export.py --run $(call RUN,$(TASK),kd,$(SEED)) --precision fp32 fp16 int8
+
+bench: $(DEPS)
+	$(PY) examples/bench.py --run $(call RUN,$(TASK),kd,$(SEED)) $(BENCH_ARGS)
+
+trt-bench: $(DEPS)
+	$(PY) examples/bench.py --run $(call RUN,$(TASK),kd,$(SEED)) --runtime torch ort trt --precision fp32 fp16 int8 fp8
+
+# ----------------------------------------------------------------------------- the grid (file targets)
+# Each stage's target is its run's results.json: a finished stage is not run again, an interrupted one resumes
+# from its checkpoint, and every stage writes only its own folder, so `make -j` is safe.
+define TASK_SEED_RULES
+$(call RUN,$(1),source_only,$(2))/results.json: | $(DEPS)
+	@$$(STAGE) "$(1) source-only seed $(2)" -- $(PY) examples/source_only.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS)
+$(call RUN,$(1),oracle,$(2))/results.json: | $(DEPS)
+	@$$(STAGE) "$(1) oracle seed $(2)" -- $(PY) examples/oracle.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS)
+$(foreach m,$(METHODS),
+$(call RUN,$(1),$(m),$(2))/results.json: | $(DEPS)
+	@$$(STAGE) "$(1) $(m) seed $(2)" -- $(PY) examples/$(m).py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS)
+)
+$(call RUN,$(1),kd,$(2))/results.json: | $(DEPS)
+	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) $(T_ARGS)
+$(call RUN,$(1),compressed,$(2))/results.json: $(call RUN,$(1),kd,$(2))/results.json
+	@$$(STAGE) "$(1) compress seed $(2)" -- $(PY) examples/compress.py --run $(call RUN,$(1),kd,$(2)) --out $(call RUN,$(1),compressed,$(2)) $(COMPRESS_ARGS)
+$(call RUN,$(1),kd,$(2))/deploy/bench.json: $(call RUN,$(1),kd,$(2))/results.json
+	@$$(STAGE) "$(1) deploy seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),kd,$(2)) $(BENCH_ARGS)
+endef
+$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(eval $(call TASK_SEED_RULES,$(t),$(s)))))
+
+GRID := $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(foreach r,source_only oracle $(METHODS) kd compressed,$(call RUN,$(t),$(r),$(s))/results.json) $(call RUN,$(t),kd,$(s))/deploy/bench.json))
+N_STAGES := $(words $(GRID))
+
+all-tasks: $(GRID)
+	$(MAKE) report
+
+report: $(DEPS)
+	$(PY) -m plugins.report --runs $(RUNS) --dataset $(DATASET) --out $(RESULTS)
+
+clean-demo:
+	rm -rf $(RUNS)/Digits

@@ -1,0 +1,132 @@
+"""Compression benchmark for one run folder: each technique alone + combined recipes, beside the uncompressed
+student -> benchmarks/results/compress_<task>.{json,md,csv}.
+
+Every row is one ``examples/compress.py`` call (same images, same self-distillation budget); columns:
+target-test accuracy, params, MACs, compressed.pt MB, bs1 CPU latency (1 thread, p50). A last section
+measures the engine's bf16 autocast switch on the recovery fine-tune (images/s, none vs bf16).
+
+    python benchmarks/bench_compress.py --ckpt runs/OfficeCaltech/A2W/<method>/seed0/model.pt \\
+        ../shared/datasets/office_caltech_10 -d OfficeCaltech -s A -t W --ft-epochs 2
+Tiny check: add ``--ft-iters 2 --latency-runs 5 --only prune-0.5 ptsq combined-eca-p0.3-ptsq``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from plugins.utils import machine_info, machine_label, run_cli, write_json, atomic_write_text  # noqa: E402
+
+RECIPES: dict[str, list[str]] = {
+    "prune-0.5": ["--prune", "0.5"],
+    "prune-0.5-taylor-2steps": ["--prune", "0.5", "--prune-importance", "taylor", "--prune-steps", "2"],
+    "prune-0.5-global": ["--prune", "0.5", "--prune-global"],
+    "lowrank-0.9": ["--lowrank-energy", "0.9"],
+    "attention-eca": ["--attention", "eca"],
+    "attention-cbam": ["--attention", "cbam"],
+    "attention-ulsam": ["--attention", "ulsam"],
+    "attention-lsas": ["--attention", "lsas"],
+    "ptdq": ["--quantize", "ptdq"],
+    "ptsq": ["--quantize", "ptsq"],
+    "qat": ["--quantize", "qat"],
+    # the size-target recipes: SE -> ECA drops ~0.46 M params, pruning shrinks the 576->1024->256 Linears too
+    "combined-eca-p0.3-ptsq": ["--attention", "eca", "--prune", "0.3", "--quantize", "ptsq"],
+    "combined-eca-p0.3-qat": ["--attention", "eca", "--prune", "0.3", "--quantize", "qat"],
+    "combined-eca-p0.3-lr0.9-ptsq": ["--attention", "eca", "--prune", "0.3", "--lowrank-energy", "0.9",
+                                     "--quantize", "ptsq"],
+}
+COLUMNS = ("technique", "target_test_acc", "delta_acc", "params", "macs", "file_mb", "latency_ms_p50")
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root")
+    p.add_argument("-d", "--data", default="OfficeCaltech")
+    p.add_argument("-s", "--source", required=True)
+    p.add_argument("-t", "--target", required=True)
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--only", nargs="*", default=None, help=f"subset of: {' '.join(RECIPES)}")
+    p.add_argument("--ft-epochs", default="2")
+    p.add_argument("--ft-iters", default=None)
+    p.add_argument("--latency-runs", default="50")
+    p.add_argument("--resize-size", default="256")
+    p.add_argument("--amp-iters", type=int, default=10, help="iterations for the bf16 speed check (0: skip)")
+    p.add_argument("--work", default=None, help="artifacts folder (default <run>/compress_bench)")
+    p.add_argument("--results", default="benchmarks/results")
+    return p.parse_args(argv)
+
+
+def row_of(name: str, res: dict, which: str = "after") -> dict:
+    r = res[which]
+    return {"technique": name, "target_test_acc": r["target_test"]["acc"],
+            "delta_acc": r["target_test"]["acc"] - res["before"]["target_test"]["acc"], "params": r["params"],
+            "macs": r.get("macs"), "file_mb": r.get("file_mb"), "latency_ms_p50": r["latency_ms_p50"]}
+
+
+def amp_speed(args, common: list[str], work: Path) -> list[dict]:
+    """Recovery fine-tune throughput with the engine's amp switch off and on (same iterations)."""
+    from plugins.compress.pipeline import main as compress
+
+    out = []
+    for amp in ("none", "bf16"):
+        res = compress(common + ["--attention", "eca", "--ft-epochs", "1", "--ft-iters", str(args.amp_iters),
+                                 "--amp", amp, "--latency-runs", "3", "--out", str(work / f"amp-{amp}")])
+        ft = res["stages"][0]["finetune"][0]
+        out.append({"amp": amp, "iters": args.amp_iters, "seconds": ft["seconds"], "images_per_s": ft["images_per_s"]})
+    return out
+
+
+def markdown(rows: list[dict], amp: list[dict], header: str) -> str:
+    fmt = {"target_test_acc": "{:.2f}", "delta_acc": "{:+.2f}", "params": "{:,}", "macs": "{:,}",
+           "file_mb": "{:.3f}", "latency_ms_p50": "{:.2f}"}
+    lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join("—" if r.get(c) is None else fmt.get(c, "{}").format(r[c]) for c in COLUMNS) + " |")
+    if amp:
+        lines += ["", "Recovery fine-tune speed, engine `amp` switch (same iterations):", "",
+                  "| amp | iters | seconds | images/s |", "|---|---|---|---|"]
+        lines += [f"| {a['amp']} | {a['iters']} | {a['seconds']:.1f} | {a['images_per_s']:.1f} |" for a in amp]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    from plugins.compress.pipeline import main as compress
+    from plugins.utils import fail
+
+    args = parse(argv)
+    names = args.only or list(RECIPES)
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        fail(f"--only: unknown recipe '{unknown[0]}'; choose from {', '.join(RECIPES)}")
+    work = Path(args.work) if args.work else Path(args.ckpt).parent / "compress_bench"
+    common = [args.root, "-d", args.data, "-s", args.source, "-t", args.target, "--ckpt", args.ckpt,
+              "--resize-size", args.resize_size, "--no-progress"]
+    budget = ["--ft-epochs", args.ft_epochs, "--latency-runs", args.latency_runs]
+    budget += ["--ft-iters", args.ft_iters] if args.ft_iters else []
+    rows, runs = [], {}
+    for name in names:
+        res = compress(common + budget + RECIPES[name] + ["--out", str(work / name)])
+        runs[name] = {"command": res["command"], "stages": res["stages"], "after": res["after"]}
+        if not rows:
+            rows.append(row_of("uncompressed student", res, "before"))
+            runs["uncompressed"] = res["before"]
+        rows.append(row_of(name, res))
+    amp = amp_speed(args, common, work) if args.amp_iters > 0 else []
+    task = f"{args.source}2{args.target}"
+    header = (f"Compression of `{args.ckpt}` ({args.data} {task}); fine-tune {args.ft_epochs} epochs"
+              f"{' x ' + args.ft_iters + ' iters' if args.ft_iters else ''}; {machine_label()}; latency bs1, 1 thread")
+    out = Path(args.results)
+    write_json(out / f"compress_{task}.json", {"header": header, "rows": rows, "amp": amp, "runs": runs,
+                                               "machine": machine_info(), "argv": argv or sys.argv[1:]})
+    atomic_write_text(out / f"compress_{task}.md", markdown(rows, amp, header))
+    csv = [",".join(COLUMNS)] + [",".join("" if r.get(c) is None else str(r[c]) for c in COLUMNS) for r in rows]
+    atomic_write_text(out / f"compress_{task}.csv", "\n".join(csv) + "\n")
+    print(markdown(rows, amp, header))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("LITEDA_THREADS", "1")
+    sys.exit(run_cli(main))

@@ -1,0 +1,34 @@
+"""DAN (Long et al., 2015): multi-kernel MMD between source and target bottleneck features.
+
+Kernels: Gaussian with ``sigma^2 = alpha * mean pairwise squared distance``, ``alpha = 2^k, k = -3..1`` (tllib);
+the kernel weights are uniform (tllib's choice; the paper's beta optimisation is left out).
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import nn
+
+from .base import Method, Step
+from .kernels import MultipleKernelMaximumMeanDiscrepancy, gaussian_kernel_family
+
+
+class DAN(Method):
+    name = "dan"
+    uses_target = True
+
+    def __init__(self, model: nn.Module, num_classes: int, args: argparse.Namespace, total_iters: int):
+        super().__init__(model, num_classes, args, total_iters)
+        self.linear = args.linear
+        self.mkmmd = MultipleKernelMaximumMeanDiscrepancy(gaussian_kernel_family(-3, 1), linear=args.linear)
+
+    @staticmethod
+    def add_args(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--linear", action="store_true", help="linear-time MMD estimate (paper's)")
+
+    def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.mkmmd(step.f_s, step.f_t), {}
+
+    def config(self) -> dict:
+        return {"linear": self.linear, "kernel_alphas": [2.0 ** k for k in range(-3, 2)]}

@@ -1,0 +1,116 @@
+"""Lighter attention for MobileNetV3: replace its Squeeze-and-Excitation blocks, shapes kept.
+
+MBV3-Small's nine SE blocks hold about 0.46 M of the 0.93 M feature-extractor parameters (two 1x1 convs each),
+so a cheaper gate is a direct size win. Every module here maps ``x (N, C, H, W) -> x * gate`` like SE does.
+
+- ``eca``: ECA-Net (Wang et al., CVPR 2020): a 1-D conv of adaptive size k(C) across pooled channels.
+- ``cbam``: CBAM's spatial attention (Woo et al., ECCV 2018): a 7x7 conv over [channel-mean, channel-max].
+- ``ulsam``: ULSAM (Saini et al., WACV 2020): per channel subspace, depthwise 1x1 -> 3x3 max-pool -> 1x1 to one
+  map -> spatial softmax; ``out_g = x_g * A_g + x_g``.
+- ``lsas``: LSAS-style (Zhong et al., ICME 2023 use high-order sub-attention to correct a base attention).
+  Here: an ECA gate, then a second-order ECA sub-attention computed on the gated features; ``x * a1 * a2``.
+  Our lightweight reading of the idea, not a reproduction of the paper's module.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..utils import fail
+
+
+def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
+    """ECA's adaptive kernel: the odd number nearest |log2(C) / gamma + b / gamma|."""
+    k = int(abs(math.log2(channels) / gamma + b / gamma))
+    return k if k % 2 else k + 1
+
+
+class ECA(nn.Module):
+    def __init__(self, channels: int, kernel_size: int | None = None):
+        super().__init__()
+        k = kernel_size or eca_kernel_size(channels)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
+        self.gate = nn.Sigmoid()
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool(x).flatten(1).unsqueeze(1)  # (N, 1, C): channels become the conv's length axis
+        return self.gate(self.conv(y)).transpose(1, 2).unsqueeze(-1)  # (N, C, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention(x)
+
+
+class SpatialAttention(nn.Module):
+    """CBAM's spatial branch (its channel branch is what SE/ECA already are)."""
+
+    def __init__(self, channels: int, kernel_size: int = 7):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        desc = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+        return x * self.gate(self.conv(desc))
+
+
+class ULSAM(nn.Module):
+    """Ultra-lightweight subspace attention: one spatial attention map per group of channels."""
+
+    def __init__(self, channels: int, groups: int = 4):
+        super().__init__()
+        while channels % groups:
+            groups -= 1
+        self.groups = groups
+        c = channels // groups
+        self.dw = nn.ModuleList(nn.Conv2d(c, c, 1, groups=c) for _ in range(groups))
+        self.pool = nn.MaxPool2d(3, 1, 1)
+        self.pw = nn.ModuleList(nn.Conv2d(c, 1, 1) for _ in range(groups))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for part, dw, pw in zip(torch.chunk(x, self.groups, 1), self.dw, self.pw):
+            a = pw(self.pool(dw(part)))
+            a = F.softmax(a.flatten(2), -1).view_as(a)
+            outs.append(part * a + part)
+        return torch.cat(outs, 1)
+
+
+class LSAS(nn.Module):
+    """ECA gate refined by a high-order sub-attention on the gated features (order 2 by default)."""
+
+    def __init__(self, channels: int, order: int = 2):
+        super().__init__()
+        self.levels = nn.ModuleList(ECA(channels) for _ in range(order))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.ones_like(x[:, :, :1, :1])
+        for eca in self.levels:
+            gate = gate * eca.attention(x * gate)
+        return x * gate
+
+
+ATTENTIONS: dict[str, type[nn.Module]] = {"eca": ECA, "cbam": SpatialAttention, "ulsam": ULSAM, "lsas": LSAS}
+
+
+def is_squeeze_excitation(m: nn.Module) -> bool:
+    from torchvision.ops.misc import SqueezeExcitation
+
+    return isinstance(m, SqueezeExcitation) or type(m).__name__ in ("SqueezeExcitation", "SqueezeExcite")
+
+
+def swap_attention(model: nn.Module, kind: str) -> int:
+    """Replace every SE block of ``model`` in place by a fresh ``kind`` module; returns how many."""
+    if kind not in ATTENTIONS:
+        fail(f"--attention must be one of {', '.join(ATTENTIONS)}, got '{kind}'")
+    targets = [(name, m) for name, m in model.named_modules() if is_squeeze_excitation(m)]
+    if not targets:
+        fail("--attention: the model has no Squeeze-and-Excitation blocks to replace")
+    for name, se in targets:
+        channels = se.fc1.in_channels if hasattr(se, "fc1") else se.conv_reduce.in_channels
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, ATTENTIONS[kind](channels))
+    return len(targets)

@@ -1,0 +1,105 @@
+"""Recovery fine-tuning after a compression step: self-distillation driven by the engine's Trainer.
+
+The teacher is the uncompressed student (frozen). Per step the engine adds source cross-entropy on labeled
+source-train images, and :class:`SelfDistill` adds ``T^2 * KL(teacher || student)`` on unlabeled target-train
+images (Hinton et al., 2015). No target label is read: the target loader carries label -1.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..adaptation.base import Method, Step
+from ..engine import Trainer, TrainConfig
+
+
+def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T^2 * KL(softmax(t/T) || softmax(s/T))``, batch mean. The T^2 keeps gradients on the CE scale.
+
+    Local on purpose: written before ``plugins/distill.py`` (KnowledgeDistillationLoss) existed.
+    """
+    t = temperature
+    log_p_s = F.log_softmax(student_logits / t, dim=1)
+    log_p_t = F.log_softmax(teacher_logits / t, dim=1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * t * t
+
+
+class SelfDistill(Method):
+    """Distil the frozen uncompressed model into its compressed copy on unlabeled target images."""
+
+    name = "self_distill"
+    uses_target = True
+    uses_source_labels = True
+
+    def __init__(self, model: nn.Module, num_classes: int, args: argparse.Namespace, total_iters: int,
+                 teacher: Optional[nn.Module] = None):
+        super().__init__(model, num_classes, args, total_iters)
+        if teacher is None:
+            raise ValueError("SelfDistill needs the uncompressed model as teacher")
+        self.temperature = float(getattr(args, "kd_temperature", 4.0))
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        # kept out of the module tree: the teacher is neither trained nor part of the method's checkpoint
+        self.__dict__["teacher"] = teacher.eval()
+
+    @staticmethod
+    def add_args(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--kd-temperature", type=float, default=4.0, help="distillation temperature T")
+
+    def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        with torch.no_grad():
+            teacher_logits = self.teacher.eval()(step.x_t).float()
+        loss = kd_kl_loss(step.logits_t, teacher_logits, self.temperature)
+        agree = (step.logits_t.argmax(1) == teacher_logits.argmax(1)).float().mean().item() * 100
+        return loss, {"kd_loss": float(loss.detach()), "teacher_agree": agree}
+
+    def config(self) -> dict:
+        return {"kd_temperature": self.temperature}
+
+
+@dataclass
+class FinetuneConfig:
+    """Knobs of one recovery fine-tune (the engine's TrainConfig plus the distillation temperature)."""
+
+    epochs: int = 2
+    iters_per_epoch: int = 50
+    lr: float = 0.005
+    kd_temperature: float = 4.0
+    trade_off: float = 1.0
+    amp: str = "none"
+    progress: bool = False
+
+
+def finetune(model: nn.Module, teacher: nn.Module, labeled: DataLoader, unlabeled: DataLoader,
+             cfg: FinetuneConfig, run_dir: Path, epochs: Optional[int] = None) -> list[dict]:
+    """Train ``model`` in place with :class:`SelfDistill` through :class:`plugins.engine.Trainer`.
+
+    ``evals`` stays empty: nothing on the target test set is looked at during compression.
+    Returns the engine's history rows.
+    """
+    epochs = cfg.epochs if epochs is None else epochs
+    if epochs <= 0:
+        return []
+    args = argparse.Namespace(kd_temperature=cfg.kd_temperature)
+    num_classes = getattr(model, "num_classes", 0)
+    method = SelfDistill(model, num_classes, args, epochs * cfg.iters_per_epoch, teacher=teacher)
+    train_cfg = TrainConfig(epochs=epochs, iters_per_epoch=cfg.iters_per_epoch, lr=cfg.lr, trade_off=cfg.trade_off,
+                            amp=cfg.amp, channels_last=False, progress=cfg.progress)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model, method, labeled, unlabeled, {}, train_cfg, run_dir)
+    history = trainer.fit()
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # a resumable state is not needed for a stage
+    model.eval()
+    return history.rows
+
+
+def with_epochs(cfg: FinetuneConfig, epochs: int) -> FinetuneConfig:
+    return replace(cfg, epochs=epochs)

@@ -1,0 +1,258 @@
+"""Low-rank factorisation: truncated SVD of Linear layers and 1x1 convolutions, Tucker-2 / CP of kxk convs.
+
+- ``W (m x n) ~ B (m x r) @ A (r x n)``: one layer becomes two; it pays when ``r * (m + n) < m * n``.
+- Tucker-2 (Kim et al., 2016): ``1x1 (C_in -> R_in) -> kxk (R_in -> R_out) -> 1x1 (R_out -> C_out)``.
+- CP (Lebedev et al., 2015): ``1x1 (C_in -> R) -> depthwise kx1 -> depthwise 1xk -> 1x1 (R -> C_out)``.
+
+Depthwise convs (``groups == in_channels``) are excluded: each filter sees one channel, so the weight has no
+input-channel mode to factor and only k*k (9 or 25) numbers per channel; any factorisation adds parameters.
+Ranks come from an energy threshold (fraction of the squared singular values kept) or a parameter ratio.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..utils import fail
+
+KXK_METHODS = ("tucker2", "cp", "none")
+
+
+# ----------------------------------------------------------------------------- rank selection
+def rank_for_energy(singular_values: torch.Tensor, energy: float) -> int:
+    """Smallest r whose leading singular values keep ``energy`` of the squared spectrum."""
+    e = singular_values.double().pow(2)
+    cum = torch.cumsum(e, 0) / e.sum().clamp_min(1e-30)
+    return int(min(len(e), int((cum < energy).sum().item()) + 1))
+
+
+def rank_for_ratio(m: int, n: int, ratio: float) -> int:
+    """Rank whose two factors hold ``ratio`` of the dense layer's weights: r (m + n) = ratio * m * n."""
+    return max(1, int(ratio * m * n / (m + n)))
+
+
+def choose_rank(weight2d: torch.Tensor, energy: Optional[float], ratio: Optional[float]) -> int:
+    m, n = weight2d.shape
+    if ratio is not None:
+        return min(m, n, rank_for_ratio(m, n, ratio))
+    s = torch.linalg.svdvals(weight2d.double())
+    return rank_for_energy(s, energy)
+
+
+def check_energy_ratio(energy: Optional[float], ratio: Optional[float]) -> None:
+    if (energy is None) == (ratio is None):
+        fail("low-rank: give exactly one of --lowrank-energy or --lowrank-ratio")
+    value, flag = (energy, "--lowrank-energy") if energy is not None else (ratio, "--lowrank-ratio")
+    if not 0.0 < value < 1.0 + (flag == "--lowrank-energy") * 1e-9:
+        fail(f"{flag} must be in (0, 1], got {value}")
+
+
+# ----------------------------------------------------------------------------- shells (structure only)
+def linear_shell(layer: nn.Linear, rank: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(layer.in_features, rank, bias=False),
+                         nn.Linear(rank, layer.out_features, bias=layer.bias is not None))
+
+
+def pointwise_shell(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(conv.in_channels, rank, 1, stride=conv.stride, bias=False),
+                         nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None))
+
+
+def tucker2_shell(conv: nn.Conv2d, ranks: tuple[int, int]) -> nn.Sequential:
+    r_out, r_in = ranks
+    return nn.Sequential(
+        nn.Conv2d(conv.in_channels, r_in, 1, bias=False),
+        nn.Conv2d(r_in, r_out, conv.kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                  bias=False),
+        nn.Conv2d(r_out, conv.out_channels, 1, bias=conv.bias is not None))
+
+
+def cp_shell(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    return nn.Sequential(
+        nn.Conv2d(conv.in_channels, rank, 1, bias=False),
+        nn.Conv2d(rank, rank, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), groups=rank, bias=False),
+        nn.Conv2d(rank, rank, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw), groups=rank, bias=False),
+        nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None))
+
+
+def factorized_shell(layer: nn.Module, spec: dict) -> nn.Sequential:
+    kind, ranks = spec["kind"], spec["ranks"]
+    if kind == "svd":
+        return linear_shell(layer, ranks[0]) if isinstance(layer, nn.Linear) else pointwise_shell(layer, ranks[0])
+    if kind == "tucker2":
+        return tucker2_shell(layer, (ranks[0], ranks[1]))
+    if kind == "cp":
+        return cp_shell(layer, ranks[0])
+    fail(f"unknown low-rank kind '{kind}'")
+    raise AssertionError
+
+
+# ----------------------------------------------------------------------------- SVD
+def svd_factors(weight2d: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W ~ B @ A`` with the singular values split evenly (balanced factor scales for fine-tuning)."""
+    u, s, vh = torch.linalg.svd(weight2d.double(), full_matrices=False)
+    root = s[:rank].sqrt()
+    return (u[:, :rank] * root).float(), (root[:, None] * vh[:rank]).float()
+
+
+def factorize_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
+    """``Linear(n, m)`` -> ``Linear(n, r, bias=False)`` + ``Linear(r, m)``."""
+    b, a = svd_factors(layer.weight.detach(), rank)
+    first, second = linear_shell(layer, rank)
+    with torch.no_grad():
+        first.weight.copy_(a)
+        second.weight.copy_(b)
+        if layer.bias is not None:
+            second.bias.copy_(layer.bias)
+    return nn.Sequential(first, second)
+
+
+def factorize_pointwise(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+    """A 1x1 ``Conv2d`` as two 1x1 convs (the stride stays on the first)."""
+    w = conv.weight.detach().flatten(1)
+    b, a = svd_factors(w, rank)
+    first, second = pointwise_shell(conv, rank)
+    with torch.no_grad():
+        first.weight.copy_(a[:, :, None, None])
+        second.weight.copy_(b[:, :, None, None])
+        if conv.bias is not None:
+            second.bias.copy_(conv.bias)
+    return nn.Sequential(first, second)
+
+
+# ----------------------------------------------------------------------------- Tucker-2 / CP
+def tucker2_ranks(conv: nn.Conv2d, energy: Optional[float], ratio: Optional[float]) -> tuple[int, int]:
+    """(R_out, R_in) from the mode-0 / mode-1 unfoldings (HOSVD spectra)."""
+    w = conv.weight.detach()
+    c_out, c_in = w.shape[:2]
+    if ratio is not None:  # same fraction of both modes
+        f = ratio ** 0.5
+        return max(1, round(f * c_out)), max(1, round(f * c_in))
+    r_out = rank_for_energy(torch.linalg.svdvals(w.flatten(1).double()), energy)
+    r_in = rank_for_energy(torch.linalg.svdvals(w.transpose(0, 1).flatten(1).double()), energy)
+    return r_out, r_in
+
+
+def tucker2_conv(conv: nn.Conv2d, ranks: tuple[int, int]) -> nn.Sequential:
+    import tensorly as tl
+    from tensorly.decomposition import partial_tucker
+
+    tl.set_backend("pytorch")
+    r_out, r_in = ranks
+    (core, (u_out, u_in)), _ = partial_tucker(conv.weight.detach().double(), rank=[r_out, r_in], modes=[0, 1],
+                                              init="svd")
+    first, middle, last = tucker2_shell(conv, ranks)
+    with torch.no_grad():
+        first.weight.copy_(u_in.t()[:, :, None, None].float())
+        middle.weight.copy_(core.float())
+        last.weight.copy_(u_out[:, :, None, None].float())
+        if conv.bias is not None:
+            last.bias.copy_(conv.bias)
+    return nn.Sequential(first, middle, last)
+
+
+def cp_conv(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+    import tensorly as tl
+    from tensorly.decomposition import parafac
+
+    tl.set_backend("pytorch")
+    cp = parafac(conv.weight.detach().double(), rank=rank, init="svd", n_iter_max=200)
+    u_out, u_in, u_h, u_w = cp.factors
+    first, vert, horiz, last = cp_shell(conv, rank)
+    with torch.no_grad():
+        first.weight.copy_(u_in.t()[:, :, None, None].float())
+        vert.weight.copy_(u_h.t()[:, None, :, None].float())
+        horiz.weight.copy_(u_w.t()[:, None, None, :].float())
+        last.weight.copy_((u_out * cp.weights)[:, :, None, None].float())
+        if conv.bias is not None:
+            last.bias.copy_(conv.bias)
+    return nn.Sequential(first, vert, horiz, last)
+
+
+# ----------------------------------------------------------------------------- whole model
+def is_depthwise(conv: nn.Conv2d) -> bool:
+    return conv.groups > 1 and conv.groups == conv.in_channels
+
+
+def lowrank_candidates(model: nn.Module, skip: tuple[str, ...] = ("head",)) -> dict[str, nn.Module]:
+    """Linear layers, dense 1x1 convs and dense kxk convs; the head and depthwise convs are left alone."""
+    out = {}
+    for name, m in model.named_modules():
+        if any(name == s or name.startswith(s + ".") for s in skip):
+            continue
+        if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1):
+            out[name] = m
+    return out
+
+
+def build_factorized(layer: nn.Module, spec: dict) -> nn.Sequential:
+    """The factorised replacement of ``layer`` for a plan entry (also used to rebuild saved models)."""
+    kind, ranks = spec["kind"], spec["ranks"]
+    if kind == "svd":
+        return factorize_linear(layer, ranks[0]) if isinstance(layer, nn.Linear) else factorize_pointwise(layer, ranks[0])
+    if kind == "tucker2":
+        return tucker2_conv(layer, (ranks[0], ranks[1]))
+    if kind == "cp":
+        return cp_conv(layer, ranks[0])
+    fail(f"unknown low-rank kind '{kind}'")
+    raise AssertionError
+
+
+def dense_params(layer: nn.Module) -> int:
+    return sum(p.numel() for p in layer.parameters())
+
+
+def plan_layer(layer: nn.Module, energy: Optional[float], ratio: Optional[float], kxk: str) -> Optional[dict]:
+    """Pick a factorisation for one layer, or None when it would not save parameters."""
+    if isinstance(layer, nn.Linear) or layer.kernel_size == (1, 1):
+        w = layer.weight.detach().flatten(1)
+        m, n = w.shape
+        r = choose_rank(w, energy, ratio)
+        return {"kind": "svd", "ranks": [r]} if r * (m + n) < m * n else None
+    if kxk == "none" or is_depthwise(layer):
+        return None
+    if kxk == "tucker2":
+        r_out, r_in = tucker2_ranks(layer, energy, ratio)
+        k = layer.weight[0, 0].numel()
+        cost = layer.in_channels * r_in + r_in * r_out * k + r_out * layer.out_channels
+        return {"kind": "tucker2", "ranks": [r_out, r_in]} if cost < layer.weight.numel() else None
+    c_out, c_in = layer.weight.shape[:2]
+    kh, kw = layer.kernel_size
+    per_rank = c_in + kh + kw + c_out
+    r = max(1, int((ratio if ratio is not None else energy) * layer.weight.numel() / per_rank))
+    return {"kind": "cp", "ranks": [r]} if r * per_rank < layer.weight.numel() else None
+
+
+def lowrank_model(model: nn.Module, energy: Optional[float] = None, ratio: Optional[float] = None,
+                  kxk: str = "tucker2", skip: tuple[str, ...] = ("head",)) -> dict[str, dict]:
+    """Factorise every layer where it saves parameters; returns the plan ``{layer name: {kind, ranks}}``.
+
+    For CP the energy threshold has no closed form, so ``energy`` is used as the parameter ratio there.
+    """
+    check_energy_ratio(energy, ratio)
+    if kxk not in KXK_METHODS:
+        fail(f"--lowrank-kxk must be one of {', '.join(KXK_METHODS)}, got '{kxk}'")
+    plan: dict[str, dict] = {}
+    for name, layer in lowrank_candidates(model, skip).items():
+        spec = plan_layer(layer, energy, ratio, kxk)
+        if spec is None:
+            continue
+        new = build_factorized(layer, spec)
+        spec = dict(spec, params_before=dense_params(layer), params_after=dense_params(new))
+        set_submodule(model, name, new)
+        plan[name] = spec
+    return plan
+
+
+def apply_lowrank_plan(model: nn.Module, plan: dict[str, dict]) -> None:
+    """Rebuild the factorised structure of a saved model (weights are loaded afterwards)."""
+    for name, spec in plan.items():
+        set_submodule(model, name, factorized_shell(model.get_submodule(name), spec))
+
+
+def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)

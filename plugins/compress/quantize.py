@@ -1,0 +1,149 @@
+"""PyTorch-side INT8: dynamic (PTDQ), static (PTSQ) and quantization-aware training (QAT), x86 backend.
+
+Static quantization uses FX graph mode (``torch.ao.quantization.quantize_fx``). PT2E is not an option on torch
+2.14: ``torch.ao.quantization.quantizer`` (X86InductorQuantizer) moved to torchao, which is not installed, and a
+PT2E model only runs INT8 kernels after ``torch.compile`` (Inductor needs a C++ toolchain and minutes of CPU).
+FX convert gives real ``quantized::`` kernels (fbgemm/oneDNN) in eager mode.
+
+The classifier's ``backbone``, ``bottleneck`` and ``head`` are quantized as three FX graphs: tracing the whole
+``ImageClassifier`` would freeze its train/eval branch (``(logits, features)`` vs ``logits``), and the engine
+needs both. Weights: per-channel symmetric INT8; activations: per-tensor UINT8 (x86 default qconfig).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from ..utils import fail
+
+QUANT_KINDS = ("none", "ptdq", "ptsq", "qat")
+PARTS = ("backbone", "bottleneck", "head")
+BACKEND = "x86"
+
+
+def _quiet() -> warnings.catch_warnings:
+    """torch.ao warns (deprecation notes) on every call; keep the logs readable."""
+    return warnings.catch_warnings(action="ignore")
+
+
+def set_backend() -> None:
+    if BACKEND not in torch.backends.quantized.supported_engines:
+        fail(f"this torch build has no '{BACKEND}' quantized engine")
+    torch.backends.quantized.engine = BACKEND
+
+
+# ----------------------------------------------------------------------------- dynamic
+def quantize_dynamic_linear(model: nn.Module) -> nn.Module:
+    """PTDQ: INT8 weights for every Linear, activations quantized on the fly (no calibration); convs float."""
+    from torch.ao.quantization import quantize_dynamic
+
+    set_backend()
+    with _quiet():
+        return quantize_dynamic(model.eval(), {nn.Linear}, dtype=torch.qint8, inplace=False)
+
+
+# ----------------------------------------------------------------------------- static / QAT
+def _part_inputs(model: nn.Module, input_size: int) -> dict[str, tuple[torch.Tensor]]:
+    """Example inputs of each part (shapes only), from a float forward in eval mode."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        x = torch.zeros(2, 3, input_size, input_size)
+        f = model.backbone(x)
+        b = model.bottleneck(f)
+    model.train(was)
+    return {"backbone": (x,), "bottleneck": (f,), "head": (b,)}
+
+
+def prepare_static(model: nn.Module, input_size: int, qat: bool = False) -> nn.Module:
+    """Insert observers (PTSQ, eval mode) or fake-quant + fused ConvBn modules (QAT, train mode), in place."""
+    from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import prepare_fx, prepare_qat_fx
+
+    set_backend()
+    inputs = _part_inputs(model, input_size)
+    mapping = (get_default_qat_qconfig_mapping if qat else get_default_qconfig_mapping)(BACKEND)
+    model.train(qat)
+    prep = prepare_qat_fx if qat else prepare_fx
+    with _quiet():
+        try:
+            for part in PARTS:
+                module = getattr(model, part)
+                if not list(module.children()):  # a bare Linear would trace to F.linear with a ScriptObject
+                    module = nn.Sequential(module)  # weight, which torch.load(weights_only=True) refuses
+                setattr(model, part, prep(module, mapping, inputs[part]))
+        except Exception as e:  # noqa: BLE001 - an untraceable custom module is a user-level limit
+            fail(f"--quantize: FX cannot trace this model: {str(e).splitlines()[0][:120]}")
+    return model
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Run unlabeled images through the observers; returns the number of images seen."""
+    model.eval()
+    n = 0
+    for x in batches:
+        model(x)
+        n += len(x)
+    return n
+
+
+def convert_static(model: nn.Module) -> nn.Module:
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    model.eval()
+    with _quiet():
+        for part in PARTS:
+            setattr(model, part, convert_fx(getattr(model, part)))
+    return model
+
+
+def quantize_static(model: nn.Module, input_size: int, calibration: Iterable[torch.Tensor]) -> tuple[nn.Module, int]:
+    """PTSQ on a copy-free path: prepare -> calibrate on unlabeled target images -> convert."""
+    prepare_static(model, input_size, qat=False)
+    n = calibrate(model, calibration)
+    return convert_static(model), n
+
+
+def quantize_qat(model: nn.Module, input_size: int, train: Callable[[nn.Module], None]) -> nn.Module:
+    """QAT: fake-quant training through ``train(model)`` (the SelfDistill fine-tune), then convert."""
+    prepare_static(model, input_size, qat=True)
+    train(model)
+    return convert_static(model)
+
+
+# ----------------------------------------------------------------------------- what stays float
+def float_ops(model: nn.Module) -> list[dict]:
+    """Ops of a converted model that compute on dequantized (float) tensors, read off the FX graphs.
+
+    A node fed by a ``dequantize`` runs in float. Each part's output dequantize is listed as ``output``: the
+    three part boundaries cost a dequantize + quantize pair each.
+    """
+    def is_dequant(n) -> bool:
+        return (n.op == "call_method" and n.target == "dequantize") or (
+            n.op == "call_function" and getattr(n.target, "__name__", "") == "dequantize")
+
+    out = []
+    for part in PARTS:
+        gm = getattr(model, part, None)
+        graph = getattr(gm, "graph", None)
+        if graph is None:
+            continue
+        for node in graph.nodes:
+            if not any(is_dequant(a) for a in node.all_input_nodes):
+                continue
+            what = (type(gm.get_submodule(node.target)).__name__ if node.op == "call_module"
+                    else "output" if node.op == "output" else str(getattr(node.target, "__name__", node.target)))
+            out.append({"part": part, "node": node.name, "op": what})
+    return out
+
+
+def quantized_summary(model: nn.Module) -> dict[str, int]:
+    """Count of quantized vs float compute modules (Conv/Linear) in the converted model."""
+    q = sum(1 for m in model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized")
+            or type(m).__module__.startswith("torch.ao.nn.intrinsic.quantized"))
+    f = sum(1 for m in model.modules() if type(m) in (nn.Conv2d, nn.Linear, nn.Conv1d))
+    return {"quantized_modules": q, "float_conv_linear": f}

@@ -1,0 +1,219 @@
+"""Benchmark deployable artifacts: bs1 latency (p50/p90/p99), bs32 throughput, file size and the accuracy of
+that exact artifact on target-test (a broken INT8 shows as broken), with the runtime's threads/providers.
+
+A row is an :class:`Artifact`: a name, a runtime, a precision, a file and ``run(x) -> logits`` on
+N x 3 x H x W float32 arrays. Builders for each runtime are below; :func:`benchmark_artifact` times one.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from ..utils import atomic_write_text, machine_info, write_json
+
+Runner = Callable[[np.ndarray], np.ndarray]
+COLUMNS = ("name", "runtime", "precision", "size_mb", "acc", "agree_fp32", "p50_ms", "p90_ms", "p99_ms",
+           "bs32_img_s", "threads", "providers", "note")
+
+
+@dataclass
+class Artifact:
+    name: str
+    runtime: str
+    precision: str
+    run: Optional[Runner]
+    path: Optional[str] = None
+    info: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # why a row could not run (kept in the table rather than silently dropped)
+
+
+# ----------------------------------------------------------------------------- runners
+def torch_artifact(model, precision: str = "fp32", threads: Optional[int] = None, path: Optional[str] = None) -> Artifact:
+    """PyTorch eager: the reference (fp32) or bf16 autocast (only where the CPU has native bf16)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    model = model.eval()
+    info = {"threads": torch.get_num_threads(), "providers": "torch eager CPU"}
+    if precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return Artifact("torch-bf16", "torch", "bf16", None, path, info,
+                        note=f"skipped: no native bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()})")
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return model(torch.from_numpy(x)).float().numpy()
+
+    return Artifact(f"torch-{precision}", "torch", precision, run, path, info)
+
+
+def ort_artifact(path: str, precision: str, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
+                 spinning: bool = True) -> Artifact:
+    from .onnx import INPUT_NAME
+    from .ort import make_session, session_info
+
+    sess = make_session(path, threads, providers, spinning)
+    info = session_info(sess)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return sess.run(None, {INPUT_NAME: x})[0]
+
+    return Artifact(f"ort-{precision}", "ort", precision, run, str(path),
+                    {"threads": info["intra_op_threads"] or "ort default", "providers": ",".join(info["providers"]),
+                     "allow_spinning": info["allow_spinning"]})
+
+
+def openvino_artifact(path: str, precision: str, threads: Optional[int] = None) -> Artifact:
+    """OpenVINO's CPU runtime on the same ONNX file (an INT8 QDQ file runs as INT8 there)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return Artifact(f"openvino-{precision}", "openvino", precision, None, str(path),
+                        note="skipped: openvino not installed (pip install openvino)")
+    cfg: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        cfg["INFERENCE_NUM_THREADS"] = int(threads)
+    req = ov.Core().compile_model(str(path), "CPU", cfg).create_infer_request()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return req.infer({0: x})[0].copy()
+
+    return Artifact(f"openvino-{precision}", "openvino", precision, run, str(path),
+                    {"threads": threads or "openvino default", "providers": f"OpenVINO {ov.__version__.split('-')[0]} CPU"})
+
+
+def trt_artifact(engine_path: str, precision: str) -> Artifact:
+    import torch
+
+    from .tensorrt import trt_runner
+
+    return Artifact(f"trt-{precision}", "tensorrt", precision, trt_runner(engine_path), str(engine_path),
+                    {"threads": "-", "providers": f"TensorRT on {torch.cuda.get_device_name(0)}"})
+
+
+# ----------------------------------------------------------------------------- timing
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def time_calls(run: Runner, x: np.ndarray, iters: int, warmup: int) -> list[float]:
+    """Milliseconds of ``iters`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        run(x)
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        run(x)
+        times.append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+def batched_logits(run: Runner, images: np.ndarray, batch: int = 32) -> np.ndarray:
+    return np.concatenate([run(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+def benchmark_artifact(art: Artifact, images: np.ndarray, labels: Optional[np.ndarray] = None, iters: int = 200,
+                       warmup: int = 20, batch: int = 32, ref_pred: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """One table row: latency at batch 1, throughput at ``batch``, size, and accuracy over ``images``.
+
+    ``images``: normalised target-test images (N x 3 x H x W float32); ``labels`` are read only to score the
+    artifact, never to build it. ``ref_pred``: the FP32 reference's predictions (agreement column).
+    """
+    row: dict[str, Any] = {"name": art.name, "runtime": art.runtime, "precision": art.precision,
+                           "path": art.path, "size_mb": os.path.getsize(art.path) / 1e6 if art.path and os.path.isfile(art.path) else None,
+                           "threads": art.info.get("threads"), "providers": art.info.get("providers"), "note": art.note,
+                           **{k: v for k, v in art.info.items() if k not in ("threads", "providers")}}
+    if art.run is None:
+        return row
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    logits = batched_logits(art.run, images, batch)
+    pred = logits.argmax(1)
+    row["n_images"] = int(len(images))
+    row["logits_finite"] = bool(np.isfinite(logits).all())
+    if labels is not None:
+        row["acc"] = float((pred == labels).mean() * 100)
+    if ref_pred is not None:
+        row["agree_fp32"] = float((pred == ref_pred).mean() * 100)
+    row["pred"] = pred  # popped by the caller after agreement is computed
+    lat = time_calls(art.run, images[:1], iters, warmup)
+    row.update({"p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
+                "mean_ms": statistics.fmean(lat), "iters": iters, "warmup": warmup})
+    xb = np.resize(images, (batch, *images.shape[1:]))  # repeat images when the test set is smaller than a batch
+    n_batches = max(2, iters // 20)
+    bt = time_calls(art.run, xb, n_batches, max(1, warmup // 10))
+    row["bs32_img_s" if batch == 32 else f"bs{batch}_img_s"] = batch * n_batches / (sum(bt) / 1e3)
+    return row
+
+
+def run_benchmark(artifacts: Sequence[Artifact], images: np.ndarray, labels: Optional[np.ndarray], iters: int = 200,
+                  warmup: int = 20, batch: int = 32, progress: Callable[[str], None] = print) -> list[dict]:
+    """Rows in order; the first runnable FP32 row is the agreement reference."""
+    rows, ref = [], None
+    for art in artifacts:
+        row = benchmark_artifact(art, images, labels, iters, warmup, batch, ref)
+        pred = row.pop("pred", None)
+        if ref is None and pred is not None and art.precision == "fp32":
+            ref = pred
+            row["agree_fp32"] = 100.0
+        progress(format_row(row))
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- reports
+def _fmt(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def format_row(row: dict) -> str:
+    if row.get("p50_ms") is None:
+        return f"{row['name']:16s} {row.get('note') or 'not run'}"
+    return (f"{row['name']:16s} acc {_fmt(row.get('acc'), 1):>5s}  agree {_fmt(row.get('agree_fp32'), 1):>5s}  "
+            f"p50 {row['p50_ms']:.2f} ms  p90 {row['p90_ms']:.2f}  bs32 {row.get('bs32_img_s', 0):.0f} img/s  "
+            f"{_fmt(row.get('size_mb'))} MB")
+
+
+def markdown_table(rows: Sequence[dict], machine: dict, title: str = "") -> str:
+    head = ["artifact", "size MB", "target-test acc %", "agree w/ FP32 %", "bs1 p50 ms", "p90 ms", "p99 ms",
+            "bs32 img/s", "threads", "providers / note"]
+    lines = [f"## {title}" if title else "", "",
+             f"Machine: {machine.get('gpu') or machine.get('cpu')}, {machine.get('cpu_count')} CPUs; torch "
+             f"{machine.get('torch')}, onnxruntime {machine.get('onnxruntime', '-')}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["name"], _fmt(r.get("size_mb")), _fmt(r.get("acc"), 1), _fmt(r.get("agree_fp32"), 1),
+            _fmt(r.get("p50_ms")), _fmt(r.get("p90_ms")), _fmt(r.get("p99_ms")), _fmt(r.get("bs32_img_s"), 0),
+            _fmt(r.get("threads")), " ".join(x for x in (str(r.get("providers") or ""), r.get("note") or "") if x)]) + " |")
+    return "\n".join(lines).lstrip() + "\n"
+
+
+def csv_text(rows: Sequence[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k) for k in COLUMNS})
+    return buf.getvalue()
+
+
+def write_reports(rows: Sequence[dict], stem: str | os.PathLike, meta: Optional[dict] = None, title: str = "") -> dict:
+    """``<stem>.json`` (everything), ``<stem>.md`` (the table), ``<stem>.csv`` (one row per artifact)."""
+    machine = machine_info()
+    doc = {"schema": "liteda.deploy_bench/1", "machine": machine, **(meta or {}), "rows": list(rows)}
+    write_json(f"{stem}.json", doc)
+    atomic_write_text(f"{stem}.md", markdown_table(rows, machine, title))
+    atomic_write_text(f"{stem}.csv", csv_text(rows))
+    return doc

@@ -1,0 +1,137 @@
+"""Export a LiteDA classifier to ONNX: one NCHW float input named ``input``, the model's normalisation,
+classes and crop size written into the file's metadata, checked by ``onnx.checker`` and against PyTorch.
+
+Exporter: torch's legacy TorchScript exporter (``dynamo=False``). Measured on MobileNetV3-Small with torch
+2.14: it exports in ~0.4 s at exactly opset 17 with ``GlobalAveragePool`` for the SE blocks, while the dynamo
+exporter takes ~11 s, emits opset 18 (its down-conversion to 17 fails on ``ReduceMean`` axes) and
+``ReduceMean`` instead. Both agree with PyTorch to ~5e-7; the legacy graph is the one every runtime here
+(ORT quantization, OpenVINO, TensorRT) takes as is.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..utils import atomic_write_bytes, fail
+
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+META_PREFIX = "liteda."
+
+
+def fold_bottleneck_bn(model: nn.Module) -> nn.Module:
+    """An eval-mode copy whose ``Linear -> BatchNorm1d`` bottleneck is one Linear (one Gemm in ONNX: fewer
+    nodes to run and to quantize; the maths is unchanged)."""
+    from torch.nn.utils.fusion import fuse_linear_bn_eval
+
+    model = copy.deepcopy(model).eval().float()
+    bn = getattr(model, "bottleneck", None)
+    if isinstance(bn, nn.Sequential) and len(bn) >= 2 and isinstance(bn[0], nn.Linear) and isinstance(bn[1], nn.BatchNorm1d):
+        bn[0] = fuse_linear_bn_eval(bn[0], bn[1])
+        bn[1] = nn.Identity()
+    return model
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def set_metadata(model_proto, meta: dict[str, Any]) -> None:
+    """Write ``liteda.*`` metadata_props (values JSON-encoded), replacing earlier ones of the same key."""
+    keep = [p for p in model_proto.metadata_props if not p.key.startswith(META_PREFIX) or
+            p.key[len(META_PREFIX):] not in meta]
+    del model_proto.metadata_props[:]
+    model_proto.metadata_props.extend(keep)
+    for k, v in meta.items():
+        prop = model_proto.metadata_props.add()
+        prop.key, prop.value = META_PREFIX + k, json.dumps(v)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``liteda.*`` metadata of an ONNX file (what a deployment needs: classes, mean, std, crop size)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key[len(META_PREFIX):]: json.loads(p.value) for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
+
+
+def save_onnx(model_proto, path: str | os.PathLike) -> None:
+    """Serialise and write atomically (a crash never leaves a half-written .onnx behind)."""
+    atomic_write_bytes(path, model_proto.SerializeToString())
+
+
+def onnx_logits(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+@torch.no_grad()
+def max_abs_diff_vs_torch(model: nn.Module, path: str | os.PathLike, images: torch.Tensor, batch: int = 32) -> float:
+    """Largest |logit difference| between the ONNX file (ORT, CPU) and the PyTorch model on ``images``."""
+    model = model.eval()
+    worst = 0.0
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch].float()
+        ref = model(x).float().numpy()
+        worst = max(worst, float(np.abs(onnx_logits(path, x.numpy()) - ref).max()))
+    return worst
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int, opset: int = 17,
+                dynamic_batch: bool = True, meta: Optional[dict[str, Any]] = None,
+                check_images: Optional[torch.Tensor] = None) -> dict[str, Any]:
+    """Export ``model`` (a LiteDA ``ImageClassifier``) to ``path``; returns what was checked.
+
+    ``check_images``: normalised N x 3 x H x W images (real ones when available) for the PyTorch comparison;
+    random inputs are used without them (and the report says so).
+    """
+    import onnx
+
+    if input_size < 8:
+        fail(f"input size must be at least 8 px, got {input_size}")
+    net = fold_bottleneck_bn(model)
+    dummy = torch.zeros(1, 3, input_size, input_size)
+    buf = io.BytesIO()
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(net, (dummy,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], dynamic_axes=axes, do_constant_folding=True)
+    proto = onnx.load_from_string(buf.getvalue())
+    set_metadata(proto, {"format": "liteda.onnx/1", "crop_size": input_size, "precision": "fp32", **(meta or {})})
+    onnx.checker.check_model(proto, full_check=True)
+    save_onnx(proto, path)
+    source = "real images"
+    if check_images is None:
+        check_images, source = torch.randn(4, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)), "random inputs"
+    diff = max_abs_diff_vs_torch(net, path, check_images)
+    return {"path": str(path), "opset": opset, "exporter": "torch.onnx.export(dynamo=False)",
+            "dynamic_batch": dynamic_batch, "input": [INPUT_NAME, "float32", ["batch" if dynamic_batch else 1, 3, input_size, input_size]],
+            "max_abs_diff_vs_torch": diff, "checked_on": f"{len(check_images)} {source}",
+            "size_mb": os.path.getsize(path) / 1e6, "sha256": file_sha256(path)}
+
+
+def model_meta(rec: dict, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """ONNX metadata from a ``model.pt`` record: what a user of the .onnx needs to preprocess and decode."""
+    from ..datasets import IMAGENET_MEAN, IMAGENET_STD
+
+    return {"arch": rec.get("arch"), "classes": list(rec.get("classes", [])),
+            "mean": list(rec.get("mean") or IMAGENET_MEAN), "std": list(rec.get("std") or IMAGENET_STD),
+            "crop_size": int(rec.get("crop_size", 224)), "layout": "NCHW float32, RGB in [0,1] then (x-mean)/std",
+            **(extra or {})}
+

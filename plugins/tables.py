@@ -1,0 +1,90 @@
+"""tllib-style results tables from run JSONs: rows = methods, columns = tasks + Avg, mean ± std over seeds."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+TASK_ORDER = ["A2W", "D2W", "W2D", "A2D", "D2A", "W2A"]
+
+
+def collect_runs(runs_root: str | Path, dataset: Optional[str] = None) -> list[dict]:
+    """Every finished run (``results.json``) under ``runs_root[/dataset]``."""
+    base = Path(runs_root) / dataset if dataset else Path(runs_root)
+    out = []
+    for p in sorted(base.glob("**/results.json")):
+        try:
+            r = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(r, dict) and r.get("schema") == "liteda.run/1":
+            r["_path"] = str(p)
+            out.append(r)
+    return out
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single seed)."""
+    m = statistics.fmean(values)
+    return m, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt_ms(values: Sequence[float], digits: int = 1) -> str:
+    if not values:
+        return "–"
+    m, s = mean_std(values)
+    return f"{m:.{digits}f}" if len(values) == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def order_tasks(tasks: Iterable[str]) -> list[str]:
+    tasks = set(tasks)
+    return [t for t in TASK_ORDER if t in tasks] + sorted(tasks - set(TASK_ORDER))
+
+
+def accuracy_grid(runs: Sequence[dict], metric: Callable[[dict], Optional[float]] = lambda r: r["target_test"]["acc"],
+                  rows: Optional[Sequence[str]] = None, tasks: Optional[Sequence[str]] = None) -> dict:
+    """{row: {task: [values over seeds]}}; the Avg column averages per seed over the tasks present."""
+    grid: dict[str, dict[str, dict[int, float]]] = {}
+    for r in runs:
+        v = metric(r)
+        if v is not None:
+            grid.setdefault(r["method"], {}).setdefault(r["task"], {})[r["seed"]] = float(v)
+    rows = [m for m in (rows or sorted(grid)) if m in grid]
+    tasks = list(tasks or order_tasks({t for m in grid.values() for t in m}))
+    return {"rows": rows, "tasks": tasks, "grid": grid}
+
+
+def _avg_values(cells: dict[str, dict[int, float]], tasks: Sequence[str]) -> list[float]:
+    """Per-seed average over tasks, only for seeds that have every task (else no Avg)."""
+    if not all(t in cells for t in tasks):
+        return []
+    seeds = set.intersection(*(set(cells[t]) for t in tasks)) if tasks else set()
+    return [statistics.fmean(cells[t][s] for t in tasks) for s in sorted(seeds)]
+
+
+def table_rows(g: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["Method"] + [t.replace("2", "→") for t in g["tasks"]] + ["Avg", "seeds"]
+    body = []
+    for m in g["rows"]:
+        cells = g["grid"][m]
+        seeds = sorted({s for t in cells.values() for s in t})
+        body.append([m] + [fmt_ms(list(cells.get(t, {}).values())) for t in g["tasks"]]
+                    + [fmt_ms(_avg_values(cells, g["tasks"])), ",".join(map(str, seeds))])
+    return header, body
+
+
+def to_markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(body)
+    return buf.getvalue()

@@ -1,0 +1,171 @@
+"""Deployment: ONNX export round trip, FP16/INT8 agreement, the benchmark's keys, TensorRT guards, bad input."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_folder_dataset
+from plugins.classifier import build_classifier
+from plugins.deploy.bench import Artifact, benchmark_artifact, ort_artifact
+from plugins.deploy.cli import bench_main, export_main
+from plugins.deploy.onnx import export_onnx, onnx_logits, read_metadata
+from plugins.deploy.ort import convert_fp16, make_session, quantize_int8
+from plugins.deploy.tensorrt import trt_unavailable_reason
+from plugins.utils import run_cli
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(32, 3, SIZE, SIZE, generator=g) * 4 - 2
+
+
+@pytest.fixture(scope="module")
+def tiny_model(images):
+    """Random weights with BatchNorm statistics estimated on the images: an untrained MBV3 otherwise predicts
+    one class for every input, and agreement between runtimes would be trivially 100%."""
+    torch.manual_seed(0)
+    model = build_classifier("mobilenet_v3_small", 3, pretrained=False)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None  # cumulative average over the batch below
+    with torch.no_grad():
+        model.train()(images)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def onnx_fp32(tiny_model, images, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "model_fp32.onnx"
+    info = export_onnx(tiny_model, path, SIZE, meta={"classes": ["a", "b", "c"], "mean": [0.5] * 3, "std": [0.25] * 3},
+                       check_images=images[:8])
+    return path, info
+
+
+def test_export_round_trip_matches_pytorch(tiny_model, images, onnx_fp32):
+    path, info = onnx_fp32
+    assert info["max_abs_diff_vs_torch"] < 1e-3 and info["opset"] == 17
+    with torch.no_grad():
+        ref = tiny_model(images).numpy()
+    out = onnx_logits(path, images.numpy())  # batch 24 through a file exported at batch 1: dynamic batch works
+    np.testing.assert_allclose(out, ref, atol=1e-3, rtol=1e-3)
+    meta = read_metadata(path)
+    assert meta["classes"] == ["a", "b", "c"] and meta["crop_size"] == SIZE and meta["precision"] == "fp32"
+    sess = make_session(path, threads=1)
+    assert sess.get_inputs()[0].name == "input" and sess.get_inputs()[0].shape[1:] == [3, SIZE, SIZE]
+
+
+def test_fp16_and_int8_agree_with_fp32(onnx_fp32, images, tmp_path):
+    path, _ = onnx_fp32
+    ref = onnx_logits(path, images.numpy()).argmax(1)
+    fp16 = convert_fp16(path, tmp_path / "fp16.onnx")
+    recipe = quantize_int8(path, tmp_path / "int8.onnx", images[:16].numpy(), method="minmax")
+    assert recipe["per_channel"] and recipe["calib_images"] == 16
+    assert len(set(ref.tolist())) > 1  # the reference predicts several classes
+    for p, need in ((fp16, 95.0), (tmp_path / "int8.onnx", 70.0)):
+        out = onnx_logits(p, images.numpy())
+        assert out.dtype == np.float32 and np.isfinite(out).all()
+        agree = (out.argmax(1) == ref).mean() * 100
+        assert agree >= need, (p, agree)
+    assert read_metadata(tmp_path / "int8.onnx")["precision"] == "int8"
+    assert (tmp_path / "int8.onnx").stat().st_size < path.stat().st_size / 2
+
+
+def test_benchmark_artifact_keys(onnx_fp32, images):
+    path, _ = onnx_fp32
+    labels = np.zeros(len(images), dtype=np.int64)
+    row = benchmark_artifact(ort_artifact(str(path), "fp32", threads=1), images.numpy(), labels, iters=5, warmup=1)
+    for k in ("p50_ms", "p90_ms", "p99_ms", "bs32_img_s", "size_mb", "acc", "threads", "providers"):
+        assert row[k] is not None, k
+    assert row["p50_ms"] <= row["p99_ms"] and 0 <= row["acc"] <= 100
+    skipped = benchmark_artifact(Artifact("x", "torch", "bf16", None, note="skipped"), images.numpy(), labels)
+    assert skipped["note"] == "skipped" and "p50_ms" not in skipped
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model):
+    """A run folder as the runner leaves it (model.pt, results.json, splits/), without spending a training."""
+    from plugins.classifier import model_record
+    from plugins.datasets import prepare_domains
+    from plugins.utils import atomic_torch_save, write_json
+
+    tmp = tmp_path_factory.mktemp("deploy_run")
+    data, run = make_folder_dataset(tmp / "data"), tmp / "run"
+    prepare_domains("Custom", data, ["src", "tgt"], run / "splits")
+    atomic_torch_save(model_record(tiny_model, "mobilenet_v3_small", ["a", "b", "c"], 32, 256), run / "model.pt")
+    write_json(run / "results.json", {"dataset": "Custom", "root": str(data), "source": "src", "target": "tgt",
+                                      "task": "src2tgt", "command": "source_only.py --resize-size 36 --crop-size 32"})
+    return tmp
+
+
+def test_bench_cli_on_a_run_writes_reports(tiny_run):
+    stem = tiny_run / "report" / "deploy_tiny"
+    doc = bench_main(["--run", str(tiny_run / "run"), "--precision", "fp32", "int8", "--runtime", "torch", "ort",
+                      "--iters", "5", "--warmup", "1", "--calib-size", "8", "--threads", "1",
+                      "--cache-dir", str(tiny_run / "cache"), "--report", str(stem)])
+    names = [r["name"] for r in doc["rows"]]
+    assert names == ["torch-fp32", "ort-fp32", "ort-int8"]
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    assert saved["n_test"] > 0 and saved["n_calib"] == 8 and "machine" in saved
+    torch_row, ort_row = doc["rows"][0], doc["rows"][1]
+    assert saved["task"] == "src2tgt" and 0 <= torch_row["acc"] <= 100
+    assert ort_row["agree_fp32"] == pytest.approx(100.0)
+    assert "| ort-int8 |" in stem.with_suffix(".md").read_text()
+    assert stem.with_suffix(".csv").read_text().startswith("name,runtime,precision")
+    assert (tiny_run / "run" / "deploy" / "model_int8.onnx").is_file()
+
+
+def _one_line_error(capsys, fn, argv) -> str:
+    assert run_cli(fn, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_bad_input_is_one_line(tiny_run, tmp_path, capsys):
+    assert "does not exist" in _one_line_error(capsys, export_main, ["--ckpt", str(tmp_path / "missing.pt")])
+    run = str(tiny_run / "run")
+    assert "--precision" in _one_line_error(capsys, export_main, ["--run", run, "--precision", "int4"])
+    assert "--calib-method" in _one_line_error(capsys, bench_main, ["--run", run, "--calib-method", "kl"])
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert "cannot be read" in _one_line_error(capsys, export_main, ["--ckpt", str(junk)])
+
+
+@pytest.mark.skipif(trt_unavailable_reason() is not None and not os.environ.get("LITEDA_SLOW_TESTS"),
+                    reason="~25 s (onnxruntime's Distribution calibrator); runs with a GPU or LITEDA_SLOW_TESTS=1")
+def test_fp8_qdq_onnx_for_tensorrt_is_valid(onnx_fp32, images, tmp_path):
+    """The FP8 engine's input is made on the CPU: an opset-19 E4M3 Q/DQ file that onnx.checker accepts."""
+    import onnx
+
+    from plugins.deploy.tensorrt import quantize_fp8_qdq
+
+    path, _ = onnx_fp32
+    proto = onnx.load(quantize_fp8_qdq(path, tmp_path / "fp8.onnx", images[:2].numpy()))
+    onnx.checker.check_model(proto)
+    fp8 = onnx.TensorProto.FLOAT8E4M3FN
+    assert any(t.data_type == fp8 for t in proto.graph.initializer)
+
+
+@pytest.mark.skipif(trt_unavailable_reason() is None, reason="TensorRT and a GPU are present")
+def test_trt_without_gpu_is_an_error_for_export(tiny_run, capsys):
+    err = _one_line_error(capsys, export_main, ["--run", str(tiny_run / "run"), "--runtime", "trt"])
+    assert "TensorRT" in err
+
+
+@pytest.mark.skipif(trt_unavailable_reason() is not None, reason=f"TensorRT unavailable: {trt_unavailable_reason()}")
+def test_trt_fp16_engine_matches_onnx(onnx_fp32, images, tmp_path):
+    from plugins.deploy.tensorrt import build_engine, trt_runner
+
+    path, _ = onnx_fp32
+    engine = build_engine(path, "fp16", SIZE, tmp_path / "trt", max_batch=8)
+    assert build_engine(path, "fp16", SIZE, tmp_path / "trt", max_batch=8) == engine  # cached
+    out = trt_runner(engine)(images[:8].numpy())
+    ref = onnx_logits(path, images[:8].numpy())
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.75

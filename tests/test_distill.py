@@ -1,0 +1,217 @@
+"""Knowledge distillation: the losses by hand, frozen teachers, ensembles, re-normalisation, and a tiny end-to-end
+run through the users' entry point (teacher trained by the pipeline, then the student)."""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+
+import pytest
+import torch
+
+from plugins.adaptation import Step
+from plugins.classifier import build_classifier, load_classifier, model_record
+from plugins.distill import (ClassBalancedPseudoLabelLoss, Distill, FeatureDistillationLoss, KnowledgeDistillationLoss,
+                             Renormalize, TeacherEnsemble, run_kd, strip_options)
+from plugins.datasets import IMAGENET_MEAN, IMAGENET_STD
+from plugins.utils import atomic_torch_save, run_cli
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    # Two threads on a shared 2-core machine are many times slower than one for 32 px batches.
+    monkeypatch.setenv("LITEDA_THREADS", "1")
+    torch.set_num_threads(1)
+
+
+def tiny_classifier(seed: int, arch: str = "mobilenet_v3_small") -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_classifier(arch, 3, pretrained=False, bottleneck_dim=16)
+
+
+def kd_args(ckpts, **kw) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    Distill.add_args(p)
+    args = p.parse_args([])
+    args.teacher_ckpt = [str(c) for c in ckpts]
+    for k, v in kw.items():
+        setattr(args, k, v)
+    return args
+
+
+def save_teacher(model, path):
+    atomic_torch_save(model_record(model, "mobilenet_v3_small", ["a", "b", "c"], 32, 16), path)
+    return path
+
+
+# ----------------------------------------------------------------------------- losses
+def test_kd_loss_equals_hand_computed_kl_with_T_squared():
+    torch.manual_seed(0)
+    y_s, y_t, T = torch.randn(5, 4), torch.randn(5, 4) * 3, 4.0
+    p_t, q_s = (y_t / T).softmax(1), (y_s / T).softmax(1)
+    by_hand = (p_t * (p_t.log() - q_s.log())).sum(1).mean() * T * T
+    assert torch.allclose(KnowledgeDistillationLoss(T)(y_s, y_t), by_hand, atol=1e-6)
+    # one sample, two classes, written out: T=2, teacher logits (2, 0), student (0, 0)
+    p = torch.tensor([2.0, 0.0]).div(2).softmax(0)
+    expected = 4 * (p * (p / 0.5).log()).sum()
+    assert torch.allclose(KnowledgeDistillationLoss(2.0)(torch.zeros(1, 2), torch.tensor([[2.0, 0.0]])), expected)
+    assert KnowledgeDistillationLoss(4.0)(y_t, y_t).abs() < 1e-6
+
+
+def test_feature_kd_is_scale_free_and_trains_its_projector():
+    torch.manual_seed(0)
+    loss = FeatureDistillationLoss(8, 5)
+    f_s, f_t = torch.randn(4, 8), torch.randn(4, 5)
+    assert torch.allclose(loss(f_s, f_t), loss(f_s, 10 * f_t), atol=1e-6)
+    loss(f_s, f_t).backward()
+    assert loss.projector.weight.grad is not None
+
+
+def test_pseudo_labels_are_thresholded_and_class_balanced():
+    pl = ClassBalancedPseudoLabelLoss(3, threshold=0.9, momentum=0.0)
+    probs = torch.tensor([[0.95, 0.03, 0.02]] * 3 + [[0.02, 0.96, 0.02], [0.4, 0.3, 0.3]])
+    loss, rate = pl(torch.zeros(5, 3, requires_grad=True), probs)
+    assert rate == pytest.approx(0.8)  # the 0.4-confident sample is left out
+    w = pl.class_weights()
+    assert w[1] == pytest.approx(3 * w[0])  # class 0 is 3x as frequent among the confident labels
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(3.0)).item(), rel=1e-5)  # uniform student
+    assert pl(torch.zeros(2, 3), torch.full((2, 3), 1 / 3))[1] == 0.0
+
+
+# ----------------------------------------------------------------------------- teachers
+def test_renormalisation_is_exact():
+    raw = torch.rand(2, 3, 8, 8)
+    mean_s, std_s = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    x_s = (raw - mean_s) / std_s
+    x_t = Renormalize(IMAGENET_MEAN, IMAGENET_STD, (0.5,) * 3, (0.5,) * 3)(x_s)
+    assert torch.allclose(x_t, (raw - 0.5) / 0.5, atol=1e-6)
+    same = Renormalize(IMAGENET_MEAN, IMAGENET_STD, IMAGENET_MEAN, IMAGENET_STD)
+    assert same(x_s) is x_s
+
+
+def test_ensemble_renormalises_for_each_teacher():
+    teacher = tiny_classifier(1).eval()
+    teacher.mean, teacher.std = (0.5,) * 3, (0.5,) * 3  # as timm's tf_efficientnet_lite0
+    raw = torch.rand(2, 3, 32, 32)
+    x_s = (raw - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        direct = teacher((raw - 0.5) / 0.5)
+    assert torch.allclose(TeacherEnsemble([teacher])(x_s), direct - direct.logsumexp(1, keepdim=True), atol=1e-5)
+
+
+def test_ensemble_of_identical_teachers_equals_one_and_mixes_probabilities():
+    a, b = tiny_classifier(1), tiny_classifier(2)
+    x = torch.randn(4, 3, 32, 32)
+    one, two = TeacherEnsemble([a]), TeacherEnsemble([a, copy.deepcopy(a)], weights=[1.0, 3.0])
+    for T in (1.0, 4.0):
+        assert torch.allclose((one(x, T) / T).softmax(1), (two(x, T) / T).softmax(1), atol=1e-6)
+    with torch.no_grad():
+        a.eval(), b.eval()
+        mean_p = ((a(x) / 4).softmax(1) + (b(x) / 4).softmax(1)) / 2
+    assert torch.allclose((TeacherEnsemble([a, b])(x, 4.0) / 4).softmax(1), mean_p, atol=1e-6)
+
+
+def test_teachers_stay_frozen_and_gradients_reach_only_the_student(tmp_path):
+    ckpt = save_teacher(tiny_classifier(1), tmp_path / "teacher.pt")
+    student = tiny_classifier(2).train()
+    method = Distill(student, 3, kd_args([ckpt], feat_kd_weight=1.0, pseudo_threshold=0.01,
+                                         student_method="dann"), total_iters=10)
+    method.train()
+    assert not method.teacher.training and all(not t.training for t in method.teacher.teachers)
+    x_s, x_t = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    logits, f = student(torch.cat([x_s, x_t]))
+    step = Step(x_s, torch.tensor([0, 1, 2, 0]), logits[:4], f[:4], x_t, logits[4:], f[4:], 0, 10)
+    loss, stats = method(step)
+    loss.backward()
+    assert {"kd_loss", "feat_kd_loss", "pseudo_loss", "teacher_agreement"} <= set(stats)
+    assert all(p.grad is None and not p.requires_grad for p in method.teacher.parameters())
+    assert student.head.weight.grad is not None and student.head.weight.grad.abs().sum() > 0
+    assert method.feat_kd.projector.weight.grad is not None
+    trained = {id(p) for g in method.get_parameters(0.01) for p in g["params"]}
+    assert trained and not trained & {id(p) for p in method.teacher.parameters()}
+    cfg = method.config()
+    assert cfg["teachers"][0]["ckpt"] == str(ckpt) and cfg["teachers"][0]["arch"] == "mobilenet_v3_small"
+    assert cfg["student_method"] == "dann"
+
+
+# ----------------------------------------------------------------------------- pipeline
+def test_strip_options_handles_both_forms():
+    argv = ["root", "-a", "x", "--pretrained=p", "--scratch", "--seed", "1", "--log", "l"]
+    assert strip_options(argv, {"-a": 1, "--pretrained": 1, "--log": 1, "--scratch": 0}) == ["root", "--seed", "1"]
+
+
+def agreement(model, teacher, loader) -> float:
+    from plugins.metrics import predict
+
+    (s, _), (t, _) = predict(model, loader), predict(teacher, loader)
+    return float((s.argmax(1) == t.argmax(1)).float().mean() * 100)
+
+
+# timm's tiny LayerNorm ConvNeXt: at 32 px a scratch MobileNetV3 predicts one class in eval mode after a few
+# dozen steps (BatchNorm running statistics), which would make any agreement test trivial.
+TINY_NET = ["-a", "test_convnext", "--bottleneck-dim", "0"]
+
+
+def test_tiny_distillation_moves_the_student_toward_the_teacher(run_args, tmp_path, capsys):
+    """The teacher is deliberately wrong (its classes rolled by one), so that only the KD term, not the source
+    cross-entropy, can bring the student's target predictions to it: the distilled student must agree with it
+    more than the initial student and more than the same run with --kd-weight 0."""
+    from plugins.runner import build_data, build_model, build_parser, main
+    from plugins.utils import seed_everything
+
+    main("source_only", "source_only", run_args("-i", "30", *TINY_NET, log="teacher"))
+    teacher, rec = load_classifier(tmp_path / "teacher" / "model.pt")
+    with torch.no_grad():
+        for p in (teacher.head.weight, teacher.head.bias):
+            p.copy_(p.roll(1, 0))
+    ckpt = tmp_path / "rolled.pt"
+    atomic_torch_save(model_record(teacher, rec["arch"], rec["classes"], 32, 0), ckpt)
+
+    def distilled(weight: str, log: str) -> tuple[list[str], torch.nn.Module]:
+        argv = run_args("-i", "30", *TINY_NET, "--teacher-ckpt", str(ckpt), "--kd-weight", weight, log=log)
+        run_kd(argv)
+        return argv, load_classifier(tmp_path / log / "model.pt")[0]
+
+    argv, student = distilled("4", "kd")
+    _, control = distilled("0", "control")
+    saved = json.loads((tmp_path / "kd" / "results.json").read_text())["method_config"]
+    assert saved["teachers"][0]["ckpt"] == str(ckpt) and saved["teachers"][0]["arch"] == "test_convnext"
+
+    args = build_parser(Distill, "adapt").parse_args(argv)
+    seed_everything(args.seed)  # the initial student, built as the runner builds it
+    build_model(args, 2)
+    initial = build_model(args, 3)
+    loader = build_data(args, "adapt", tmp_path / "kd", student.mean, student.std).target_all()
+    before, after, without = (agreement(m, teacher, loader) for m in (initial, student, control))
+    with capsys.disabled():
+        print(f"\nagreement with the teacher on target images: initial {before:.1f}%, "
+              f"kd {after:.1f}%, kd-weight 0 {without:.1f}%")
+    assert after > before and after > without and after >= 60, (before, after, without)
+
+
+def test_pipeline_trains_the_teacher_once_and_records_it(run_args, tmp_path, capsys):
+    teacher_flags = ["--teacher", "test_convnext", "--teacher-method", "dann", *TINY_NET]
+    run_kd(run_args(*teacher_flags))
+    teacher_pt = tmp_path / "runs" / "Custom" / "src2tgt" / "dann-test_convnext" / "seed0" / "model.pt"
+    assert teacher_pt.is_file() and (tmp_path / "run" / "model.pt").is_file()
+    info = json.loads((tmp_path / "run" / "results.json").read_text())["method_config"]["teachers"][0]
+    teacher_results = json.loads((teacher_pt.parent / "results.json").read_text())
+    assert info["ckpt"] == str(teacher_pt) and info["method"] == "dann-test_convnext"
+    assert info["target_test_acc"] == teacher_results["target_test"]["acc"]
+
+    stamp = teacher_pt.stat().st_mtime_ns
+    run_kd(run_args(*teacher_flags, "-i", "1", log="run2"))
+    assert f"reusing {teacher_pt}" in capsys.readouterr().out and teacher_pt.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--teacher-ckpt", "missing/model.pt"], "--teacher-ckpt"),
+    (["--teacher", "mobilenet_v3_small", "--teacher-pretrained", "a.pth", "--teacher-pretrained", "b.pth"],
+     "--teacher-pretrained"),
+    (["--teacher", "mobilenet_v3_small", "--teacher-method", "nope"], "unknown method 'nope'"),
+    (["--teacher", "mobilenet_v3_small", "--teacher-weights", "1", "2"], "--teacher-weights"),
+])
+def test_bad_teacher_input_is_one_line(run_args, capsys, extra, needle):
+    assert run_cli(run_kd, run_args(*extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1

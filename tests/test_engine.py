@@ -1,0 +1,65 @@
+import json
+
+import pytest
+import torch
+
+from plugins.engine import iterations_per_epoch, lr_lambda
+from plugins.runner import main
+from plugins.utils import UserError
+
+
+def test_lr_schedule_is_tllibs_inverse_decay():
+    f = lr_lambda(0.001, 0.75)
+    assert f(0) == 1.0
+    assert f(1000) == pytest.approx(2 ** -0.75)
+
+
+def test_iterations_per_epoch_follows_protocol():
+    assert iterations_per_epoch(766, 236, 32) == 24
+    assert iterations_per_epoch(10, 100, 32) == 4
+
+
+def test_resume_continues_from_last_finished_epoch(run_args, tmp_path):
+    main("source_only", "source_only", run_args("--epochs", "1"))
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == 0
+    res = main("source_only", "source_only", run_args("--epochs", "2", "--resume"))
+    rows = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1].startswith("1,") and rows[2].startswith("2,")  # epoch 1 not redone
+    assert res["epochs"] == 2
+
+
+def test_oracle_trains_on_target_with_same_iterations(run_args, tmp_path):
+    src = main("source_only", "source_only", run_args("-i", "3", log="s"))
+    orc = main("source_only", "oracle", run_args("-i", "3", log="o"))
+    assert orc["regime"] == "oracle" and orc["config"]["iters_per_epoch"] == src["config"]["iters_per_epoch"] == 3
+
+
+def test_unlabeled_target_labels_are_hidden(run_args, tmp_path):
+    from plugins.runner import Data, build_parser, prepare_domains
+    from plugins.adaptation import get_method
+
+    args = build_parser(get_method("source_only"), "adapt").parse_args(run_args())
+    splits = prepare_domains("Custom", args.root, ["src", "tgt"], tmp_path / "sp")
+    data = Data(args, splits, None, None, "adapt")
+    assert set(data.unlabeled.dataset.labels.tolist()) == {-1}
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--pretrained", "/nonexistent.pth"], "does not exist"),
+    (["-a", "no_such_arch_xyz"], "unknown arch"),
+    (["--freeze-stages", "99"], "freeze"),
+    (["--bogus-flag"], "unrecognized arguments"),
+])
+def test_bad_input_is_one_line_user_error(run_args, extra, msg):
+    with pytest.raises(UserError, match=msg):
+        main("source_only", "source_only", run_args(*extra))
+
+
+def test_cli_exit_code_and_single_line(tmp_path):
+    import subprocess, sys  # noqa: E401
+
+    r = subprocess.run([sys.executable, "examples/source_only.py", str(tmp_path / "nowhere"), "-d", "OfficeCaltech",
+                        "-s", "A", "-t", "W", "--scratch"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr

@@ -1,0 +1,21 @@
+import math
+
+from plugins.tables import accuracy_grid, table_rows, to_csv, to_markdown
+
+
+def _run(method, task, seed, acc):
+    return {"method": method, "task": task, "seed": seed, "target_test": {"acc": acc}}
+
+
+def test_mean_std_over_seeds_and_avg_column():
+    runs = [_run("dann", "A2W", 0, 80.0), _run("dann", "A2W", 1, 84.0), _run("dann", "W2A", 0, 60.0),
+            _run("dann", "W2A", 1, 70.0), _run("source_only", "A2W", 0, 75.0)]
+    header, body = table_rows(accuracy_grid(runs, rows=["source_only", "dann"]))
+    assert header[:3] == ["Method", "A→W", "W→A"]
+    dann = body[1]
+    # A2W: mean 82, sample std sqrt(8) = 2.83; W2A: 65 ± 7.07; Avg per seed: (70, 77) -> 73.5 ± 4.95
+    assert dann[1] == "82.0 ± 2.8" and dann[2] == "65.0 ± 7.1"
+    assert dann[3] == f"73.5 ± {math.sqrt(((70 - 73.5) ** 2 + (77 - 73.5) ** 2) / 1):.1f}"
+    assert body[0][2] == "–" and body[0][3] == "–"  # source-only lacks W2A: no average
+    assert "| dann |" in to_markdown(header, body)
+    assert to_csv(header, body).splitlines()[0].startswith("Method,")
