@@ -31,6 +31,9 @@ endif
 COMPRESS_ARGS ?= --prune 0.5 --quantize ptsq
 BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8
 
+# The teacher's run folder: "<method>" for the student's own arch (then it is also a METHODS row), else
+# "<method>-<arch>"; the distill stage depends on it, so make trains it once, first.
+TEACHER_RUN = $(if $(filter $(TEACHER),$(ARCH)),$(TEACHER_METHOD),$(TEACHER_METHOD)-$(TEACHER))
 DEPS := .deps-installed
 src = $(firstword $(subst 2, ,$(1)))
 tgt = $(lastword $(subst 2, ,$(1)))
@@ -83,7 +86,7 @@ distill: $(DEPS)
 	$(PY) examples/kd.py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS) $(T_ARGS)
 
 compress: $(DEPS)
-	$(PY) examples/compress.py --run $(call RUN,$(TASK),kd,$(SEED)) --out $(call RUN,$(TASK),compressed,$(SEED)) $(COMPRESS_ARGS)
+	$(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(TASK)) -t $(call tgt,$(TASK)) --ckpt $(call RUN,$(TASK),kd,$(SEED))/model.pt --out $(call RUN,$(TASK),compressed,$(SEED)) --seed $(SEED) --no-progress $(COMPRESS_ARGS)
 
 export: $(DEPS)
 	$(PY) examples/export.py --run $(call RUN,$(TASK),kd,$(SEED)) --precision fp32 fp16 int8
@@ -106,16 +109,23 @@ $(foreach m,$(METHODS),
 $(call RUN,$(1),$(m),$(2))/results.json: | $(DEPS)
 	@$$(STAGE) "$(1) $(m) seed $(2)" -- $(PY) examples/$(m).py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS)
 )
-$(call RUN,$(1),kd,$(2))/results.json: | $(DEPS)
-	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) $(T_ARGS)
+$(if $(filter $(TEACHER_RUN),$(METHODS)),,
+$(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json: | $(DEPS)
+	@$$(STAGE) "$(1) teacher $(TEACHER_RUN) seed $(2)" -- $(PY) examples/$(TEACHER_METHOD).py $(call run_args,$(1),$(2)) -a $(TEACHER) $(if $(TEACHER_PRETRAINED),--pretrained $(TEACHER_PRETRAINED))
+)
+$(call RUN,$(1),kd,$(2))/results.json: $(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json
+	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) --teacher-ckpt $(call RUN,$(1),$(TEACHER_RUN),$(2))/model.pt
 $(call RUN,$(1),compressed,$(2))/results.json: $(call RUN,$(1),kd,$(2))/results.json
-	@$$(STAGE) "$(1) compress seed $(2)" -- $(PY) examples/compress.py --run $(call RUN,$(1),kd,$(2)) --out $(call RUN,$(1),compressed,$(2)) $(COMPRESS_ARGS)
+	@$$(STAGE) "$(1) compress seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),kd,$(2))/model.pt --out $(call RUN,$(1),compressed,$(2)) --seed $(2) --no-progress $(COMPRESS_ARGS)
 $(call RUN,$(1),kd,$(2))/deploy/bench.json: $(call RUN,$(1),kd,$(2))/results.json
 	@$$(STAGE) "$(1) deploy seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),kd,$(2)) $(BENCH_ARGS)
 endef
 $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(eval $(call TASK_SEED_RULES,$(t),$(s)))))
 
-GRID := $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(foreach r,source_only oracle $(METHODS) kd compressed,$(call RUN,$(t),$(r),$(s))/results.json) $(call RUN,$(t),kd,$(s))/deploy/bench.json))
+# Stage-major order: with -j the long chains (teacher -> distill -> compress -> deploy) of every task start first.
+STAGE_ORDER = source_only $(TEACHER_RUN) kd compressed oracle $(filter-out $(TEACHER_RUN),$(METHODS))
+GRID := $(foreach r,$(STAGE_ORDER),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/results.json))) \
+        $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),kd,$(s))/deploy/bench.json))
 N_STAGES := $(words $(GRID))
 
 all-tasks: $(GRID)

@@ -106,7 +106,7 @@ class Trainer:
         atomic_torch_save({
             "epoch": epoch, "model": self.model.state_dict(), "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "history": self.history.rows, "train_seconds": self.train_seconds,
+            "history": self.history.rows, "train_seconds": self.train_seconds, "resume_key": self.resume_key(),
             "rng": torch.get_rng_state(),
         }, self.ckpt_path)
 
@@ -117,6 +117,9 @@ class Trainer:
             ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001
             fail(f"checkpoint '{self.ckpt_path}' cannot be read: {str(e).splitlines()[0][:120]}")
+        if ck.get("resume_key", self.resume_key()) != self.resume_key():
+            fail(f"checkpoint '{self.ckpt_path}' was made with other settings ({ck['resume_key']} vs "
+                 f"{self.resume_key()}); use another --log or delete it")
         self.model.load_state_dict(ck["model"])
         self.method.load_state_dict(ck["method"])
         self.optimizer.load_state_dict(ck["optimizer"])
@@ -126,6 +129,12 @@ class Trainer:
         torch.set_rng_state(ck["rng"])
         self.start_epoch = int(ck["epoch"]) + 1
         return True
+
+    def resume_key(self) -> str:
+        """Settings a resumed run must share with its checkpoint (--epochs may grow: training continues)."""
+        c = self.cfg
+        return (f"{self.method.name}|iters={c.iters_per_epoch}|lr={c.lr}|wd={c.weight_decay}|"
+                f"gamma={c.lr_gamma}|decay={c.lr_decay}|trade_off={c.trade_off}")
 
     # ------------------------------------------------------------------ training
     def _autocast(self):

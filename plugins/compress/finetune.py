@@ -12,23 +12,12 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..adaptation.base import Method, Step
+from ..distill import KnowledgeDistillationLoss
 from ..engine import Trainer, TrainConfig
-
-
-def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``T^2 * KL(softmax(t/T) || softmax(s/T))``, batch mean. The T^2 keeps gradients on the CE scale.
-
-    Local on purpose: written before ``plugins/distill.py`` (KnowledgeDistillationLoss) existed.
-    """
-    t = temperature
-    log_p_s = F.log_softmax(student_logits / t, dim=1)
-    log_p_t = F.log_softmax(teacher_logits / t, dim=1)
-    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * t * t
 
 
 class SelfDistill(Method):
@@ -44,6 +33,7 @@ class SelfDistill(Method):
         if teacher is None:
             raise ValueError("SelfDistill needs the uncompressed model as teacher")
         self.temperature = float(getattr(args, "kd_temperature", 4.0))
+        self.kd = KnowledgeDistillationLoss(self.temperature)  # plugins/distill.py: T^2 * KL(teacher || student)
         for p in teacher.parameters():
             p.requires_grad_(False)
         # kept out of the module tree: the teacher is neither trained nor part of the method's checkpoint
@@ -56,7 +46,7 @@ class SelfDistill(Method):
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.no_grad():
             teacher_logits = self.teacher.eval()(step.x_t).float()
-        loss = kd_kl_loss(step.logits_t, teacher_logits, self.temperature)
+        loss = self.kd(step.logits_t, teacher_logits)
         agree = (step.logits_t.argmax(1) == teacher_logits.argmax(1)).float().mean().item() * 100
         return loss, {"kd_loss": float(loss.detach()), "teacher_agree": agree}
 

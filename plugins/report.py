@@ -1,0 +1,330 @@
+"""Results folder from existing runs: tllib-style tables (Markdown + CSV), plots (PNG) and a report (MD + HTML).
+
+    python -m plugins.report --runs runs --dataset OfficeCaltech --out results
+
+Reads ``results.json`` of every training run (liteda.run/1), of compression (liteda.compress/1, in
+``<task>/compressed/seed<k>/``) and deployment benchmarks (liteda.deploy_bench/1, ``<task>/kd/seed<k>/deploy/``).
+Nothing is trained here; every number comes from those files.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .tables import accuracy_grid, collect_runs, order_tasks, table_rows, to_csv, to_markdown
+from .utils import atomic_write_text, fail, machine_info, machine_label, run_cli, write_json
+
+ADAPT_ORDER = ["dann", "cdan", "cdan_e", "mdd", "jan", "dan", "coral", "mcc", "iwan", "shot_im"]
+ROW_LABELS = {"source_only": "source-only", "kd": "distilled student", "compressed": "compressed student",
+              "deployed_int8": "deployed INT8 (ORT)", "oracle": "oracle (target labels)"}
+
+
+# ----------------------------------------------------------------------------- gathering
+def _read(p: Path) -> Optional[dict]:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _task_seed(p: Path) -> tuple[str, int]:
+    # .../<task>/<method>/seed<k>/...
+    parts = p.parts
+    i = next(i for i in range(len(parts) - 1, -1, -1) if parts[i].startswith("seed") and parts[i][4:].isdigit())
+    return parts[i - 2], int(parts[i][4:])
+
+
+def compressed_runs(base: Path) -> list[dict]:
+    out = []
+    for p in sorted(base.glob("*/compressed/seed*/results.json")):
+        r = _read(p)
+        if r and r.get("schema") == "liteda.compress/1":
+            task, seed = _task_seed(p)
+            a = r["after"]
+            out.append({"method": "compressed", "task": task, "seed": seed, "target_test": a["target_test"],
+                        "resources": {"params": a.get("params"), "macs": a.get("macs"), "model_mb": a.get("file_mb")},
+                        "latency_ms": a.get("latency_ms"), "techniques": r.get("techniques"), "_path": str(p)})
+    return out
+
+
+def deploy_rows(base: Path) -> list[dict]:
+    rows = []
+    for p in sorted(base.glob("*/*/seed*/deploy/bench.json")):
+        doc = _read(p)
+        if doc and doc.get("schema") == "liteda.deploy_bench/1":
+            task, seed = _task_seed(p)
+            for r in doc["rows"]:
+                rows.append({**r, "task": task, "seed": seed, "run": p.parent.parent.parent.name})
+    return rows
+
+
+def deployed_int8_runs(rows: list[dict]) -> list[dict]:
+    return [{"method": "deployed_int8", "task": r["task"], "seed": r["seed"], "target_test": {"acc": r["acc"]}}
+            for r in rows if r.get("runtime") == "ort" and r.get("precision") == "int8" and r.get("acc") is not None
+            and r.get("run") == "kd"]
+
+
+def row_order(methods: set[str]) -> list[str]:
+    adapt = [m for m in ADAPT_ORDER if m in methods]
+    teachers = sorted(m for m in methods if "-" in m)
+    others = sorted(methods - set(adapt) - set(teachers) - set(ROW_LABELS))
+    head = [m for m in ("source_only",) if m in methods]
+    tail = [m for m in ("kd", "compressed", "deployed_int8", "oracle") if m in methods]
+    return head + adapt + others + teachers + tail
+
+
+# ----------------------------------------------------------------------------- tables
+def accuracy_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    g = accuracy_grid(runs, rows=row_order({r["method"] for r in runs}))
+    header, body = table_rows(g)
+    for row in body:
+        row[0] = ROW_LABELS.get(row[0], row[0])
+    return header, body
+
+
+def _mean(vals) -> Optional[float]:
+    vals = [v for v in vals if v is not None]
+    return statistics.fmean(vals) if vals else None
+
+
+def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["Model", "params (M)", "MACs (M)", "size (MB)"]
+    body = []
+    for m in row_order({r["method"] for r in runs if r.get("resources")}):
+        rs = [r["resources"] for r in runs if r["method"] == m and r.get("resources")]
+        params, macs, mb = (_mean(x.get(k) for x in rs) for k in ("params", "macs", "model_mb"))
+        body.append([ROW_LABELS.get(m, m), _f(params, 1e6, 3), _f(macs, 1e6, 1), _f(mb, 1, 2)])
+    dh = ["Artifact (distilled student)", "size (MB)", "target-test acc %", "bs1 p50 ms", "bs32 img/s", "tasks"]
+    db = []
+    for key in sorted({r["name"] for r in dep if r.get("run") == "kd"}):
+        rs = [r for r in dep if r["name"] == key and r.get("run") == "kd"]
+        db.append([key, _f(_mean(r.get("size_mb") for r in rs), 1, 2), _f(_mean(r.get("acc") for r in rs), 1, 1),
+                   _f(_mean(r.get("p50_ms") for r in rs), 1, 2), _f(_mean(r.get("bs32_img_s") for r in rs), 1, 0),
+                   str(len({r["task"] for r in rs}))])
+    return header, body, dh, db
+
+
+def _f(v: Optional[float], div: float, digits: int) -> str:
+    return "–" if v is None else f"{v / div:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------- plots
+def plot_a_distance(runs: list[dict], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(f"{r['task']} {r['method']}", r["analysis"]["a_distance"]) for r in runs if r.get("analysis")]
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(pts) + 2), 3.2))
+    ax.bar(range(len(pts)), [v for _, v in pts], color="tab:blue")
+    ax.set_xticks(range(len(pts)), [k for k, _ in pts], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("A-distance (lower = closer domains)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_pareto(runs: list[dict], comp: list[dict], dep: list[dict], path: Path) -> bool:
+    """Accuracy vs bs1 latency, marker area ~ file size: one point per artifact kind (mean over tasks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = []
+    for key in sorted({r["name"] for r in dep}):
+        rs = [r for r in dep if r["name"] == key]
+        acc, lat, mb = (_mean(r.get(k) for r in rs) for k in ("acc", "p50_ms", "size_mb"))
+        if None not in (acc, lat):
+            pts.append((f"{rs[0].get('run', '')}:{key}", acc, lat, mb or 1.0))
+    if comp:
+        acc = _mean(c["target_test"]["acc"] for c in comp)
+        lat = _mean(c.get("latency_ms") for c in comp)
+        mb = _mean(c["resources"].get("model_mb") for c in comp)
+        if lat is not None:
+            pts.append(("compressed (torch)", acc, lat, mb or 1.0))
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, acc, lat, mb in pts:
+        ax.scatter(lat, acc, s=40 + 40 * mb, alpha=0.6)
+        ax.annotate(name, (lat, acc), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("bs1 latency p50 (ms)"), ax.set_ylabel("target-test accuracy (%)")
+    ax.set_title("accuracy vs latency (marker area ~ size MB)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def collect_images(runs: list[dict], out: Path) -> dict[str, list[tuple[str, Path]]]:
+    """Per-run PNGs the stages wrote, grouped by kind (first task only for curves/t-SNE to keep it short)."""
+    tasks = order_tasks({r["task"] for r in runs})
+    first = tasks[0] if tasks else None
+    groups: dict[str, list[tuple[str, Path]]] = {"curves": [], "tsne": [], "confusion": []}
+    for r in sorted(runs, key=lambda r: row_order({x["method"] for x in runs}).index(r["method"])):
+        d = Path(r["_path"]).parent
+        if r["task"] == first and r["seed"] == min(x["seed"] for x in runs):
+            for kind, f in (("curves", "curves.png"), ("tsne", "tsne.png")):
+                if (d / f).is_file():
+                    groups[kind].append((f"{r['task']} {r['method']}", d / f))
+        if r["method"] == "kd" and (d / "confusion_target_test.png").is_file() and r["seed"] == 0:
+            groups["confusion"].append((f"{r['task']} distilled student", d / "confusion_target_test.png"))
+    return groups
+
+
+# ----------------------------------------------------------------------------- report
+def build(runs_root: Path, dataset: str, out: Path) -> dict:
+    base = runs_root / dataset
+    if not base.is_dir():
+        fail(f"no runs for dataset '{dataset}' under '{runs_root}'")
+    runs = collect_runs(runs_root, dataset)
+    comp, dep = compressed_runs(base), deploy_rows(base)
+    all_rows = runs + comp + deployed_int8_runs(dep)
+    if not all_rows:
+        fail(f"no finished runs under '{base}'")
+    out.mkdir(parents=True, exist_ok=True)
+    header, body = accuracy_table(all_rows)
+    rh, rb, dh, db = resource_table(runs + comp, dep)
+    protocol = sorted({r.get("protocol", "heldout") for r in runs}) or ["heldout"]
+    weights = sorted({r.get("weights", "?") for r in runs})
+    seeds = sorted({r["seed"] for r in all_rows})
+    info = machine_info()
+    atomic_write_text(out / "accuracy.md", to_markdown(header, body))
+    atomic_write_text(out / "accuracy.csv", to_csv(header, body))
+    atomic_write_text(out / "resources.md", to_markdown(rh, rb) + "\n" + to_markdown(dh, db))
+    atomic_write_text(out / "resources.csv", to_csv(rh, rb) + "\n" + to_csv(dh, db))
+    figs = {}
+    if plot_a_distance(runs, out / "a_distance.png"):
+        figs["A-distance per run"] = out / "a_distance.png"
+    if plot_pareto(runs, comp, dep, out / "pareto.png"):
+        figs["Accuracy vs latency vs size"] = out / "pareto.png"
+    images = collect_images(runs, out)
+    setup = (f"Dataset **{dataset}**, protocol **{', '.join(protocol)}** (held-out: train on source-train + "
+             f"unlabeled target-train, report target-test), seeds {', '.join(map(str, seeds))}. Weights: "
+             f"{'; '.join(weights)}. Machine: {machine_label(info)}. Regenerate: `make report` "
+             f"(or `python -m plugins.report --runs {runs_root} --dataset {dataset} --out {out}`).")
+    md = "\n".join([
+        f"# LiteDA report — {dataset}", "", "## Setup", setup, "",
+        "## Protocol", "Source-only and adaptation runs never read a target label (unlabeled target batches carry "
+        "label -1); the last epoch is reported, no checkpoint selection. The oracle trains on labeled target-train "
+        "with the same epochs and iterations. Compression calibrates and fine-tunes on unlabeled target images "
+        "only. Each artifact's accuracy is measured by running that artifact.", "",
+        "## Target-test accuracy (%)", to_markdown(header, body),
+        "## Resources", to_markdown(rh, rb), to_markdown(dh, db),
+        "## What helped and what did not", what_helped(all_rows), "",
+    ])
+    md_imgs = "\n".join(f"### {k}\n![{k}]({p.name})" for k, p in figs.items())
+    atomic_write_text(out / "report.md", md + "\n## Plots\n" + md_imgs + "\n" + _md_run_images(images, out))
+    atomic_write_text(out / "report.html", to_html(md, figs, images))
+    summary = {"machine": info, "dataset": dataset, "seeds": seeds, "weights": weights,
+               "accuracy": {"header": header, "rows": body}, "n_runs": len(all_rows)}
+    write_json(out / "summary.json", summary)
+    print(to_markdown(header, body))
+    print(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    return summary
+
+
+def what_helped(rows: list[dict]) -> str:
+    """Plain statements derived from the averages (no hand-written numbers)."""
+    g = accuracy_grid(rows)
+    tasks = g["tasks"]
+
+    def avg(m):
+        cells = g["grid"].get(m, {})
+        vals = [statistics.fmean(cells[t].values()) for t in tasks if t in cells]
+        return statistics.fmean(vals) if len(vals) == len(tasks) and vals else None
+
+    base, oracle = avg("source_only"), avg("oracle")
+    lines = []
+    for m in g["rows"]:
+        a = avg(m)
+        if a is None or m in ("source_only",):
+            continue
+        parts = []
+        if base is not None and m != "source_only":
+            parts.append(f"{a - base:+.1f} pt vs source-only")
+        if oracle is not None and m != "oracle":
+            parts.append(f"{a - oracle:+.1f} pt vs oracle")
+        lines.append(f"- {ROW_LABELS.get(m, m)}: average {a:.1f}% ({', '.join(parts)})")
+    return "\n".join(lines) if lines else "- not enough finished runs for averages over every task"
+
+
+def _md_run_images(images: dict, out: Path) -> str:
+    chunks = []
+    for kind, items in images.items():
+        for title, p in items:
+            chunks.append(f"### {kind}: {title}\n![{title}]({Path(p).resolve().as_posix()})")
+    return "\n".join(chunks)
+
+
+def _img_tag(p: Path, alt: str) -> str:
+    data = base64.b64encode(Path(p).read_bytes()).decode()
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+def to_html(md: str, figs: dict, images: dict) -> str:
+    """Self-contained HTML: the Markdown rendered minimally (headings, tables, lists, code), images inlined."""
+    body = []
+    lines = md.splitlines()
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        if ln.startswith("|"):
+            tbl = []
+            while i < len(lines) and lines[i].startswith("|"):
+                tbl.append([c.strip() for c in lines[i].strip("|").split("|")])
+                i += 1
+            head, rows = tbl[0], [r for r in tbl[2:]]
+            body.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead><tbody>"
+                        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+                        + "</tbody></table>")
+            continue
+        if ln.startswith("#"):
+            level = len(ln) - len(ln.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(ln.lstrip('# '))}</h{level}>")
+        elif ln.startswith("- "):
+            body.append(f"<li>{_inline(ln[2:])}</li>")
+        elif ln.strip():
+            body.append(f"<p>{_inline(ln)}</p>")
+        i += 1
+    body.append("<h2>Plots</h2>")
+    body += [_img_tag(p, k) for k, p in figs.items()]
+    for kind, items in images.items():
+        body += [_img_tag(p, f"{kind}: {t}") for t, p in items]
+    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;line-height:1.4}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}figure{margin:1em 0}")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>LiteDA report</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _inline(text: str) -> str:
+    import re
+
+    t = html.escape(text)
+    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", default="runs")
+    p.add_argument("--dataset", default="OfficeCaltech")
+    p.add_argument("--out", default="results")
+    a = p.parse_args(argv)
+    build(Path(a.runs), a.dataset, Path(a.out))
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
