@@ -34,7 +34,7 @@ BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8
 # The teacher's run folder: "<method>" for the student's own arch (then it is also a METHODS row), else
 # "<method>-<arch>"; the distill stage depends on it, so make trains it once, first.
 TEACHER_RUN = $(if $(filter $(TEACHER),$(ARCH)),$(TEACHER_METHOD),$(TEACHER_METHOD)-$(TEACHER))
-DEPS := .deps-installed
+DEPS ?= .deps-installed
 src = $(firstword $(subst 2, ,$(1)))
 tgt = $(lastword $(subst 2, ,$(1)))
 W_ARGS = $(if $(PRETRAINED),--pretrained $(PRETRAINED))
@@ -117,6 +117,10 @@ $(call RUN,$(1),kd,$(2))/results.json: $(call RUN,$(1),$(TEACHER_RUN),$(2))/resu
 	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) --teacher-ckpt $(call RUN,$(1),$(TEACHER_RUN),$(2))/model.pt
 $(call RUN,$(1),compressed,$(2))/results.json: $(call RUN,$(1),kd,$(2))/results.json
 	@$$(STAGE) "$(1) compress seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),kd,$(2))/model.pt --out $(call RUN,$(1),compressed,$(2)) --seed $(2) --no-progress $(COMPRESS_ARGS)
+$(foreach m,source_only $(METHODS),
+$(call RUN,$(1),$(m),$(2))/tsne.png: $(call RUN,$(1),$(m),$(2))/results.json
+	@$$(STAGE) "$(1) $(m) analysis seed $(2)" -- $(PY) examples/$(m).py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) --phase analysis
+)
 $(call RUN,$(1),kd,$(2))/deploy/bench.json: $(call RUN,$(1),kd,$(2))/results.json
 	@$$(STAGE) "$(1) deploy seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),kd,$(2)) $(BENCH_ARGS)
 endef
@@ -125,7 +129,8 @@ $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(eval $(call TASK_SEED_RULES,$(t),$(s
 # Stage-major order: with -j the long chains (teacher -> distill -> compress -> deploy) of every task start first.
 STAGE_ORDER = source_only $(TEACHER_RUN) kd compressed oracle $(filter-out $(TEACHER_RUN),$(METHODS))
 GRID := $(foreach r,$(STAGE_ORDER),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/results.json))) \
-        $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),kd,$(s))/deploy/bench.json))
+        $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),kd,$(s))/deploy/bench.json)) \
+        $(foreach m,source_only $(METHODS),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(m),$(s))/tsne.png)))
 N_STAGES := $(words $(GRID))
 
 all-tasks: $(GRID)

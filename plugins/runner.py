@@ -23,16 +23,10 @@ from .datasets import (DATASETS, DomainSplit, TensorImageDataset, build_transfor
 from .engine import Trainer, TrainConfig, config_dict, iterations_per_epoch
 from .metrics import classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict
 from .plots import plot_confusion, plot_history
-from .utils import UserError, atomic_torch_save, fail, machine_info, read_json, run_cli, seed_everything, write_json
+from .utils import (OneLineParser, atomic_torch_save, fail, machine_info, read_json, run_cli, seed_everything,
+                    write_json)
 
 REGIMES = ("source_only", "oracle", "adapt")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line and exit 2 (no usage dump)."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise UserError(f"{self.prog}: {message}")
 
 
 def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentParser:
@@ -234,7 +228,8 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
     atomic_torch_save(model_record(model, args.arch, data.classes, args.crop_size, args.bottleneck_dim),
                       run_dir / "model.pt")
     rows = trainer.history.rows
-    plot_history(rows, run_dir / "curves.png", f"{args.data} {task_name(args)} {run_name(args, method_name)} seed {args.seed}")
+    title = run_name(args, "oracle" if regime == "oracle" else method_name)
+    plot_history(rows, run_dir / "curves.png", f"{args.data} {task_name(args)} {title} seed {args.seed}")
     epochs_done = max(1, len(rows))
     return {
         **run_header(args, method_name, regime, data),
@@ -247,9 +242,10 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
 
 
 def run_header(args, method_name: str, regime: str, data: Data) -> dict:
+    name = "oracle" if regime == "oracle" else method_name
     return {
         "schema": "liteda.run/1", "dataset": args.data, "root": str(args.root), "task": task_name(args),
-        "source": args.source, "target": args.target, "method": run_name(args, method_name), "regime": regime,
+        "source": args.source, "target": args.target, "method": run_name(args, name), "regime": regime,
         "arch": args.arch, "weights": weights_desc(args), "seed": args.seed, "protocol": args.protocol,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "crop_size": args.crop_size,
         "classes": data.classes, "n_source_train": data.n_source, "n_target_train": data.n_target,

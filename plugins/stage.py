@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,7 +46,8 @@ def main(argv=None) -> int:
     mean = sum(d["seconds"] for d in done) / len(done)
     first = min(d["end"] - d["seconds"] for d in done)
     left = max(0, a.total - len(names)) if a.total else 0
-    eta = f", ETA {_fmt(left * mean / max(1, int(os.environ.get('MAKE_JOBS', '1'))))}" if a.total else ""
+    jobs = re.search(r"(?:^|\s)-j\s*(\d+)", os.environ.get("MAKEFLAGS", ""))  # make -jN runs N stages at once
+    eta = f", ETA {_fmt(left * mean / (int(jobs.group(1)) if jobs else 1))}" if a.total else ""
     print(f"[stage] {a.name}: done in {_fmt(dt)} | {len(names)}/{a.total or '?'} stages | "
           f"elapsed {_fmt(time.time() - first)}{eta}", flush=True)
     return 0

@@ -1,6 +1,7 @@
 """Small shared helpers: one-line user errors, atomic writes, seeding, machine description."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,6 +18,13 @@ class UserError(Exception):
 
 def fail(msg: str) -> None:
     raise UserError(msg)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line and exit 2 (no usage dump): raises UserError for run_cli."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
 
 
 def run_cli(main, argv=None) -> int:

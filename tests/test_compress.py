@@ -210,6 +210,8 @@ def test_self_distill_is_zero_against_itself(tiny_model):
     (["--prune-importance", "random"], "--prune-importance must be one of"),
     (["--lowrank-energy", "1.5"], "--lowrank-energy must be in (0, 1]"),
     (["--attention", "se2"], "invalid choice"),
+    (["--attention", "ulsam", "--prune", "0.3"], "not supported"),
+    (["--lowrank-energy", "0.9", "--lowrank-ratio", "0.5"], "one of --lowrank-energy and --lowrank-ratio"),
 ])
 def test_cli_bad_input_one_line(extra, msg, tmp_path):
     from plugins.compress.pipeline import main

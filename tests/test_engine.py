@@ -32,7 +32,8 @@ def test_resume_continues_from_last_finished_epoch(run_args, tmp_path):
 def test_oracle_trains_on_target_with_same_iterations(run_args, tmp_path):
     src = main("source_only", "source_only", run_args("-i", "3", log="s"))
     orc = main("source_only", "oracle", run_args("-i", "3", log="o"))
-    assert orc["regime"] == "oracle" and orc["config"]["iters_per_epoch"] == src["config"]["iters_per_epoch"] == 3
+    assert orc["regime"] == "oracle" and orc["method"] == "oracle" and src["method"] == "source_only"
+    assert orc["config"]["iters_per_epoch"] == src["config"]["iters_per_epoch"] == 3
 
 
 def test_unlabeled_target_labels_are_hidden(run_args, tmp_path):

@@ -13,7 +13,6 @@ import os
 import statistics
 import time
 import warnings
-from pathlib import Path
 from typing import Optional
 
 import torch

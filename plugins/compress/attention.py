@@ -65,16 +65,17 @@ class ULSAM(nn.Module):
         while channels % groups:
             groups -= 1
         self.groups = groups
-        c = channels // groups
+        self.group_channels = c = channels // groups
         self.dw = nn.ModuleList(nn.Conv2d(c, c, 1, groups=c) for _ in range(groups))
         self.pool = nn.MaxPool2d(3, 1, 1)
         self.pw = nn.ModuleList(nn.Conv2d(c, 1, 1) for _ in range(groups))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for part, dw, pw in zip(torch.chunk(x, self.groups, 1), self.dw, self.pw):
+        outs, c = [], self.group_channels
+        for g, (dw, pw) in enumerate(zip(self.dw, self.pw)):  # slices, not torch.chunk: FX-traceable
+            part = x[:, g * c:(g + 1) * c]
             a = pw(self.pool(dw(part)))
-            a = F.softmax(a.flatten(2), -1).view_as(a)
+            a = F.softmax(a.flatten(2), -1).reshape(a.shape)
             outs.append(part * a + part)
         return torch.cat(outs, 1)
 

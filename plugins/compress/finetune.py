@@ -7,7 +7,7 @@ images (Hinton et al., 2015). No target label is read: the target loader carries
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -89,7 +89,3 @@ def finetune(model: nn.Module, teacher: nn.Module, labeled: DataLoader, unlabele
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # a resumable state is not needed for a stage
     model.eval()
     return history.rows
-
-
-def with_epochs(cfg: FinetuneConfig, epochs: int) -> FinetuneConfig:
-    return replace(cfg, epochs=epochs)

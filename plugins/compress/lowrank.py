@@ -45,7 +45,7 @@ def check_energy_ratio(energy: Optional[float], ratio: Optional[float]) -> None:
     if (energy is None) == (ratio is None):
         fail("low-rank: give exactly one of --lowrank-energy or --lowrank-ratio")
     value, flag = (energy, "--lowrank-energy") if energy is not None else (ratio, "--lowrank-ratio")
-    if not 0.0 < value < 1.0 + (flag == "--lowrank-energy") * 1e-9:
+    if not 0.0 < value <= 1.0:
         fail(f"{flag} must be in (0, 1], got {value}")
 
 

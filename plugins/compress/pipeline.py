@@ -12,9 +12,10 @@ import datetime as dt
 import math
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lowrank-energy", type=float, default=None, help="SVD/Tucker rank keeping this energy")
     g.add_argument("--lowrank-ratio", type=float, default=None, help="or: factors hold this fraction of weights")
     g.add_argument("--lowrank-kxk", default="tucker2", help=f"dense kxk convs: {' | '.join(KXK_METHODS)}")
+    g.add_argument("--lowrank-layers", choices=("all", "linear"), default="all",
+                   help="linear: only the pre-logits and bottleneck Linears (the 0.85 M-param tail)")
     g.add_argument("--quantize", default="none", help=f"{' | '.join(QUANT_KINDS)}")
     g.add_argument("--calib-batches", type=int, default=10, help="PTSQ: batches of unlabeled target-train images")
     f = p.add_argument_group("recovery fine-tuning (self-distillation through the engine)")
@@ -89,6 +92,8 @@ def check_args(args) -> None:
         fail("give one of --lowrank-energy and --lowrank-ratio")
     if args.prune_steps < 1 or args.ft_epochs < 0 or args.batch_size < 1 or args.calib_batches < 1:
         fail("--prune-steps, -b and --calib-batches must be positive, --ft-epochs >= 0")
+    if args.attention == "ulsam" and args.prune is not None:
+        fail("--prune after --attention ulsam is not supported (ULSAM's equal channel subspaces)")
     if args.quantize == "qat" and args.ft_epochs == 0:
         fail("--quantize qat trains with fake quantization: give --ft-epochs >= 1")
 
@@ -140,13 +145,11 @@ def evaluate(model: nn.Module, data: CompressData) -> dict:
 
 
 def describe(model: nn.Module, data: CompressData, input_size: int, file: Optional[Path], runs: int,
-             threads: int = 1) -> dict:
-    """Target-test accuracy + params, MACs, MB, bs1 latency of one model."""
+             threads: int = 1, float_model: Optional[nn.Module] = None) -> dict:
+    """Target-test accuracy + params, MACs, MB, bs1 latency of one model. FlopCounterMode does not see
+    quantized kernels, so a quantized model's MACs (INT8 MACs) are counted on its float structure."""
     out = {"target_test": evaluate(model, data), "params": count_params_any(model)}
-    try:
-        out.update(count_flops(model, input_size))
-    except Exception:  # noqa: BLE001 - FlopCounterMode does not see quantized kernels
-        out["macs"] = None
+    out.update(count_flops(float_model if float_model is not None else model, input_size))
     out["state_dict_mb"] = state_dict_mb(model)
     if file is not None:
         out["file_mb"] = file_size_mb(file)
@@ -170,7 +173,7 @@ class Stages:
                                  progress=not args.no_progress)
 
     def recover(self, tag: str, model: Optional[nn.Module] = None) -> list[dict]:
-        rows = finetune(model or self.student, self.teacher, self.data.labeled, self.data.unlabeled, self.ft,
+        rows = finetune(model if model is not None else self.student, self.teacher, self.data.labeled, self.data.unlabeled, self.ft,
                         self.out / "finetune" / tag)
         return [{k: r[k] for k in ("epoch", "loss", "kd_loss", "teacher_agree", "seconds", "images_per_s") if k in r}
                 for r in rows]
@@ -202,7 +205,8 @@ class Stages:
 
     def lowrank(self) -> None:
         a = self.args
-        plan = lowrank_model(self.student, a.lowrank_energy, a.lowrank_ratio, a.lowrank_kxk)
+        skip = ("head", "backbone.features") if a.lowrank_layers == "linear" else ("head",)
+        plan = lowrank_model(self.student, a.lowrank_energy, a.lowrank_ratio, a.lowrank_kxk, skip)
         self.ops.append({"op": "lowrank", "plan": plan})
         before = evaluate(self.student, self.data)
         self.log({"op": "lowrank", "energy": a.lowrank_energy, "ratio": a.lowrank_ratio, "layers": len(plan),
@@ -222,7 +226,7 @@ class Stages:
             self.student = quantize_qat(self.student, self.input_size,
                                         lambda m: history.extend(self.recover("qat", m)))
         if kind in ("ptsq", "qat"):
-            extra["float_ops"] = float_ops(self.student)
+            extra["float_ops"] = dict(Counter(o["op"] for o in float_ops(self.student)))  # measured on the graph
             extra.update(quantized_summary(self.student))
         self.ops.append({"op": "quantize", "kind": kind})
         self.log({"op": "quantize", "kind": kind, "backend": "x86", **extra}, None, history)
@@ -269,7 +273,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         reload_diff = float((reloaded(x) - model(x)).abs().max())
-    after = describe(model, data, size, out / "compressed.pt", args.latency_runs, args.latency_threads)
+    after = describe(model, data, size, out / "compressed.pt", args.latency_runs, args.latency_threads,
+                     stages.float_model)
     results = {
         "schema": "liteda.compress/1", "ckpt": str(ckpt), "task": f"{args.source}2{args.target}", "dataset": args.data,
         "techniques": [op["op"] if op["op"] != "quantize" else f"quantize:{op['kind']}" for op in stages.ops],

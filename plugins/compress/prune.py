@@ -44,6 +44,9 @@ def build_pruner(model: nn.Module, input_size: int, ratio: float, importance: st
     check_ratio(ratio)
     if steps < 1:
         fail(f"--prune-steps must be >= 1, got {steps}")
+    if any(type(m).__name__ == "ULSAM" for m in model.modules()):
+        fail("--prune after --attention ulsam is not supported: its equal channel subspaces "
+             "(slices) cannot be pruned consistently by torch-pruning")
     was_training = model.training
     model.eval()  # tracing must not update BatchNorm statistics; eval forward returns logits only
     example = torch.zeros(1, 3, input_size, input_size)

@@ -117,14 +117,17 @@ def quantize_qat(model: nn.Module, input_size: int, train: Callable[[nn.Module],
 
 # ----------------------------------------------------------------------------- what stays float
 def float_ops(model: nn.Module) -> list[dict]:
-    """Ops of a converted model that compute on dequantized (float) tensors, read off the FX graphs.
+    """Ops of a converted model that compute on float tensors, read off the FX graphs (measured, not assumed).
 
-    A node fed by a ``dequantize`` runs in float. Each part's output dequantize is listed as ``output``: the
-    three part boundaries cost a dequantize + quantize pair each.
+    Float-ness flows from every ``dequantize`` until a ``quantize_per_tensor``. Each part's ``output`` entry is
+    the boundary dequantize: the three parts cost a dequantize + quantize pair each.
     """
     def is_dequant(n) -> bool:
         return (n.op == "call_method" and n.target == "dequantize") or (
             n.op == "call_function" and getattr(n.target, "__name__", "") == "dequantize")
+
+    def is_quant(n) -> bool:
+        return n.op == "call_function" and "quantize_per" in getattr(n.target, "__name__", "")
 
     out = []
     for part in PARTS:
@@ -132,9 +135,14 @@ def float_ops(model: nn.Module) -> list[dict]:
         graph = getattr(gm, "graph", None)
         if graph is None:
             continue
+        floating: set = set()
         for node in graph.nodes:
-            if not any(is_dequant(a) for a in node.all_input_nodes):
+            if is_dequant(node):
+                floating.add(node)
                 continue
+            if is_quant(node) or not any(a in floating for a in node.all_input_nodes):
+                continue
+            floating.add(node)
             what = (type(gm.get_submodule(node.target)).__name__ if node.op == "call_module"
                     else "output" if node.op == "output" else str(getattr(node.target, "__name__", node.target)))
             out.append({"part": part, "node": node.name, "op": what})

@@ -17,16 +17,11 @@ from typing import Optional
 
 import numpy as np
 
-from ..utils import UserError, fail, read_json, run_cli, write_json
+from ..utils import OneLineParser, fail, read_json, run_cli, write_json
 
 PRECISIONS = ("fp32", "fp16", "int8", "fp8", "bf16")
 RUNTIMES = ("ort", "torch", "trt", "openvino")
 ONNX_PRECISIONS = ("fp32", "fp16", "int8")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        raise UserError(f"{self.prog}: {message}")
 
 
 def build_parser(prog: str, bench: bool) -> argparse.ArgumentParser:

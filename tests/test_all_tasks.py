@@ -1,0 +1,61 @@
+"""`make all-tasks` on the embedded default: every stage, the results folder, resume without redoing stages."""
+import html.parser
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "--scratch -i 2 -b 8 --resize-size 36 --crop-size 32 --scale 0.6 1.0"
+
+
+def make(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = ["make", "-C", str(ROOT), "all-tasks", "DATASET=Digits", f"ROOT={tmp / 'digits'}", "TASKS=S2M", "EPOCHS=1",
+           "SEEDS=0", f"RUNS={tmp / 'runs'}", f"RESULTS={tmp / 'results'}", "METHODS=dann", "STANDIN=0",
+           "TEACHER=mobilenet_v3_small", "TEACHER_METHOD=dann", f"EXTRA={TINY}", "DEPS=",
+           "COMPRESS_ARGS=--prune 0.3 --ft-epochs 0 --resize-size 36 -b 8 --latency-runs 2",
+           "BENCH_ARGS=--runtime torch ort --precision fp32 int8 --iters 3 --warmup 1 --calib-size 8 --max-images 16",
+           *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                          env={**__import__("os").environ, "LITEDA_THREADS": "1"})
+
+
+class _Imgs(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs)["src"])
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
+    r = make(tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    runs = tmp_path / "runs" / "Digits" / "S2M"
+    for stage in ("source_only", "oracle", "dann", "kd"):
+        assert (runs / stage / "seed0" / "results.json").is_file(), stage
+    assert (runs / "compressed" / "seed0" / "results.json").is_file()
+    assert (runs / "kd" / "seed0" / "deploy" / "bench.json").is_file()
+    assert (runs / "source_only" / "seed0" / "tsne.png").is_file()
+    res = tmp_path / "results"
+    for f in ("accuracy.md", "accuracy.csv", "resources.md", "report.md", "report.html", "summary.json"):
+        assert (res / f).is_file(), f
+    acc = (res / "accuracy.md").read_text()
+    for row in ("source-only", "dann", "distilled student", "compressed student", "oracle"):
+        assert row in acc, row
+    p = _Imgs()
+    p.feed((res / "report.html").read_text())
+    assert p.srcs and all(s.startswith("data:image/png;base64,") for s in p.srcs)
+
+    # a second run redoes nothing; a lost stage is redone alone
+    again = make(tmp_path)
+    assert again.returncode == 0 and "[stage]" not in again.stdout
+    (runs / "oracle" / "seed0" / "results.json").unlink()
+    third = make(tmp_path)
+    started = [ln for ln in third.stdout.splitlines() if ln.startswith("[stage]") and ln.endswith("start")]
+    assert started == ["[stage] S2M oracle seed 0: start"], third.stdout[-2000:]
