@@ -193,6 +193,10 @@ def prepare_domains(
         from .digits import ensure_digits
 
         ensure_digits(root)
+    if dataset == "Office31" and not (Path(root) / "image_list").is_dir():
+        from .download import download_office31  # users with internet; offline: a one-line how-to
+
+        download_office31(root)
     spec = dataset_spec(dataset, root)
     listed = {d: list_domain(root, spec, d) for d in dict.fromkeys(domains)}
     classes = check_same_classes({d: c for d, (_, c) in listed.items()})

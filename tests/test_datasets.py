@@ -95,3 +95,29 @@ def test_embedded_digits_are_deterministic(tmp_path):
     src = np.asarray(Image.open(next((tmp_path / "a" / "digits").rglob("*.png"))))
     tgt = np.asarray(Image.open(next((tmp_path / "a" / "digits_m").rglob("*.png"))))
     assert (src[..., 0] == src[..., 1]).all() and not (tgt[..., 0] == tgt[..., 1]).all()  # a colour shift
+
+
+def test_office31_download_failure_says_how_to_place_files(tmp_path, monkeypatch):
+    import plugins.download as dl
+
+    def offline(urls, dest, timeout=30.0):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(dl, "fetch", offline)
+    with pytest.raises(UserError, match="place Office-31 by hand"):
+        prepare_domains("Office31", tmp_path / "office31", ["A", "W"], tmp_path / "splits")
+
+
+def test_office31_tllib_layout_with_image_list(tmp_path):
+    root = tmp_path / "office31"
+    for dom in ("amazon", "webcam"):
+        for cls in ("back_pack", "bike"):
+            (root / dom / "images" / cls).mkdir(parents=True)
+            for k in range(5):
+                Image.new("RGB", (8, 8)).save(root / dom / "images" / cls / f"{k}.jpg")
+    (root / "image_list").mkdir()
+    for dom in ("amazon", "webcam"):
+        lines = [f"{dom}/images/{c}/{k}.jpg {i}" for i, c in enumerate(("back_pack", "bike")) for k in range(5)]
+        (root / "image_list" / f"{dom}.txt").write_text("\n".join(lines) + "\n")
+    splits = prepare_domains("Office31", root, ["A", "W"], tmp_path / "splits")
+    assert splits["A"].classes == ["back_pack", "bike"] and len(splits["W"].all) == 10
