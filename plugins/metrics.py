@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable
+import time
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -97,3 +98,15 @@ def count_flops(model: nn.Module, input_size: int, channels: int = 3) -> dict:
 def file_size_mb(path: str | os.PathLike) -> float:
     """Size on disk in MB (10^6 bytes)."""
     return os.path.getsize(path) / 1e6
+
+
+def time_calls(fn: Callable[[], object], iters: int, warmup: int) -> list[float]:
+    """Milliseconds of ``iters`` calls of ``fn`` after ``warmup`` untimed ones (latency of any runtime)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return times

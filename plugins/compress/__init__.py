@@ -11,13 +11,13 @@ from __future__ import annotations
 import io
 import os
 import statistics
-import time
 import warnings
 from typing import Optional
 
 import torch
 from torch import nn
 
+from ..metrics import time_calls
 from ..utils import atomic_torch_save, atomic_write_bytes, fail
 
 FORMAT = "liteda.compressed/1"
@@ -162,13 +162,7 @@ def measure_latency(model: nn.Module, input_size: int, runs: int = 50, warmup: i
     torch.set_num_threads(threads)
     try:
         x = torch.randn(1, 3, input_size, input_size)
-        for _ in range(warmup):
-            model(x)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            model(x)
-            times.append((time.perf_counter() - t0) * 1e3)
+        times = time_calls(lambda: model(x), runs, warmup)
     finally:
         torch.set_num_threads(prev)
     times.sort()

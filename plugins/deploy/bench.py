@@ -10,12 +10,12 @@ import csv
 import io
 import os
 import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from ..metrics import time_calls
 from ..utils import atomic_write_text, machine_info, write_json
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -104,16 +104,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def time_calls(run: Runner, x: np.ndarray, iters: int, warmup: int) -> list[float]:
-    """Milliseconds of ``iters`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        run(x)
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        run(x)
-        times.append((time.perf_counter() - t) * 1e3)
-    return times
 
 
 def batched_logits(run: Runner, images: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -143,12 +133,13 @@ def benchmark_artifact(art: Artifact, images: np.ndarray, labels: Optional[np.nd
     if ref_pred is not None:
         row["agree_fp32"] = float((pred == ref_pred).mean() * 100)
     row["pred"] = pred  # popped by the caller after agreement is computed
-    lat = time_calls(art.run, images[:1], iters, warmup)
+    x1 = images[:1]
+    lat = time_calls(lambda: art.run(x1), iters, warmup)
     row.update({"p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
                 "mean_ms": statistics.fmean(lat), "iters": iters, "warmup": warmup})
     xb = np.resize(images, (batch, *images.shape[1:]))  # repeat images when the test set is smaller than a batch
     n_batches = max(2, iters // 20)
-    bt = time_calls(art.run, xb, n_batches, max(1, warmup // 10))
+    bt = time_calls(lambda: art.run(xb), n_batches, max(1, warmup // 10))
     row["bs32_img_s" if batch == 32 else f"bs{batch}_img_s"] = batch * n_batches / (sum(bt) / 1e3)
     return row
 
