@@ -99,7 +99,9 @@ trt-bench: $(DEPS)
 
 # ----------------------------------------------------------------------------- the grid (file targets)
 # Each stage's target is its run's results.json: a finished stage is not run again, an interrupted one resumes
-# from its checkpoint, and every stage writes only its own folder, so `make -j` is safe.
+# from its checkpoint, and every stage writes only its own folder, so `make -j` is safe. Stage inputs are
+# order-only prerequisites (`| ...`): `--phase analysis` adds to a finished run's results.json, which must not
+# make the stages after it run again.
 define TASK_SEED_RULES
 $(call RUN,$(1),source_only,$(2))/results.json: | $(DEPS)
 	@$$(STAGE) "$(1) source-only seed $(2)" -- $(PY) examples/source_only.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS)
@@ -113,15 +115,15 @@ $(if $(filter $(TEACHER_RUN),$(METHODS)),,
 $(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json: | $(DEPS)
 	@$$(STAGE) "$(1) teacher $(TEACHER_RUN) seed $(2)" -- $(PY) examples/$(TEACHER_METHOD).py $(call run_args,$(1),$(2)) -a $(TEACHER) $(if $(TEACHER_PRETRAINED),--pretrained $(TEACHER_PRETRAINED))
 )
-$(call RUN,$(1),kd,$(2))/results.json: $(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json
+$(call RUN,$(1),kd,$(2))/results.json: | $(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json
 	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) --teacher-ckpt $(call RUN,$(1),$(TEACHER_RUN),$(2))/model.pt
-$(call RUN,$(1),compressed,$(2))/results.json: $(call RUN,$(1),kd,$(2))/results.json
+$(call RUN,$(1),compressed,$(2))/results.json: | $(call RUN,$(1),kd,$(2))/results.json
 	@$$(STAGE) "$(1) compress seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),kd,$(2))/model.pt --out $(call RUN,$(1),compressed,$(2)) --seed $(2) --no-progress $(COMPRESS_ARGS)
 $(foreach m,source_only $(METHODS),
-$(call RUN,$(1),$(m),$(2))/tsne.png: $(call RUN,$(1),$(m),$(2))/results.json
+$(call RUN,$(1),$(m),$(2))/tsne.png: | $(call RUN,$(1),$(m),$(2))/results.json
 	@$$(STAGE) "$(1) $(m) analysis seed $(2)" -- $(PY) examples/$(m).py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) --phase analysis
 )
-$(call RUN,$(1),kd,$(2))/deploy/bench.json: $(call RUN,$(1),kd,$(2))/results.json
+$(call RUN,$(1),kd,$(2))/deploy/bench.json: | $(call RUN,$(1),kd,$(2))/results.json
 	@$$(STAGE) "$(1) deploy seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),kd,$(2)) $(BENCH_ARGS)
 endef
 $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(eval $(call TASK_SEED_RULES,$(t),$(s)))))

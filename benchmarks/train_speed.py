@@ -131,6 +131,7 @@ def main() -> None:
         c.setup(a, splits)
         for _ in range(3):  # warm-up: workers start, caches fill, allocator settles
             c.step()
+    load_start = os.getloadavg()[0]
     rates: dict[str, list[float]] = {c.name: [] for c in configs}
     for r in range(a.rounds):
         for c in configs:
@@ -139,7 +140,9 @@ def main() -> None:
                 n += c.step()
             rates[c.name].append(n / (time.perf_counter() - t0))
             print(f"round {r + 1}: {c.name}: {rates[c.name][-1]:.1f} img/s", flush=True)
-    rows, doc = [], {"machine": machine_info(), "threads": a.threads, "iters": a.iters, "rounds": a.rounds, "results": {}}
+    load = (load_start, os.getloadavg()[0])  # other jobs on the machine shift all rows alike, not the ratios
+    rows, doc = [], {"machine": machine_info(), "threads": a.threads, "iters": a.iters, "rounds": a.rounds,
+                     "load_average_1min": load, "results": {}}
     for method in ("source_only", "dann"):
         ref = statistics.median(rates[f"tllib-style loop, {method}"])
         for c in configs:
@@ -149,7 +152,8 @@ def main() -> None:
             doc["results"][c.name] = {"img_per_s": v, "speedup_vs_tllib_style": v / ref, "all_rounds": rates[c.name]}
             rows.append([c.name, f"{v:.1f}", f"{v / ref:.2f}×"])
     md = (f"# Training throughput (MobileNetV3-Small, bs 32 per domain, 224 px, Office-Caltech {a.source}→{a.target})\n\n"
-          f"Machine: {machine_label(doc['machine'])}, {a.threads} threads; median of {a.rounds} rounds × {a.iters} steps. "
+          f"Machine: {machine_label(doc['machine'])}, {a.threads} threads; 1-min load average {load[0]:.1f} → {load[1]:.1f} "
+          f"(other jobs were running: absolute img/s are low, ratios are the result); median of {a.rounds} rounds × {a.iters} steps. "
           f"Images/s count source + target images.\nRegenerate: `python benchmarks/train_speed.py --iters {a.iters} "
           f"--rounds {a.rounds} --threads {a.threads} --out {a.out}`\n\n"
           + to_markdown(["loop", "images/s", "vs tllib-style"], rows))
