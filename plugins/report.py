@@ -110,6 +110,32 @@ def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[l
     return header, body, dh, db
 
 
+def validator_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Label-free validators of each trained run (last epoch) beside the target-test accuracy they should track:
+    a user picks a method or teacher by the validator, never by the accuracy column."""
+    header = ["Task", "Run", "IM score (↑)", "SND (↑)", "target-test acc %"]
+    body = []
+    order = row_order({r["method"] for r in runs})
+    for r in sorted(runs, key=lambda r: (r["task"], r["seed"], order.index(r["method"]))):
+        if r.get("regime") == "oracle" or "validator" not in r:
+            continue
+        snd = _last_history_value(Path(r["_path"]).parent / "history.csv", "target_test_snd")
+        body.append([f"{r['task']} s{r['seed']}", ROW_LABELS.get(r["method"], r["method"]),
+                     f"{r['validator']['im_score']:.3f}", "–" if snd is None else f"{snd:.3f}",
+                     f"{r['target_test']['acc']:.1f}"])
+    return header, body
+
+
+def _last_history_value(path: Path, key: str) -> Optional[float]:
+    import csv
+
+    try:
+        rows = list(csv.DictReader(path.open()))
+        return float(rows[-1][key]) if rows and rows[-1].get(key) else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _f(v: Optional[float], div: float, digits: int) -> str:
     return "–" if v is None else f"{v / div:.{digits}f}"
 
@@ -222,6 +248,9 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
         "only. Each artifact's accuracy is measured by running that artifact.", "",
         "## Target-test accuracy (%)", to_markdown(header, body),
         "## Resources", to_markdown(rh, rb), to_markdown(dh, db),
+        "## Label-free validators vs target accuracy", "Computed from target predictions only (no labels); "
+        "higher should mean better adaptation. Use them, not target accuracy, to choose a method or teacher.",
+        "", to_markdown(*validator_table(runs)),
         "## What helped and what did not", what_helped(all_rows), "",
     ])
     md_imgs = "\n".join(f"### {k}\n![{k}]({p.name})" for k, p in figs.items())
