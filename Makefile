@@ -28,7 +28,7 @@ PRETRAINED ?=
 TEACHER ?= mobilenet_v3_large
 TEACHER_PRETRAINED ?=
 endif
-COMPRESS_ARGS ?= --prune 0.5 --quantize ptsq
+COMPRESS_ARGS ?= --prune 0.3 --prune-round-to 8 --quantize qat --ft-epochs 4
 BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8
 
 # The teacher's run folder: "<method>" for the student's own arch (then it is also a METHODS row), else

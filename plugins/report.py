@@ -49,7 +49,7 @@ def compressed_runs(base: Path) -> list[dict]:
             a = r["after"]
             out.append({"method": "compressed", "task": task, "seed": seed, "target_test": a["target_test"],
                         "resources": {"params": a.get("params"), "macs": a.get("macs"), "model_mb": a.get("file_mb")},
-                        "latency_ms": a.get("latency_ms"), "techniques": r.get("techniques"), "_path": str(p)})
+                        "latency_ms": a.get("latency_ms_p50"), "techniques": r.get("techniques"), "_path": str(p)})
     return out
 
 
@@ -236,9 +236,12 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
     if plot_pareto(runs, comp, dep, out / "pareto.png"):
         figs["Accuracy vs latency vs size"] = out / "pareto.png"
     images = collect_images(runs, out)
+    machines = sorted({machine_label(r["machine"]) for r in runs if r.get("machine")}) or [machine_label(info)]
+    epochs = sorted({r.get("epochs") for r in runs if r.get("epochs")})
     setup = (f"Dataset **{dataset}**, protocol **{', '.join(protocol)}** (held-out: train on source-train + "
-             f"unlabeled target-train, report target-test), seeds {', '.join(map(str, seeds))}. Weights: "
-             f"{'; '.join(weights)}. Machine: {machine_label(info)}. Regenerate: `make report` "
+             f"unlabeled target-train, report target-test), epochs {', '.join(map(str, epochs))}, seeds "
+             f"{', '.join(map(str, seeds))}. Weights: {'; '.join(weights)}. Training machine: {'; '.join(machines)}. "
+             f"Regenerate: `make report` "
              f"(or `python -m plugins.report --runs {runs_root} --dataset {dataset} --out {out}`).")
     md = "\n".join([
         f"# LiteDA report — {dataset}", "", "## Setup", setup, "",

@@ -30,7 +30,7 @@ from ..utils import fail, machine_info, run_cli, seed_everything, write_json
 from . import (count_params_any, load_compressed, measure_latency, save_compressed, save_torchscript,
                state_dict_mb)
 from .attention import ATTENTIONS, swap_attention
-from .finetune import FinetuneConfig, finetune
+from .finetune import FinetuneConfig, finetune, recalibrate_bn
 from .lowrank import KXK_METHODS, lowrank_model
 from .prune import IMPORTANCES, check_ratio, prune_model
 from .quantize import QUANT_KINDS, float_ops, quantize_dynamic_linear, quantize_qat, quantize_static, quantized_summary
@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--ft-lr", type=float, default=0.005)
     f.add_argument("--kd-temperature", type=float, default=4.0)
     f.add_argument("--trade-off", type=float, default=1.0, help="weight of the distillation loss")
+    f.add_argument("--bn-batches", type=int, default=20,
+                   help="re-estimate BatchNorm statistics on this many source+target batches after each stage")
     f.add_argument("--amp", choices=("none", "bf16"), default="none")
     p.add_argument("-b", "--batch-size", type=int, default=32)
     p.add_argument("--resize-size", type=int, default=256)
@@ -175,8 +177,12 @@ class Stages:
     def recover(self, tag: str, model: Optional[nn.Module] = None) -> list[dict]:
         rows = finetune(model if model is not None else self.student, self.teacher, self.data.labeled, self.data.unlabeled, self.ft,
                         self.out / "finetune" / tag)
-        return [{k: r[k] for k in ("epoch", "loss", "kd_loss", "teacher_agree", "seconds", "images_per_s") if k in r}
+        rows = [{k: r[k] for k in ("epoch", "loss", "kd_loss", "teacher_agree", "seconds", "images_per_s") if k in r}
                 for r in rows]
+        if model is None:  # float student (QAT's fused fake-quant graph keeps its own observers)
+            n = recalibrate_bn(self.student, [self.data.labeled, self.data.unlabeled], self.args.bn_batches)
+            rows.append({"bn_recalibration_images": n})
+        return rows
 
     def log(self, op: dict, before_ft: Optional[dict], history: list[dict]) -> None:
         entry = {**op, "params": count_params_any(self.student), "finetune": history}
