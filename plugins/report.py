@@ -293,10 +293,16 @@ def what_helped(rows: list[dict]) -> str:
 
 
 def _md_run_images(images: dict, out: Path) -> str:
+    """Copies the runs' PNGs into ``out/figures`` (runs/ is not committed) and links them relatively."""
+    import shutil
+
     chunks = []
+    (out / "figures").mkdir(exist_ok=True)
     for kind, items in images.items():
         for title, p in items:
-            chunks.append(f"### {kind}: {title}\n![{title}]({Path(p).resolve().as_posix()})")
+            name = f"{title.replace(' ', '_')}_{Path(p).name}"
+            shutil.copyfile(p, out / "figures" / name)
+            chunks.append(f"### {kind}: {title}\n![{title}](figures/{name})")
     return "\n".join(chunks)
 
 

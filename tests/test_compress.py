@@ -252,3 +252,18 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
     assert res["after"]["file_mb"] < 0.25 * res["before"]["file_mb"]
     assert res["reload_max_abs_diff"] == 0.0 and (out / "compressed.ts").is_file()
     torch.load(out / "compressed.pt", weights_only=True)
+
+
+def test_bn_recalibration_matches_data_statistics():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from plugins.compress.finetune import recalibrate_bn
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 4, 4) * 3 + 5
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(3, momentum=0.01)).eval()
+    loader = DataLoader(TensorDataset(x, torch.full((64,), -1)), batch_size=16)
+    assert recalibrate_bn(model, [loader], batches=10) == 64
+    bn = model[0]
+    assert torch.allclose(bn.running_mean, x.mean((0, 2, 3)), atol=1e-4)
+    assert bn.momentum == 0.01 and not model.training
