@@ -111,7 +111,7 @@ $(foreach m,$(METHODS),
 $(call RUN,$(1),$(m),$(2))/results.json: | $(DEPS)
 	@$$(STAGE) "$(1) $(m) seed $(2)" -- $(PY) examples/$(m).py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS)
 )
-$(if $(filter $(TEACHER_RUN),$(METHODS)),,
+$(if $(filter $(TEACHER_RUN),source_only $(METHODS)),,
 $(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json: | $(DEPS)
 	@$$(STAGE) "$(1) teacher $(TEACHER_RUN) seed $(2)" -- $(PY) examples/$(TEACHER_METHOD).py $(call run_args,$(1),$(2)) -a $(TEACHER) $(if $(TEACHER_PRETRAINED),--pretrained $(TEACHER_PRETRAINED))
 )
@@ -129,7 +129,7 @@ endef
 $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(eval $(call TASK_SEED_RULES,$(t),$(s)))))
 
 # Stage-major order: with -j the long chains (teacher -> distill -> compress -> deploy) of every task start first.
-STAGE_ORDER = source_only $(TEACHER_RUN) kd compressed oracle $(filter-out $(TEACHER_RUN),$(METHODS))
+STAGE_ORDER = source_only $(filter-out source_only,$(TEACHER_RUN)) kd compressed oracle $(filter-out $(TEACHER_RUN),$(METHODS))
 GRID := $(foreach r,$(STAGE_ORDER),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/results.json))) \
         $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),kd,$(s))/deploy/bench.json)) \
         $(foreach m,source_only $(METHODS),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(m),$(s))/tsne.png)))

@@ -64,6 +64,18 @@ def deploy_rows(base: Path) -> list[dict]:
     return rows
 
 
+def copy_deploy_tables(base: Path, out: Path) -> None:
+    """Each deployment benchmark's own table (runs/ is not committed) as ``out/deploy/<task>_<run>_s<k>.*``."""
+    import shutil
+
+    for p in sorted(base.glob("*/*/seed*/deploy/bench.json")):
+        task, seed = _task_seed(p)
+        (out / "deploy").mkdir(parents=True, exist_ok=True)
+        for ext in (".json", ".md", ".csv"):
+            if p.with_suffix(ext).is_file():
+                shutil.copyfile(p.with_suffix(ext), out / "deploy" / f"{task}_{p.parent.parent.parent.name}_s{seed}{ext}")
+
+
 def deployed_int8_runs(rows: list[dict]) -> list[dict]:
     return [{"method": "deployed_int8", "task": r["task"], "seed": r["seed"], "target_test": {"acc": r["acc"]}}
             for r in rows if r.get("runtime") == "ort" and r.get("precision") == "int8" and r.get("acc") is not None
@@ -216,6 +228,7 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
         fail(f"no runs for dataset '{dataset}' under '{runs_root}'")
     runs = collect_runs(runs_root, dataset)
     comp, dep = compressed_runs(base), deploy_rows(base)
+    copy_deploy_tables(base, out)
     all_rows = runs + comp + deployed_int8_runs(dep)
     if not all_rows:
         fail(f"no finished runs under '{base}'")

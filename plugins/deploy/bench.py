@@ -188,6 +188,8 @@ def markdown_table(rows: Sequence[dict], machine: dict, title: str = "") -> str:
             r["name"], _fmt(r.get("size_mb")), _fmt(r.get("acc"), 1), _fmt(r.get("agree_fp32"), 1),
             _fmt(r.get("p50_ms")), _fmt(r.get("p90_ms")), _fmt(r.get("p99_ms")), _fmt(r.get("bs32_img_s"), 0),
             _fmt(r.get("threads")), " ".join(x for x in (str(r.get("providers") or ""), r.get("note") or "") if x)]) + " |")
+    if not machine.get("gpu") and not any(r.get("runtime") == "trt" and r.get("p50_ms") is not None for r in rows):
+        lines += ["", "No NVIDIA GPU on this machine: TensorRT FP16/INT8/FP8 were not measured."]
     return "\n".join(lines).lstrip() + "\n"
 
 
