@@ -393,7 +393,8 @@ def resolve_teachers(kd: argparse.Namespace, common: Sequence[str]) -> list[str]
 
 def run_kd(argv: Optional[list[str]] = None) -> dict:
     """``examples/kd.py``: ensure the teachers exist (trained through the runner if needed), then the student."""
-    from .runner import OneLineParser, main
+    from .runner import main
+    from .utils import OneLineParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
     kd_parser = OneLineParser(prog="kd.py", add_help=False, allow_abbrev=False)

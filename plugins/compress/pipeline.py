@@ -25,7 +25,7 @@ from ..classifier import ImageClassifier, load_classifier
 from ..datasets import (TensorImageDataset, build_transform, dataset_spec, domain_letter, load_images,
                         read_image_list)
 from ..metrics import classification_metrics, count_flops, file_size_mb, predict
-from ..runner import OneLineParser
+from ..utils import OneLineParser
 from ..utils import fail, machine_info, run_cli, seed_everything, write_json
 from . import (count_params_any, load_compressed, measure_latency, save_compressed, save_torchscript,
                state_dict_mb)
