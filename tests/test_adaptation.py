@@ -13,7 +13,7 @@ from plugins.adaptation import METHODS, get_method
 from plugins.adaptation.cdan import (CDAN, ConditionalDomainAdversarialLoss, MultiLinearMap,
                                      RandomizedMultiLinearMap, entropy_weights)
 from plugins.adaptation.coral import CorrelationAlignmentLoss
-from plugins.adaptation.dann import DomainAdversarialLoss, DomainDiscriminator
+from plugins.adaptation.dann import DomainAdversarialLoss, DomainDiscriminator, grl_horizon
 from plugins.adaptation.grl import GradientReverseLayer, WarmStartGradientReverseLayer, warm_start_coeff
 from plugins.adaptation.iwan import ImportanceWeightModule
 from plugins.adaptation.kernels import (GaussianKernel, JointMultipleKernelMaximumMeanDiscrepancy,
@@ -62,6 +62,15 @@ def test_warm_start_schedule_and_state():
     grl.eval()
     grl(torch.zeros(1))  # evaluation does not advance the ramp
     assert int(grl.iter_num) == 3 and "iter_num" in grl.state_dict()  # saved with the method: resume continues
+
+
+def test_grl_horizon_follows_the_run_length_unless_given():
+    import argparse
+    assert grl_horizon(argparse.Namespace(grl_max_iters=0), 720) == 72  # DANN paper: 2/(1+exp(-10p))-1
+    assert warm_start_coeff(360, max_iters=72) == pytest.approx(2 / (1 + math.exp(-5)) - 1)  # p=0.5
+    assert grl_horizon(argparse.Namespace(grl_max_iters=1000), 720) == 1000  # tllib's fixed horizon
+    with pytest.raises(UserError, match="--grl-max-iters"):
+        grl_horizon(argparse.Namespace(grl_max_iters=-1), 720)
 
 
 # ----------------------------------------------------------------------------- DANN

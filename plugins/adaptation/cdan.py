@@ -19,7 +19,7 @@ from torch import nn
 
 from ..metrics import entropy
 from .base import Method, Step
-from .dann import DomainDiscriminator, add_adversarial_args, binary_accuracy, require_positive
+from .dann import DomainDiscriminator, add_adversarial_args, binary_accuracy, grl_horizon, require_positive
 from .grl import WarmStartGradientReverseLayer
 
 
@@ -84,11 +84,11 @@ class CDAN(Method):
 
     def __init__(self, model: nn.Module, num_classes: int, args: argparse.Namespace, total_iters: int):
         super().__init__(model, num_classes, args, total_iters)
-        require_positive(args, "hidden_size", "grl_max_iters", "randomized_dim")
+        require_positive(args, "hidden_size", "randomized_dim")
         self.knobs = {"entropy": args.entropy, "randomized": args.randomized, "randomized_dim": args.randomized_dim,
-                      "hidden_size": args.hidden_size, "grl_max_iters": args.grl_max_iters}
+                      "hidden_size": args.hidden_size, "grl_max_iters": grl_horizon(args, total_iters)}
         in_feature = args.randomized_dim if args.randomized else model.features_dim * num_classes
-        grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=args.grl_max_iters, auto_step=True)
+        grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=self.knobs["grl_max_iters"], auto_step=True)
         self.domain_adv = ConditionalDomainAdversarialLoss(
             DomainDiscriminator(in_feature, args.hidden_size), entropy_conditioning=args.entropy,
             randomized=args.randomized, num_classes=num_classes, features_dim=model.features_dim,

@@ -85,8 +85,21 @@ def require_positive(args: argparse.Namespace, *names: str) -> None:
 def add_adversarial_args(parser: argparse.ArgumentParser, hidden_size: int = 1024) -> None:
     """Flags every discriminator-based method shares (tllib's values)."""
     parser.add_argument("--hidden-size", type=int, default=hidden_size, help="domain discriminator width")
-    parser.add_argument("--grl-max-iters", type=int, default=1000,
-                        help="reversal warm start: coefficient 2/(1+exp(-i/N))-1 ramps from 0 towards 1")
+    add_grl_args(parser)
+
+
+def add_grl_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grl-max-iters", type=int, default=0,
+                        help="reversal warm start: coefficient 2/(1+exp(-i/N))-1 ramps from 0 towards 1; "
+                             "0 (default) = N is a tenth of the run, the DANN paper's 2/(1+exp(-10p))-1 over "
+                             "progress p (tllib fixes N=1000, which a short CPU run never gets through)")
+
+
+def grl_horizon(args: argparse.Namespace, total_iters: int) -> int:
+    """``--grl-max-iters``, or the paper's ramp (a tenth of the run) when it is 0."""
+    if args.grl_max_iters < 0:
+        fail(f"--grl-max-iters must be >= 0 (got {args.grl_max_iters})")
+    return args.grl_max_iters or max(1, round(total_iters / 10))
 
 
 class DANN(Method):
@@ -95,9 +108,9 @@ class DANN(Method):
 
     def __init__(self, model: nn.Module, num_classes: int, args: argparse.Namespace, total_iters: int):
         super().__init__(model, num_classes, args, total_iters)
-        require_positive(args, "hidden_size", "grl_max_iters")
-        self.hidden_size, self.grl_max_iters = args.hidden_size, args.grl_max_iters
-        grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=args.grl_max_iters, auto_step=True)
+        require_positive(args, "hidden_size")
+        self.hidden_size, self.grl_max_iters = args.hidden_size, grl_horizon(args, total_iters)
+        grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=self.grl_max_iters, auto_step=True)
         self.domain_adv = DomainAdversarialLoss(DomainDiscriminator(model.features_dim, args.hidden_size), grl)
 
     @staticmethod

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..metrics import entropy
 from .base import Method, Step
-from .dann import DomainAdversarialLoss, DomainDiscriminator, add_adversarial_args, require_positive
+from .dann import DomainAdversarialLoss, DomainDiscriminator, add_adversarial_args, grl_horizon, require_positive
 from .grl import WarmStartGradientReverseLayer
 
 
@@ -44,13 +44,13 @@ class IWAN(Method):
 
     def __init__(self, model: nn.Module, num_classes: int, args: argparse.Namespace, total_iters: int):
         super().__init__(model, num_classes, args, total_iters)
-        require_positive(args, "hidden_size", "grl_max_iters")
-        self.knobs = {"hidden_size": args.hidden_size, "grl_max_iters": args.grl_max_iters,
+        require_positive(args, "hidden_size")
+        self.knobs = {"hidden_size": args.hidden_size, "grl_max_iters": grl_horizon(args, total_iters),
                       "d0_weight": args.d0_weight, "entropy_weight": args.entropy_weight}
         d = DomainDiscriminator(model.features_dim, args.hidden_size)
         self.domain_adv_d = DomainAdversarialLoss(d, grl=nn.Identity())  # sees detached features: no reversal
         self.importance = ImportanceWeightModule(d)
-        grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=args.grl_max_iters, auto_step=True)
+        grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=self.knobs["grl_max_iters"], auto_step=True)
         self.domain_adv_d0 = DomainAdversarialLoss(DomainDiscriminator(model.features_dim, args.hidden_size), grl)
 
     @staticmethod

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Method, Step
-from .dann import require_positive
+from .dann import add_grl_args, grl_horizon, require_positive
 from .grl import WarmStartGradientReverseLayer
 
 Disparity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -78,9 +78,11 @@ class MDD(Method):
         super().__init__(model, num_classes, args, total_iters)
         require_positive(args, "margin", "adv_width", "grl_hi")
         self.margin, self.adv_width, self.grl_hi = args.margin, args.adv_width, args.grl_hi
+        self.grl_max_iters = grl_horizon(args, total_iters)
         self.mdd = ClassificationMarginDisparityDiscrepancy(args.margin)
-        # tllib's MDD classifier: reversal ramps to hi=0.1 over 1000 iterations, stepped once an iteration.
-        self.grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=args.grl_hi, max_iters=1000, auto_step=True)
+        # The reversal ramps to hi=0.1 (MDD's), stepped once an iteration, on DANN's schedule.
+        self.grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=args.grl_hi, max_iters=self.grl_max_iters,
+                                                 auto_step=True)
         self.adv_head = adversarial_head(model.features_dim, num_classes, args.adv_width)
 
     @staticmethod
@@ -88,6 +90,7 @@ class MDD(Method):
         parser.add_argument("--margin", type=float, default=4.0, help="margin gamma of the disparity")
         parser.add_argument("--adv-width", type=int, default=1024, help="hidden width of the adversarial head")
         parser.add_argument("--grl-hi", type=float, default=0.1, help="final gradient-reversal coefficient")
+        add_grl_args(parser)
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         y_adv = self.adv_head(self.grl(torch.cat([step.f_s, step.f_t])))
@@ -97,4 +100,5 @@ class MDD(Method):
         return -disc, {"mdd": float(disc.detach())}
 
     def config(self) -> dict:
-        return {"margin": self.margin, "adv_width": self.adv_width, "grl_hi": self.grl_hi}
+        return {"margin": self.margin, "adv_width": self.adv_width, "grl_hi": self.grl_hi,
+                "grl_max_iters": self.grl_max_iters}
