@@ -169,3 +169,34 @@ def test_trt_fp16_engine_matches_onnx(onnx_fp32, images, tmp_path):
     out = trt_runner(engine)(images[:8].numpy())
     ref = onnx_logits(path, images[:8].numpy())
     assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.75
+
+
+def test_bench_of_a_float_compressed_model(tiny_run, tiny_model, capsys):
+    """A compressed.pt (ECA + low-rank tail, float) goes through ONNX/ORT INT8 with the data of the run it came
+    from; a PyTorch-quantized one is refused in one line (ORT quantizes the float model instead)."""
+    import copy
+
+    from plugins.compress import save_compressed
+    from plugins.compress.attention import swap_attention
+    from plugins.compress.lowrank import lowrank_model
+    from plugins.compress.quantize import quantize_dynamic_linear
+    from plugins.utils import write_json
+
+    run, out = tiny_run / "run", tiny_run / "compressed"
+    model = copy.deepcopy(tiny_model)
+    swap_attention(model, "eca")
+    ops = [{"op": "attention", "kind": "eca"},
+           {"op": "lowrank", "plan": lowrank_model(model, ratio=0.25, skip=("head", "backbone.features"))}]
+    base = json.loads(json.dumps({"arch": "mobilenet_v3_small", "num_classes": 3, "bottleneck_dim": 256,
+                                  "classes": ["a", "b", "c"], "crop_size": 32, "mean": None, "std": None}))
+    save_compressed(model.eval(), base, ops, out / "compressed.pt")
+    write_json(out / "results.json", {"ckpt": str(run / "model.pt"), "after": {"target_test": {"acc": 40.0}}})
+    doc = bench_main(["--run", str(out), "--precision", "fp32", "int8", "--runtime", "torch", "ort", "--iters", "3",
+                      "--warmup", "1", "--calib-size", "8", "--threads", "1", "--cache-dir", str(tiny_run / "cache")])
+    assert [r["name"] for r in doc["rows"]] == ["torch-fp32", "ort-fp32", "ort-int8"]
+    assert doc["rows"][1]["agree_fp32"] == pytest.approx(100.0) and (out / "deploy" / "model_int8.onnx").is_file()
+    assert doc["run_target_test_acc"] == 40.0 and doc["task"] == "src2tgt"
+
+    save_compressed(quantize_dynamic_linear(copy.deepcopy(model)), base, ops + [{"op": "quantize", "kind": "ptdq"}],
+                    out / "compressed.pt", model)
+    assert "without --quantize" in _one_line_error(capsys, export_main, ["--run", str(out)])

@@ -33,7 +33,8 @@ def build_parser(prog: str, bench: bool) -> argparse.ArgumentParser:
     p.add_argument("-t", "--target", default=None, help="target domain (default: the run's)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", default=None, help="run folder holding model.pt, results.json and splits/")
-    src.add_argument("--ckpt", default=None, help="a model.pt (its folder is taken as the run folder)")
+    src.add_argument("--ckpt", default=None, help="a model.pt (its folder is taken as the run folder), or a float "
+                                                  "compressed.pt from examples/compress.py")
     p.add_argument("--precision", nargs="+", default=["fp32", "fp16", "int8"], help=f"any of {' '.join(PRECISIONS)}")
     p.add_argument("--runtime", nargs="+", default=["torch", "ort"] if bench else ["ort"],
                    help=f"any of {' '.join(RUNTIMES)}; trt without a GPU: "
@@ -109,9 +110,43 @@ def normalised(images_u8, crop: int, mean, std) -> np.ndarray:
     return torch.stack([tf(img.permute(2, 0, 1)) for img in images_u8]).numpy()
 
 
+def load_model_file(ckpt: Path) -> tuple[object, dict, Path, dict]:
+    """(model, record, data run folder, run results) of a run's ``model.pt`` or of a float ``compressed.pt``.
+
+    A compressed model's images and dataset come from the run it was compressed from (its results.json names
+    it); its accuracy is the compressed one. FX-quantized models cannot go to ONNX: ORT quantizes the float one."""
+    import warnings
+
+    import torch
+
+    from ..classifier import load_classifier
+    from ..compress import FORMAT, load_compressed
+
+    try:
+        with warnings.catch_warnings(action="ignore"):
+            fmt = torch.load(ckpt, map_location="cpu", weights_only=True).get("format")
+    except Exception:  # noqa: BLE001 - load_classifier gives the one-line error
+        fmt = None
+    if fmt != FORMAT:
+        model, rec = load_classifier(ckpt)
+        res = read_json(ckpt.parent / "results.json") if (ckpt.parent / "results.json").is_file() else {}
+        return model, rec, ckpt.parent, res
+    model, rec = load_compressed(ckpt)
+    if any(op["op"] == "quantize" for op in rec["ops"]):
+        fail(f"'{ckpt}' is quantized by PyTorch and cannot be exported: compress without --quantize and let "
+             "ONNX Runtime quantize the float model (--precision int8)")
+    info_path = ckpt.parent / "results.json"
+    info = read_json(info_path) if info_path.is_file() else {}
+    if not info.get("ckpt") or not Path(info["ckpt"]).is_file():
+        fail(f"'{info_path}' does not name the model.pt '{ckpt}' was compressed from")
+    run_dir = Path(info["ckpt"]).parent
+    res = read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
+    res = {**res, "target_test": info["after"]["target_test"], "compressed_from": info["ckpt"]}
+    return model, {**rec["base"], "compression": [op["op"] for op in rec["ops"]]}, run_dir, res
+
+
 def load_inputs(args) -> DeployInputs:
     """Model, run metadata and the run's images (same splits as the run)."""
-    from ..classifier import load_classifier
     from ..datasets import IMAGENET_MEAN, IMAGENET_STD, load_images, prepare_domains
 
     if args.run:
@@ -119,20 +154,21 @@ def load_inputs(args) -> DeployInputs:
         if not run_dir.is_dir():
             fail(f"--run '{run_dir}' is not a folder")
         ckpt = run_dir / "model.pt"
+        if not ckpt.is_file() and (run_dir / "compressed.pt").is_file():
+            ckpt = run_dir / "compressed.pt"  # a compress output folder
     else:
         ckpt = Path(args.ckpt)
         run_dir = ckpt.parent
     if not ckpt.is_file():
         fail(f"checkpoint '{ckpt}' does not exist (--ckpt / --run)")
-    model, rec = load_classifier(ckpt)
-    res = read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
+    model, rec, data_dir, res = load_model_file(ckpt)
     root, data = args.root or res.get("root"), args.data or res.get("dataset")
     source, target = args.source or res.get("source"), args.target or res.get("target")
     if not (root and data and target):
         fail(f"no results.json in '{run_dir}': pass the dataset as 'root -d DATA -s S -t T'")
     crop = int(rec.get("crop_size", 224))
     resize = args.resize_size or _resize_from_command(res.get("command", "")) or crop * 8 // 7
-    split_dir = run_dir / "splits"
+    split_dir = data_dir / "splits"
     if not split_dir.is_dir():
         print(f"note: '{split_dir}' missing: making default 80/20 splits there", file=sys.stderr)
     domains = [d for d in (source, target) if d]
