@@ -77,9 +77,16 @@ def copy_deploy_tables(base: Path, out: Path) -> None:
 
 
 def deployed_int8_runs(rows: list[dict]) -> list[dict]:
-    return [{"method": "deployed_int8", "task": r["task"], "seed": r["seed"], "target_test": {"acc": r["acc"]}}
-            for r in rows if r.get("runtime") == "ort" and r.get("precision") == "int8" and r.get("acc") is not None
-            and r.get("run") == "kd"]
+    """The ORT INT8 artifact of the compressed student where there is one, else of the distilled student."""
+    int8 = {(r["task"], r["seed"], r.get("run")): r for r in rows
+            if r.get("runtime") == "ort" and r.get("precision") == "int8" and r.get("acc") is not None}
+    out = []
+    for task, seed in sorted({(t, s) for t, s, _ in int8}):
+        r = int8.get((task, seed, "compressed")) or int8.get((task, seed, "kd"))
+        if r:
+            out.append({"method": "deployed_int8", "task": task, "seed": seed, "target_test": {"acc": r["acc"]},
+                        "deployed_from": r["run"], "size_mb": r.get("size_mb")})
+    return out
 
 
 def row_order(methods: set[str]) -> list[str]:
@@ -112,13 +119,14 @@ def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[l
         rs = [r["resources"] for r in runs if r["method"] == m and r.get("resources")]
         params, macs, mb = (_mean(x.get(k) for x in rs) for k in ("params", "macs", "model_mb"))
         body.append([ROW_LABELS.get(m, m), _f(params, 1e6, 3), _f(macs, 1e6, 1), _f(mb, 1, 2)])
-    dh = ["Artifact (distilled student)", "size (MB)", "target-test acc %", "bs1 p50 ms", "bs32 img/s", "tasks"]
+    dh = ["Artifact", "size (MB)", "target-test acc %", "bs1 p50 ms", "bs32 img/s", "tasks"]
     db = []
-    for key in sorted({r["name"] for r in dep if r.get("run") == "kd"}):
-        rs = [r for r in dep if r["name"] == key and r.get("run") == "kd"]
-        db.append([key, _f(_mean(r.get("size_mb") for r in rs), 1, 2), _f(_mean(r.get("acc") for r in rs), 1, 1),
-                   _f(_mean(r.get("p50_ms") for r in rs), 1, 2), _f(_mean(r.get("bs32_img_s") for r in rs), 1, 0),
-                   str(len({r["task"] for r in rs}))])
+    for run in ("kd", "compressed"):
+        for key in sorted({r["name"] for r in dep if r.get("run") == run}):
+            rs = [r for r in dep if r["name"] == key and r.get("run") == run]
+            db.append([f"{ROW_LABELS.get(run, run)}: {key}", _f(_mean(r.get("size_mb") for r in rs), 1, 2),
+                       _f(_mean(r.get("acc") for r in rs), 1, 1), _f(_mean(r.get("p50_ms") for r in rs), 1, 2),
+                       _f(_mean(r.get("bs32_img_s") for r in rs), 1, 0), str(len({r["task"] for r in rs}))])
     return header, body, dh, db
 
 
@@ -180,11 +188,11 @@ def plot_pareto(runs: list[dict], comp: list[dict], dep: list[dict], path: Path)
     import matplotlib.pyplot as plt
 
     pts = []
-    for key in sorted({r["name"] for r in dep}):
-        rs = [r for r in dep if r["name"] == key]
+    for run, key in sorted({(r.get("run", ""), r["name"]) for r in dep}):
+        rs = [r for r in dep if r["name"] == key and r.get("run", "") == run]
         acc, lat, mb = (_mean(r.get(k) for r in rs) for k in ("acc", "p50_ms", "size_mb"))
         if None not in (acc, lat):
-            pts.append((f"{rs[0].get('run', '')}:{key}", acc, lat, mb or 1.0))
+            pts.append((f"{run}:{key}", acc, lat, mb or 1.0))
     if comp:
         acc = _mean(c["target_test"]["acc"] for c in comp)
         lat = _mean(c.get("latency_ms") for c in comp)

@@ -41,13 +41,14 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
         assert (runs / stage / "seed0" / "results.json").is_file(), stage
     assert (runs / "compressed" / "seed0" / "results.json").is_file()
     assert (runs / "kd" / "seed0" / "deploy" / "bench.json").is_file()
+    assert (runs / "compressed" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # the pruned student on ORT
     assert (runs / "source_only" / "seed0" / "tsne.png").is_file()
     res = tmp_path / "results"
     for f in ("accuracy.md", "accuracy.csv", "accuracy_all_target.md", "seconds_per_epoch.md", "resources.md", "report.md",
               "report.html", "summary.json"):
         assert (res / f).is_file(), f
     acc = (res / "accuracy.md").read_text()
-    for row in ("source-only", "dann", "distilled student", "compressed student", "oracle"):
+    for row in ("source-only", "dann", "distilled student", "compressed student", "deployed INT8 (ORT)", "oracle"):
         assert row in acc, row
     p = _Imgs()
     p.feed((res / "report.html").read_text())
