@@ -7,6 +7,7 @@ images (Hinton et al., 2015). No target label is read: the target loader carries
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -55,16 +56,14 @@ class SelfDistill(Method):
 
 
 @dataclass
-class FinetuneConfig:
-    """Knobs of one recovery fine-tune (the engine's TrainConfig plus the distillation temperature)."""
+class FinetuneConfig(TrainConfig):
+    """One recovery fine-tune: the engine's TrainConfig with a short-budget default, plus the temperature."""
 
     epochs: int = 2
     iters_per_epoch: int = 50
     lr: float = 0.005
-    kd_temperature: float = 4.0
-    trade_off: float = 1.0
-    amp: str = "none"
     progress: bool = False
+    kd_temperature: float = 4.0
 
 
 def finetune(model: nn.Module, teacher: nn.Module, labeled: DataLoader, unlabeled: DataLoader,
@@ -80,8 +79,8 @@ def finetune(model: nn.Module, teacher: nn.Module, labeled: DataLoader, unlabele
     args = argparse.Namespace(kd_temperature=cfg.kd_temperature)
     num_classes = getattr(model, "num_classes", 0)
     method = SelfDistill(model, num_classes, args, epochs * cfg.iters_per_epoch, teacher=teacher)
-    train_cfg = TrainConfig(epochs=epochs, iters_per_epoch=cfg.iters_per_epoch, lr=cfg.lr, trade_off=cfg.trade_off,
-                            amp=cfg.amp, channels_last=False, progress=cfg.progress)
+    train_cfg = TrainConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)})
+    train_cfg.epochs, train_cfg.channels_last = epochs, False
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(model, method, labeled, unlabeled, {}, train_cfg, run_dir)
