@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import math
 import os
 import sys
 from collections import Counter
@@ -24,6 +23,7 @@ from torch.utils.data import DataLoader
 from ..classifier import ImageClassifier, load_classifier
 from ..datasets import (TensorImageDataset, build_transform, dataset_spec, domain_letter, load_images,
                         read_image_list)
+from ..engine import iterations_per_epoch
 from ..metrics import classification_metrics, count_flops, file_size_mb, predict
 from ..utils import OneLineParser
 from ..utils import fail, machine_info, run_cli, seed_everything, write_json
@@ -169,7 +169,7 @@ class Stages:
         self.ops: list[dict] = []
         self.report: list[dict] = []
         self.float_model: Optional[nn.Module] = None
-        iters = args.ft_iters or max(1, math.ceil(max(data.n_source, data.n_target) / args.batch_size))
+        iters = args.ft_iters or iterations_per_epoch(data.n_source, data.n_target, args.batch_size)
         self.ft = FinetuneConfig(epochs=args.ft_epochs, iters_per_epoch=iters, lr=args.ft_lr,
                                  kd_temperature=args.kd_temperature, trade_off=args.trade_off, amp=args.amp,
                                  progress=not args.no_progress)
