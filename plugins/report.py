@@ -48,6 +48,7 @@ def compressed_runs(base: Path) -> list[dict]:
             task, seed = _task_seed(p)
             a = r["after"]
             out.append({"method": "compressed", "task": task, "seed": seed, "target_test": a["target_test"],
+                        "before": r["before"], "stages": r.get("stages", []),
                         "resources": {"params": a.get("params"), "macs": a.get("macs"), "model_mb": a.get("file_mb")},
                         "latency_ms": a.get("latency_ms_p50"), "techniques": r.get("techniques"), "_path": str(p)})
     return out
@@ -128,6 +129,26 @@ def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[l
                        _f(_mean(r.get("acc") for r in rs), 1, 1), _f(_mean(r.get("p50_ms") for r in rs), 1, 2),
                        _f(_mean(r.get("bs32_img_s") for r in rs), 1, 0), str(len({r["task"] for r in rs}))])
     return header, body, dh, db
+
+
+def compression_table(comp: list[dict], dep: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Per task and seed: the student, then the target-test accuracy after each compression stage (each after
+    its recovery fine-tune), the compressed model's size, and its ORT INT8 artifact."""
+    if not comp:
+        return [], []
+    ops = [st["op"] + (f":{st['kind']}" if st.get("kind") else "") for st in comp[0]["stages"]]
+    header = ["Task", "student", *[f"after {o}" for o in ops], "params (M)", "float file (MB)", "ORT INT8 acc",
+              "ORT INT8 (MB)"]
+    body = []
+    for c in sorted(comp, key=lambda c: (order_tasks({x["task"] for x in comp}).index(c["task"]), c["seed"])):
+        int8 = next((r for r in dep if r.get("run") == "compressed" and r["task"] == c["task"]
+                     and r["seed"] == c["seed"] and r.get("runtime") == "ort" and r.get("precision") == "int8"), {})
+        accs = [st.get("target_test_acc") for st in c["stages"]]
+        body.append([f"{c['task']} s{c['seed']}", _f(c["before"]["target_test"]["acc"], 1, 1),
+                     *[_f(a, 1, 1) for a in accs] + ["—"] * (len(ops) - len(accs)),
+                     _f(c["resources"].get("params"), 1e6, 3), _f(c["resources"].get("model_mb"), 1, 2),
+                     _f(int8.get("acc"), 1, 1), _f(int8.get("size_mb"), 1, 2)])
+    return header, body
 
 
 def validator_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -255,6 +276,8 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
     atomic_write_text(out / "accuracy_all_target.md", to_markdown(ah, ab))
     atomic_write_text(out / "accuracy_all_target.csv", to_csv(ah, ab))
     atomic_write_text(out / "seconds_per_epoch.md", to_markdown(sh, sb))
+    if comp:
+        atomic_write_text(out / "compression.md", to_markdown(*compression_table(comp, dep)))
     atomic_write_text(out / "resources.md", to_markdown(rh, rb) + "\n" + to_markdown(dh, db))
     atomic_write_text(out / "resources.csv", to_csv(rh, rb) + "\n" + to_csv(dh, db))
     figs = {}
@@ -282,6 +305,10 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
         "training.", "", to_markdown(ah, ab),
         "## Training seconds per epoch", f"Machine: {'; '.join(machines)}.", "", to_markdown(sh, sb),
         "## Resources", to_markdown(rh, rb), to_markdown(dh, db),
+        "## Compression, stage by stage", "Target-test accuracy (%) of the distilled student, after each "
+        "compression stage (each followed by its self-distillation fine-tune on unlabeled images) and of the "
+        "compressed model's ONNX Runtime INT8 artifact.", "",
+        to_markdown(*compression_table(comp, dep)) if comp else "No compressed run yet.",
         "## Label-free validators vs target accuracy", "Computed from target predictions only (no labels); "
         "higher should mean better adaptation. Use them, not target accuracy, to choose a method or teacher.",
         "", to_markdown(*validator_table(runs)),

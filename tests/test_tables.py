@@ -19,3 +19,18 @@ def test_mean_std_over_seeds_and_avg_column():
     assert body[0][2] == "–" and body[0][3] == "–"  # source-only lacks W2A: no average
     assert "| dann |" in to_markdown(header, body)
     assert to_csv(header, body).splitlines()[0].startswith("Method,")
+
+
+def test_compression_table_rows_follow_the_stages():
+    from plugins.report import compression_table
+
+    comp = [{"task": "W2A", "seed": 0, "before": {"target_test": {"acc": 60.0}},
+             "stages": [{"op": "attention", "kind": "eca", "target_test_acc": 61.0},
+                        {"op": "lowrank", "target_test_acc": 58.5}],
+             "resources": {"params": 682249, "model_mb": 2.89}}]
+    dep = [{"run": "compressed", "task": "W2A", "seed": 0, "runtime": "ort", "precision": "int8", "acc": 58.0,
+            "size_mb": 0.8}, {"run": "kd", "task": "W2A", "seed": 0, "runtime": "ort", "precision": "int8",
+                              "acc": 99.0, "size_mb": 2.1}]
+    header, body = compression_table(comp, dep)
+    assert header[1:4] == ["student", "after attention:eca", "after lowrank"]
+    assert body == [["W2A s0", "60.0", "61.0", "58.5", "0.682", "2.89", "58.0", "0.80"]]
