@@ -302,7 +302,8 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
         "## Target-test accuracy (%)", to_markdown(header, body),
         "## Accuracy on all target images (%)", "The same models scored on every target image (train + test "
         "split), the number tllib's transductive tables report; target-train images were seen unlabeled in "
-        "training.", "", to_markdown(ah, ab),
+        "training (by the oracle with their labels: its row here is partly training accuracy).", "",
+        to_markdown(ah, ab),
         "## Training seconds per epoch", f"Machine: {'; '.join(machines)}.", "", to_markdown(sh, sb),
         "## Resources", to_markdown(rh, rb), to_markdown(dh, db),
         "## Compression, stage by stage", "Target-test accuracy (%) of the distilled student, after each "
