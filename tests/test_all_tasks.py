@@ -48,7 +48,7 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
               "report.html", "summary.json"):
         assert (res / f).is_file(), f
     acc = (res / "accuracy.md").read_text()
-    for row in ("source-only", "dann", "distilled student", "compressed student", "deployed INT8 (ORT)", "oracle"):
+    for row in ("source-only", "dann", "distilled student", "compressed student", "deployed INT8 (ORT, compressed", "oracle"):
         assert row in acc, row
     p = _Imgs()
     p.feed((res / "report.html").read_text())

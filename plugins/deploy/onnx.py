@@ -35,9 +35,15 @@ def fold_bottleneck_bn(model: nn.Module) -> nn.Module:
 
     model = copy.deepcopy(model).eval().float()
     bn = getattr(model, "bottleneck", None)
-    if isinstance(bn, nn.Sequential) and len(bn) >= 2 and isinstance(bn[0], nn.Linear) and isinstance(bn[1], nn.BatchNorm1d):
+    if not (isinstance(bn, nn.Sequential) and len(bn) >= 2 and isinstance(bn[1], nn.BatchNorm1d)):
+        return model
+    if isinstance(bn[0], nn.Linear):
         bn[0] = fuse_linear_bn_eval(bn[0], bn[1])
-        bn[1] = nn.Identity()
+    elif isinstance(bn[0], nn.Sequential) and len(bn[0]) and isinstance(bn[0][-1], nn.Linear):  # low-rank pair
+        bn[0][-1] = fuse_linear_bn_eval(bn[0][-1], bn[1])
+    else:
+        return model
+    bn[1] = nn.Identity()  # a stray BatchNormalization would also be mis-quantized by ORT (1-D weight)
     return model
 
 
