@@ -58,23 +58,37 @@ def model_record(model: ImageClassifier, arch: str, classes: list[str], crop_siz
             "mean": list(model.mean or ()), "std": list(model.std or ()), "state_dict": model.state_dict()}
 
 
-def load_classifier(path) -> tuple[ImageClassifier, dict]:
-    """Rebuild a saved LiteDA classifier (no download: the architecture is built empty, then loaded)."""
+def read_record(path) -> dict:
+    """``torch.load(weights_only=True)`` of a LiteDA file, with one-line errors (model.pt or compressed.pt)."""
     import os
+    import warnings
 
     from .utils import fail
 
     if not os.path.isfile(path):
         fail(f"checkpoint '{path}' does not exist")
     try:
-        rec = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings(action="ignore"):  # torch warns on per-channel quantized storages
+            rec = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
         fail(f"checkpoint '{path}' cannot be read: {str(e).splitlines()[0][:120]}")
-    if not isinstance(rec, dict) or rec.get("format") != "liteda.classifier/1":
+    return rec if isinstance(rec, dict) else {}
+
+
+def classifier_from_record(rec: dict, path) -> ImageClassifier:
+    from .utils import fail
+
+    if rec.get("format") != "liteda.classifier/1":
         fail(f"checkpoint '{path}' is not a LiteDA model file (expected model.pt from a run folder)")
     model = build_classifier(rec["arch"], rec["num_classes"], pretrained=False, bottleneck_dim=rec["bottleneck_dim"])
     try:
         model.load_state_dict(rec["state_dict"])
     except RuntimeError as e:
         fail(f"checkpoint '{path}' does not fit arch '{rec['arch']}': {str(e).splitlines()[0][:120]}")
-    return model, rec
+    return model
+
+
+def load_classifier(path) -> tuple[ImageClassifier, dict]:
+    """Rebuild a saved LiteDA classifier (no download: the architecture is built empty, then loaded)."""
+    rec = read_record(path)
+    return classifier_from_record(rec, path), rec

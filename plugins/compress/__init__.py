@@ -110,17 +110,17 @@ def save_compressed(model: nn.Module, base: dict, ops: list[dict], path: str | o
 
 def load_compressed(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Rebuild a saved compressed classifier (``torch.load(weights_only=True)``)."""
-    if not os.path.isfile(path):
-        fail(f"compressed model '{path}' does not exist")
-    try:
-        with warnings.catch_warnings(action="ignore"):  # torch warns on per-channel quantized storages
-            rec = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        fail(f"compressed model '{path}' cannot be read: {str(e).splitlines()[0][:120]}")
-    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+    from ..classifier import read_record
+
+    rec = read_record(path)
+    return compressed_from_record(rec, path), rec
+
+
+def compressed_from_record(rec: dict, path: str | os.PathLike) -> nn.Module:
+    if rec.get("format") != FORMAT:
         fail(f"'{path}' is not a LiteDA compressed model (format {FORMAT})")
     try:
-        return rebuild(rec), rec
+        return rebuild(rec)
     except RuntimeError as e:
         fail(f"compressed model '{path}' does not fit its recorded structure: {str(e).splitlines()[0][:120]}")
     raise AssertionError

@@ -115,23 +115,15 @@ def load_model_file(ckpt: Path) -> tuple[object, dict, Path, dict]:
 
     A compressed model's images and dataset come from the run it was compressed from (its results.json names
     it); its accuracy is the compressed one. FX-quantized models cannot go to ONNX: ORT quantizes the float one."""
-    import warnings
+    from ..classifier import classifier_from_record, read_record
+    from ..compress import FORMAT, compressed_from_record
 
-    import torch
-
-    from ..classifier import load_classifier
-    from ..compress import FORMAT, load_compressed
-
-    try:
-        with warnings.catch_warnings(action="ignore"):
-            fmt = torch.load(ckpt, map_location="cpu", weights_only=True).get("format")
-    except Exception:  # noqa: BLE001 - load_classifier gives the one-line error
-        fmt = None
-    if fmt != FORMAT:
-        model, rec = load_classifier(ckpt)
+    rec = read_record(ckpt)  # read once: the format says which kind of model it is
+    if rec.get("format") != FORMAT:
+        model = classifier_from_record(rec, ckpt)
         res = read_json(ckpt.parent / "results.json") if (ckpt.parent / "results.json").is_file() else {}
         return model, rec, ckpt.parent, res
-    model, rec = load_compressed(ckpt)
+    model = compressed_from_record(rec, ckpt)
     if any(op["op"] == "quantize" for op in rec["ops"]):
         fail(f"'{ckpt}' is quantized by PyTorch and cannot be exported: compress without --quantize and let "
              "ONNX Runtime quantize the float model (--precision int8)")
