@@ -84,8 +84,11 @@ def deployed_int8_runs(rows: list[dict]) -> list[dict]:
     method = {"compressed": "deployed_int8", "kd": "kd_int8"}
     return [{"method": method[r["run"]], "task": r["task"], "seed": r["seed"], "target_test": {"acc": r["acc"]},
              "size_mb": r.get("size_mb")}
-            for r in rows if r.get("run") in method and r.get("runtime") == "ort" and r.get("precision") == "int8"
-            and r.get("acc") is not None]
+            for r in rows if r.get("run") in method and _is_ort_int8(r) and r.get("acc") is not None]
+
+
+def _is_ort_int8(row: dict) -> bool:
+    return row.get("runtime") == "ort" and row.get("precision") == "int8"
 
 
 def row_order(methods: set[str]) -> list[str]:
@@ -138,12 +141,13 @@ def compression_table(comp: list[dict], dep: list[dict]) -> tuple[list[str], lis
     header = ["Task", "student", *[f"after {o}" for o in ops], "params (M)", "float file (MB)", "ORT INT8 acc",
               "ORT INT8 (MB)"]
     body = []
-    for c in sorted(comp, key=lambda c: (order_tasks({x["task"] for x in comp}).index(c["task"]), c["seed"])):
-        int8 = next((r for r in dep if r.get("run") == "compressed" and r["task"] == c["task"]
-                     and r["seed"] == c["seed"] and r.get("runtime") == "ort" and r.get("precision") == "int8"), {})
+    tasks = order_tasks({c["task"] for c in comp})
+    int8s = {(r["task"], r["seed"]): r for r in dep if r.get("run") == "compressed" and _is_ort_int8(r)}
+    for c in sorted(comp, key=lambda c: (tasks.index(c["task"]), c["seed"])):
+        int8 = int8s.get((c["task"], c["seed"]), {})
         accs = [st.get("target_test_acc") for st in c["stages"]]
         body.append([f"{c['task']} s{c['seed']}", _f(c["before"]["target_test"]["acc"], 1, 1),
-                     *[_f(a, 1, 1) for a in accs] + ["—"] * (len(ops) - len(accs)),
+                     *[_f(a, 1, 1) for a in accs] + ["–"] * (len(ops) - len(accs)),
                      _f(c["resources"].get("params"), 1e6, 3), _f(c["resources"].get("model_mb"), 1, 2),
                      _f(int8.get("acc"), 1, 1), _f(int8.get("size_mb"), 1, 2)])
     return header, body
