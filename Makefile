@@ -32,7 +32,7 @@ endif
 # (-0.46 M) and a rank-25% SVD of the 576->1024->256 Linears (-0.64 M), recovered by self-distillation; the
 # float result goes to ONNX and ONNX Runtime quantizes it to INT8 (the deploy stage), < 1 MB on disk.
 COMPRESS_ARGS ?= --attention eca --lowrank-ratio 0.25 --lowrank-layers linear --ft-epochs 4
-BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8
+BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8 int8w
 # What export/bench/trt-bench deploy for one TASK: the distilled student (kd) or its compressed version
 DEPLOY ?= kd
 
@@ -94,7 +94,7 @@ compress: $(DEPS)
 	$(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(TASK)) -t $(call tgt,$(TASK)) --ckpt $(call RUN,$(TASK),kd,$(SEED))/model.pt --out $(call RUN,$(TASK),compressed,$(SEED)) --seed $(SEED) --no-progress $(COMPRESS_ARGS)
 
 export: $(DEPS)
-	$(PY) examples/export.py --run $(call RUN,$(TASK),$(DEPLOY),$(SEED)) --precision fp32 fp16 int8
+	$(PY) examples/export.py --run $(call RUN,$(TASK),$(DEPLOY),$(SEED)) --precision fp32 fp16 int8 int8w
 
 bench: $(DEPS)
 	$(PY) examples/bench.py --run $(call RUN,$(TASK),$(DEPLOY),$(SEED)) $(BENCH_ARGS)

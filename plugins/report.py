@@ -109,6 +109,13 @@ def accuracy_table(runs: list[dict], metric=lambda r: r["target_test"]["acc"]) -
     return header, body
 
 
+def teachers_used(runs: list[dict]) -> list[str]:
+    """'<method> <arch>' of every teacher the distilled-student runs learned from (their results.json)."""
+    found = {f"{t.get('method') or '?'} {t.get('arch', '?')}" for r in runs if r["method"] == "kd"
+             for t in (r.get("method_config") or {}).get("teachers", [])}
+    return sorted(found)
+
+
 def _mean(vals) -> Optional[float]:
     vals = [v for v in vals if v is not None]
     return statistics.fmean(vals) if vals else None
@@ -293,7 +300,8 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
     setup = (f"Dataset **{dataset}**, protocol **{', '.join(protocol)}** (held-out: train on source-train + "
              f"unlabeled target-train, report target-test), epochs {', '.join(map(str, epochs))}, seeds "
              f"{', '.join(map(str, seeds))}. Weights: {'; '.join(weights)}. Training machine: {'; '.join(machines)}. "
-             f"Regenerate: `make report` "
+             + (f"Distilled student's teacher: {'; '.join(teachers_used(runs))}. " if teachers_used(runs) else "")
+             + "Regenerate: `make report` "
              f"(or `python -m plugins.report --runs {runs_root} --dataset {dataset} --out {out}`).")
     md = "\n".join([
         f"# LiteDA report — {dataset}", "", "## Setup", setup, "",

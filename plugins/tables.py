@@ -15,7 +15,9 @@ def collect_runs(runs_root: str | Path, dataset: Optional[str] = None) -> list[d
     """Every finished run (``results.json``) under ``runs_root[/dataset]``."""
     base = Path(runs_root) / dataset if dataset else Path(runs_root)
     out = []
-    for p in sorted(base.glob("**/results.json")):
+    # '**' does not follow symlinks: a run folder linked in from another runs root is found by depth
+    found = {*base.glob("**/results.json"), *base.glob("*/*/seed*/results.json"), *base.glob("*/*/*/seed*/results.json")}
+    for p in sorted(found):
         try:
             r = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):

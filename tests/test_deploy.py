@@ -13,7 +13,8 @@ from plugins.classifier import build_classifier
 from plugins.deploy.bench import Artifact, benchmark_artifact, ort_artifact
 from plugins.deploy.cli import bench_main, export_main
 from plugins.deploy.onnx import export_onnx, onnx_logits, read_metadata
-from plugins.deploy.ort import convert_fp16, make_session, quantize_int8
+from plugins.deploy.ort import (convert_fp16, excluded_nodes, make_session, name_unnamed_nodes, quantize_int8,
+                                 quantize_weights_int8)
 from plugins.deploy.tensorrt import trt_unavailable_reason
 from plugins.utils import run_cli
 
@@ -77,6 +78,41 @@ def test_fp16_and_int8_agree_with_fp32(onnx_fp32, images, tmp_path):
     assert (tmp_path / "int8.onnx").stat().st_size < path.stat().st_size / 2
 
 
+def test_weight_only_int8_keeps_outputs_and_shrinks_file(onnx_fp32, images, tmp_path):
+    path, _ = onnx_fp32
+    dst = tmp_path / "int8w.onnx"
+    recipe = quantize_weights_int8(path, dst)
+    assert recipe["quantized_tensors"] > 10 and read_metadata(dst)["precision"] == "int8w"
+    assert read_metadata(dst)["classes"] == ["a", "b", "c"]  # deployment metadata carried over
+    assert dst.stat().st_size < path.stat().st_size / 3
+    sess = make_session(dst, threads=1)  # dequantizes once at load: QDQ fusion is switched off for this file
+    assert sess.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    ref, out = onnx_logits(path, images.numpy()), onnx_logits(dst, images.numpy())
+    # weights rounded to 8 bits, activations untouched: closer to FP32 than static INT8 on the same inputs
+    quantize_int8(path, tmp_path / "int8.onnx", images[:16].numpy())
+    static = onnx_logits(tmp_path / "int8.onnx", images.numpy())
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.9
+    assert np.abs(out - ref).mean() < np.abs(static - ref).mean()
+
+
+def test_int8_exclude_groups_name_mobilenet_parts(onnx_fp32, images, tmp_path):
+    from onnxruntime.quantization import quant_pre_process
+
+    path, _ = onnx_fp32
+    pre = tmp_path / "pre.onnx"
+    quant_pre_process(str(path), str(pre))
+    name_unnamed_nodes(pre)  # the HardSwish that pre-processing decomposes comes out nameless
+    assert len(excluded_nodes(pre, ["stem"])) == 1
+    assert len(excluded_nodes(pre, ["depthwise"])) == 11  # one per inverted-residual block of MBV3-Small
+    assert len(excluded_nodes(pre, ["gates"])) == 2 * 9  # 9 SE blocks: the Mul and its HardSigmoid
+    hs = excluded_nodes(pre, ["hardswish"])
+    assert hs and not set(hs) & set(excluded_nodes(pre, ["gates"]))
+    recipe = quantize_int8(path, tmp_path / "int8.onnx", images[:8].numpy(), exclude=["gates", "head"])
+    assert recipe["excluded_nodes"] == 18 + len(excluded_nodes(pre, ["head"])) and recipe["exclude"] == ["gates", "head"]
+    with pytest.raises(Exception, match="--int8-exclude"):
+        excluded_nodes(pre, ["nope"])
+
+
 def test_benchmark_artifact_keys(onnx_fp32, images):
     path, _ = onnx_fp32
     labels = np.zeros(len(images), dtype=np.int64)
@@ -106,11 +142,11 @@ def tiny_run(tmp_path_factory, tiny_model):
 
 def test_bench_cli_on_a_run_writes_reports(tiny_run):
     stem = tiny_run / "report" / "deploy_tiny"
-    doc = bench_main(["--run", str(tiny_run / "run"), "--precision", "fp32", "int8", "--runtime", "torch", "ort",
+    doc = bench_main(["--run", str(tiny_run / "run"), "--precision", "fp32", "int8", "int8w", "--runtime", "torch", "ort",
                       "--iters", "5", "--warmup", "1", "--calib-size", "8", "--threads", "1",
                       "--cache-dir", str(tiny_run / "cache"), "--report", str(stem)])
     names = [r["name"] for r in doc["rows"]]
-    assert names == ["torch-fp32", "ort-fp32", "ort-int8"]
+    assert names == ["torch-fp32", "ort-fp32", "ort-int8", "ort-int8w"]
     saved = json.loads(stem.with_suffix(".json").read_text())
     assert saved["n_test"] > 0 and saved["n_calib"] == 8 and "machine" in saved
     torch_row, ort_row = doc["rows"][0], doc["rows"][1]
@@ -119,6 +155,7 @@ def test_bench_cli_on_a_run_writes_reports(tiny_run):
     assert "| ort-int8 |" in stem.with_suffix(".md").read_text()
     assert stem.with_suffix(".csv").read_text().startswith("name,runtime,precision")
     assert (tiny_run / "run" / "deploy" / "model_int8.onnx").is_file()
+    assert doc["rows"][3]["size_mb"] < ort_row["size_mb"] / 3
 
 
 def _one_line_error(capsys, fn, argv) -> str:

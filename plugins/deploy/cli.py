@@ -19,9 +19,10 @@ import numpy as np
 
 from ..utils import OneLineParser, fail, read_json, run_cli, write_json
 
-PRECISIONS = ("fp32", "fp16", "int8", "fp8", "bf16")
+# int8w: INT8 weights, FP32 compute (weight-only; a size format). int8: ORT static INT8 compute.
+PRECISIONS = ("fp32", "fp16", "int8", "int8w", "fp8", "bf16")
 RUNTIMES = ("ort", "torch", "trt", "openvino")
-ONNX_PRECISIONS = ("fp32", "fp16", "int8")
+ONNX_PRECISIONS = ("fp32", "fp16", "int8", "int8w")
 
 
 def build_parser(prog: str, bench: bool) -> argparse.ArgumentParser:
@@ -43,6 +44,9 @@ def build_parser(prog: str, bench: bool) -> argparse.ArgumentParser:
     p.add_argument("--calib-size", type=int, default=128, help="unlabeled target-train images for calibration")
     p.add_argument("--int8-format", choices=("qdq", "qoperator"), default="qdq")
     p.add_argument("--int8-weights", choices=("s8", "u8"), default="s8")
+    p.add_argument("--int8-exclude", nargs="*", default=[], metavar="GROUP",
+                   help="node groups kept in float: stem depthwise head gates hardswish "
+                        "(benchmarks/int8_fidelity.py measures each without target labels)")
     p.add_argument("--no-reduce-range", dest="reduce_range", action="store_false",
                    help="8-bit instead of 7-bit INT8 weights (fine on VNNI CPUs and GPUs; costs accuracy on AVX2)")
     p.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor INT8 weights")
@@ -199,7 +203,7 @@ def export_all(args, inp: DeployInputs, out: Path) -> dict:
     import torch
 
     from .onnx import export_onnx, model_meta, read_metadata
-    from .ort import convert_fp16, quantize_int8
+    from .ort import convert_fp16, quantize_int8, quantize_weights_int8
 
     out.mkdir(parents=True, exist_ok=True)
     sha = _ckpt_sha(inp.ckpt)
@@ -225,14 +229,20 @@ def export_all(args, inp: DeployInputs, out: Path) -> dict:
         p = out / "model_int8.onnx"
         recipe_args = {"method": args.calib_method.lower(), "fmt": args.int8_format, "per_channel": args.per_channel,
                        "reduce_range": args.reduce_range, "weight_type": args.int8_weights,
-                       "calib_size": int(len(inp.calib)), "seed": args.seed}
+                       "exclude": sorted(args.int8_exclude), "calib_size": int(len(inp.calib)), "seed": args.seed}
         if args.force or not _up_to_date(p, sha, recipe_args):
             recipe = quantize_int8(fp32, p, inp.calib, method=args.calib_method, fmt=args.int8_format,
                                    per_channel=args.per_channel, reduce_range=args.reduce_range,
-                                   weight_type=args.int8_weights)
+                                   weight_type=args.int8_weights, exclude=sorted(args.int8_exclude))
             _tag(p, {"recipe_args": recipe_args})
             print(f"int8 ONNX: {p} ({recipe})")
         report["artifacts"]["int8"] = {"path": str(p), "recipe": read_metadata(p).get("int8_recipe")}
+    if "int8w" in want:
+        p = out / "model_int8w.onnx"
+        if args.force or not _up_to_date(p, sha):
+            recipe = quantize_weights_int8(fp32, p)
+            print(f"int8 weight-only ONNX: {p} ({recipe})")
+        report["artifacts"]["int8w"] = {"path": str(p), "recipe": read_metadata(p).get("int8w_recipe")}
     if "trt" in args.runtime:
         from .tensorrt import build_engine
 

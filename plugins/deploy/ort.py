@@ -53,6 +53,10 @@ def make_session(path: str | os.PathLike, threads: Optional[int] = None, provide
         so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1  # one CNN branch at a time: extra inter-op threads only compete
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if is_weight_only(path):
+        # without this ORT keeps the weights' DequantizeLinear for QDQ fusion and runs it every call (2.5x slower
+        # measured); with it the int8 weights are dequantized once at load and compute is FP32
+        so.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
         return ort.InferenceSession(str(path), so, providers=list(providers or pick_providers()))
     except Exception as e:  # noqa: BLE001 - a corrupt/unsupported file is a user-facing problem
@@ -100,6 +104,74 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, block_ops: Sequ
     return str(dst)
 
 
+# ----------------------------------------------------------------------------- INT8 weights only
+WEIGHT_OPS = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1}  # op -> output-channel axis of its weight (input 1)
+
+
+def _weight_axis(node) -> int:
+    if node.op_type == "Gemm":  # B is (K, N) unless transB
+        return 0 if any(a.name == "transB" and a.i == 1 for a in node.attribute) else 1
+    return WEIGHT_OPS[node.op_type]
+
+
+def is_weight_only(path: str | os.PathLike) -> bool:
+    try:
+        return read_metadata(path).get("precision") == "int8w"
+    except Exception:  # noqa: BLE001 - unreadable: InferenceSession reports it in one line
+        return False
+
+
+def quantize_weights_int8(src: str | os.PathLike, dst: str | os.PathLike, min_elements: int = 256) -> dict:
+    """Weight-only INT8: each Conv/Gemm/MatMul weight stored as symmetric per-output-channel int8 plus a
+    ``DequantizeLinear``; activations stay FP32, so no calibration and no activation-quantization error.
+
+    The file is ~4x smaller than FP32; ``make_session`` dequantizes once at load (FP32 speed). ORT's static
+    INT8 (``quantize_int8``) computes in INT8 instead, which on CPUs without VNNI is slower and, on these
+    low-margin target predictions, less accurate (benchmarks/int8_fidelity.py).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    users: dict[str, list] = {}
+    for n in graph.node:
+        for k, name in enumerate(n.input):
+            users.setdefault(name, []).append((n, k))
+    dq_nodes, n_q, n_elems = [], 0, 0
+    for init in list(graph.initializer):
+        us = users.get(init.name, [])
+        if not us or any(k != 1 or n.op_type not in (*WEIGHT_OPS, "Gemm") for n, k in us):
+            continue  # only tensors used purely as a layer weight
+        w = numpy_helper.to_array(init).astype(np.float32)
+        axes = {_weight_axis(n) for n, _ in us}
+        if w.size < min_elements or len(axes) != 1:
+            continue
+        axis = axes.pop()
+        other = tuple(i for i in range(w.ndim) if i != axis)
+        scale = np.abs(w).max(axis=other) / 127.0
+        scale[scale == 0] = 1.0
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        graph.initializer.remove(init)
+        graph.initializer.extend([numpy_helper.from_array(q, f"{init.name}_int8"),
+                                  numpy_helper.from_array(scale.astype(np.float32), f"{init.name}_scale"),
+                                  numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{init.name}_zero")])
+        dq_nodes.append(helper.make_node("DequantizeLinear", [f"{init.name}_int8", f"{init.name}_scale",
+                                                              f"{init.name}_zero"], [init.name],
+                                         name=f"{init.name}_dequant", axis=axis))
+        n_q, n_elems = n_q + 1, n_elems + w.size
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(dq_nodes + nodes)
+    recipe = {"mode": "weight-only", "weights": "s8 symmetric per-channel", "activations": "fp32",
+              "quantized_tensors": n_q, "quantized_weights": int(n_elems)}
+    set_metadata(model, {**read_metadata(src), "precision": "int8w", "int8w_recipe": recipe})
+    save_onnx(model, dst)
+    return recipe
+
+
 # ----------------------------------------------------------------------------- INT8
 class ImageCalibrationReader(CalibrationDataReader):
     """``CalibrationDataReader`` over UNLABELED normalised images (N x 3 x H x W float32), in batches.
@@ -135,20 +207,79 @@ def calibration_method(name: str):
     return table[name.lower()]
 
 
-def depthwise_conv_nodes(path: str | os.PathLike) -> list[str]:
-    """Names of grouped (depthwise) Conv nodes: candidates for ``nodes_to_exclude``."""
+def _producers(graph) -> dict:
+    return {o: n for n in graph.node for o in n.output}
+
+
+def _is_depthwise(node) -> bool:
+    return node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
+
+
+SHAPE_OPS = ("Unsqueeze", "Squeeze", "Transpose", "Reshape", "Flatten", "Expand")
+
+
+def _gate_muls(graph, hardswish: bool) -> list:
+    """Mul nodes fed by a (Hard)Sigmoid (through shape-only ops). ``hardswish``: x * hsig(x), the decomposed
+    HardSwish; otherwise the attention gates (SE/ECA: features * sigmoid(branch))."""
+    prod = _producers(graph)
+    out = []
+    for n in graph.node:
+        if n.op_type != "Mul":
+            continue
+        for i, name in enumerate(n.input):
+            g = prod.get(name)
+            while g is not None and g.op_type in SHAPE_OPS:
+                g = prod.get(g.input[0])
+            if g is not None and g.op_type in ("Sigmoid", "HardSigmoid"):
+                if (g.input[0] == n.input[1 - i]) == hardswish:
+                    out += [n.name, g.name]
+                break
+    return out
+
+
+# Groups of nodes users may keep in float (--int8-exclude): named by what they are in MobileNetV3, resolved on
+# the pre-processed graph, so they work for any exported student (pruned, ECA, low-rank).
+EXCLUDE_GROUPS = {
+    "stem": lambda g: [next(n.name for n in g.node if n.op_type == "Conv")],
+    "depthwise": lambda g: [n.name for n in g.node if _is_depthwise(n)],
+    "head": lambda g: [n.name for n in g.node if n.op_type in ("Gemm", "MatMul")],
+    "gates": lambda g: _gate_muls(g, hardswish=False),
+    "hardswish": lambda g: _gate_muls(g, hardswish=True),
+}
+
+
+def name_unnamed_nodes(path: str | os.PathLike) -> None:
+    """Give every nameless node a unique name (``quant_pre_process`` leaves the HardSwish it decomposes
+    unnamed, and ``nodes_to_exclude`` can only address named nodes)."""
     import onnx
 
+    model = onnx.load(str(path))
+    taken = {n.name for n in model.graph.node}
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            n.name = next(c for c in (f"{n.op_type}_{i}", f"{n.op_type}_{i}_{len(taken)}") if c not in taken)
+            taken.add(n.name)
+    onnx.save(model, str(path))
+
+
+def excluded_nodes(path: str | os.PathLike, groups: Sequence[str]) -> list[str]:
+    """Node names of the named ``EXCLUDE_GROUPS`` in the ONNX file at ``path``."""
+    import onnx
+
+    unknown = [g for g in groups if g not in EXCLUDE_GROUPS]
+    if unknown:
+        fail(f"unknown --int8-exclude group '{unknown[0]}'; choose from {', '.join(EXCLUDE_GROUPS)}")
     graph = onnx.load(str(path)).graph
-    return [n.name for n in graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    return sorted({name for g in groups for name in EXCLUDE_GROUPS[g](graph)})
 
 
 def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calib_images: np.ndarray, method: str = "minmax",
                   fmt: str = "qdq", per_channel: bool = True, reduce_range: bool = True, weight_type: str = "s8",
-                  exclude_depthwise: bool = False, batch_size: int = 16) -> dict:
+                  exclude: Sequence[str] = (), batch_size: int = 16) -> dict:
     """Static INT8 (U8 activations) after ``quant_pre_process`` (shape inference + ORT graph optimisation).
 
-    Returns the recipe as a dict (stored in the file's metadata too).
+    ``exclude``: names of ``EXCLUDE_GROUPS`` kept in float. Returns the recipe as a dict (stored in the file's
+    metadata too).
     """
     import tempfile
 
@@ -166,8 +297,9 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calib_images: 
     with tempfile.TemporaryDirectory(dir=Path(dst).parent) as tmp:
         pre = os.path.join(tmp, "pre.onnx")
         quant_pre_process(str(src), pre)
+        name_unnamed_nodes(pre)
         out = os.path.join(tmp, "int8.onnx")
-        excl = depthwise_conv_nodes(pre) if exclude_depthwise else []
+        excl = excluded_nodes(pre, exclude)
         quantize_static(pre, out, ImageCalibrationReader(calib_images, batch_size),
                         quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
                         per_channel=per_channel, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
@@ -179,7 +311,8 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calib_images: 
         model = onnx.load(out)
     recipe = {"format": fmt, "activations": "u8", "weights": weight_type, "per_channel": per_channel,
               "reduce_range": reduce_range, "calib_method": method.lower(), "calib_images": int(len(calib_images)),
-              "calib_data": "unlabeled target-train images", "excluded_nodes": len(excl)}
+              "calib_data": "unlabeled target-train images", "exclude": list(exclude),
+              "excluded_nodes": len(excl)}
     set_metadata(model, {**meta, "precision": "int8", "int8_recipe": recipe})
     save_onnx(model, dst)
     return recipe

@@ -1,0 +1,135 @@
+"""Which INT8 recipe keeps a student's predictions? Chosen WITHOUT target labels, scored with them afterwards.
+
+    python benchmarks/int8_fidelity.py RUN_DIR [RUN_DIR ...] [--out benchmarks/results/int8_fidelity]
+
+For each run folder (a model.pt run or a compressed folder, with its deploy/model_fp32.onnx) and each recipe in
+RECIPES, ONNX Runtime quantizes the FP32 ONNX (calibration: the same 128 unlabeled target-train images as the
+deploy stage) and the INT8 model is compared with the FP32 one on ALL target-train images, labels unread:
+top-1 agreement and mean KL(fp32 || int8). That is the selection criterion. Target-test accuracy is computed
+last, only to report how well the label-free criterion tracked it. Writes <out>.{json,md,csv}.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from plugins.deploy.cli import build_parser, load_inputs  # noqa: E402
+from plugins.deploy.ort import make_session, quantize_int8  # noqa: E402
+from plugins.utils import atomic_write_text, fail, machine_info, machine_label, run_cli, write_json  # noqa: E402
+
+BASE = {"method": "minmax", "fmt": "qdq", "per_channel": True, "reduce_range": True, "weight_type": "s8", "exclude": ()}
+RECIPES = {
+    "default": {},
+    "8bit-weights": {"reduce_range": False},
+    "u8-weights": {"weight_type": "u8", "reduce_range": False},
+    "entropy": {"method": "entropy"},
+    "percentile": {"method": "percentile"},
+    "float-stem": {"exclude": ("stem",)},
+    "float-head": {"exclude": ("head",)},
+    "float-gates": {"exclude": ("gates",)},
+    "float-hardswish": {"exclude": ("hardswish",)},
+    "float-depthwise": {"exclude": ("depthwise",)},
+    "float-stem-head": {"exclude": ("stem", "head")},
+    "float-gates-hardswish": {"exclude": ("gates", "hardswish")},
+}
+
+
+def logits_of(path: str, images: np.ndarray, batch: int = 32) -> np.ndarray:
+    sess = make_session(path, threads=1, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: images[i:i + batch]})[0] for i in range(0, len(images), batch)])
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+def fidelity(ref: np.ndarray, q: np.ndarray) -> dict:
+    """Label-free closeness of INT8 logits to FP32 logits on the same images."""
+    lp, lq = log_softmax(ref), log_softmax(q)
+    kl = float((np.exp(lp) * (lp - lq)).sum(1).mean())
+    return {"agree_fp32": 100.0 * float((ref.argmax(1) == q.argmax(1)).mean()), "kl_fp32": kl}
+
+
+def deploy_inputs(run: Path):
+    """All target-train images (unlabeled) + the deploy stage's calibration subset + target-test."""
+    args = build_parser("int8_fidelity", bench=False).parse_args(["--run", str(run), "--calib-size", "1000000"])
+    inp = load_inputs(args)
+    n = len(inp.calib)
+    idx = sorted(np.random.default_rng(0).permutation(n)[:128])  # the deploy stage's draw (seed 0, 128 images)
+    return inp, inp.calib[idx]
+
+
+def measure_run(run: Path, recipes: dict) -> list[dict]:
+    fp32 = run / "deploy" / "model_fp32.onnx"
+    if not fp32.is_file():
+        fail(f"'{fp32}' does not exist: run examples/bench.py --run {run} first")
+    inp, calib = deploy_inputs(run)
+    ref_train, ref_test = logits_of(str(fp32), inp.calib), logits_of(str(fp32), inp.test_x)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, over in recipes.items():
+            r = {**BASE, **over}
+            t0 = time.perf_counter()
+            dst = Path(tmp) / f"{name}.onnx"
+            rec = quantize_int8(fp32, dst, calib, method=r["method"], fmt=r["fmt"], per_channel=r["per_channel"],
+                          reduce_range=r["reduce_range"], weight_type=r["weight_type"], exclude=r["exclude"])
+            q_train, q_test = logits_of(str(dst), inp.calib), logits_of(str(dst), inp.test_x)
+            rows.append({"task": inp.task, "run": str(run), "recipe": name, **fidelity(ref_train, q_train),
+                         "n_unlabeled": len(inp.calib), "excluded_nodes": rec["excluded_nodes"], "size_mb": dst.stat().st_size / 1e6,
+                         "test_acc": 100.0 * float((q_test.argmax(1) == inp.test_y).mean()),
+                         "fp32_test_acc": 100.0 * float((ref_test.argmax(1) == inp.test_y).mean()),
+                         "seconds": time.perf_counter() - t0})
+            print(f"{inp.task} {name:16s} agree {rows[-1]['agree_fp32']:.1f} KL {rows[-1]['kl_fp32']:.4f} "
+                  f"test {rows[-1]['test_acc']:.1f} (fp32 {rows[-1]['fp32_test_acc']:.1f})", flush=True)
+    return rows
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """Recipes x (mean agreement, mean KL, mean test-accuracy change vs FP32) over the runs."""
+    lines = ["| recipe | agreement with FP32 on unlabeled target-train (%) | KL(fp32‖int8) | "
+             "target-test acc (%) | Δ vs FP32 (pt) | size (MB) |", "|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["recipe"] for r in rows):
+        rs = [r for r in rows if r["recipe"] == name]
+        m = {k: float(np.mean([r[k] for r in rs])) for k in ("agree_fp32", "kl_fp32", "test_acc", "fp32_test_acc",
+                                                              "size_mb")}
+        lines.append(f"| {name} | {m['agree_fp32']:.1f} | {m['kl_fp32']:.4f} | {m['test_acc']:.1f} | "
+                     f"{m['test_acc'] - m['fp32_test_acc']:+.1f} | {m['size_mb']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", help="run folders with deploy/model_fp32.onnx")
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), help=f"any of {' '.join(RECIPES)}")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8_fidelity"))
+    a = p.parse_args(argv)
+    bad = [r for r in a.recipes if r not in RECIPES]
+    if bad:
+        fail(f"unknown recipe '{bad[0]}' (--recipes); choose from {', '.join(RECIPES)}")
+    rows = [row for run in a.runs for row in measure_run(Path(run), {k: RECIPES[k] for k in a.recipes})]
+    cmd = "python benchmarks/int8_fidelity.py " + " ".join(argv)
+    head = (f"# INT8 recipes, selected without target labels\n\n{len(a.runs)} run(s); ONNX Runtime QDQ, U8 "
+            f"activations; machine: {machine_label()}.\nSelection columns: agreement and KL "
+            f"against the FP32 model on unlabeled target-train images. Target-test accuracy is reported only "
+            f"afterwards.\n\nCommand: `{cmd}`\n\n")
+    write_json(a.out + ".json", {"command": cmd, "machine": machine_info(), "base": {**BASE, "exclude": []},
+                                 "recipes": {k: {**v, **({"exclude": list(v["exclude"])} if "exclude" in v else {})}
+                                             for k, v in RECIPES.items() if k in a.recipes}, "rows": rows})
+    atomic_write_text(a.out + ".md", head + summary_markdown(rows))
+    keys = list(rows[0])
+    atomic_write_text(a.out + ".csv", ",".join(keys) + "\n" + "\n".join(",".join(str(r[k]) for k in keys)
+                                                                          for r in rows) + "\n")
+    print(summary_markdown(rows))
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(lambda _argv: main(sys.argv[1:])))
