@@ -23,7 +23,9 @@ from .utils import atomic_write_text, fail, machine_info, machine_label, run_cli
 ADAPT_ORDER = ["dann", "cdan", "cdan_e", "mdd", "jan", "dan", "coral", "mcc", "iwan", "shot_im"]
 ROW_LABELS = {"source_only": "source-only", "kd": "distilled student", "compressed": "compressed student",
               "kd_int8": "distilled student, ORT INT8",
-              "deployed_int8": "deployed INT8 (ORT, compressed student)", "oracle": "oracle (target labels)"}
+              "deployed_int8": "deployed INT8 (ORT, compressed student)",
+              "deployed_int8w": "deployed INT8 weights, FP32 compute (ORT, compressed student)",
+              "oracle": "oracle (target labels)"}
 
 
 # ----------------------------------------------------------------------------- gathering
@@ -78,17 +80,22 @@ def copy_deploy_tables(base: Path, out: Path) -> None:
                 shutil.copyfile(p.with_suffix(ext), out / "deploy" / f"{task}_{p.parent.parent.parent.name}_s{seed}{ext}")
 
 
+# (run, ORT precision) -> accuracy row: static INT8 of the compressed student (the deployed one) and of the
+# distilled student (what INT8 alone costs); weight-only INT8 of the compressed student (the small, exact one)
+DEPLOYED_ROWS = {("compressed", "int8"): "deployed_int8", ("kd", "int8"): "kd_int8",
+                 ("compressed", "int8w"): "deployed_int8w"}
+
+
 def deployed_int8_runs(rows: list[dict]) -> list[dict]:
-    """The ORT INT8 artifacts as accuracy rows: of the compressed student (the deployed one) and of the
-    distilled student (what INT8 alone costs)."""
-    method = {"compressed": "deployed_int8", "kd": "kd_int8"}
-    return [{"method": method[r["run"]], "task": r["task"], "seed": r["seed"], "target_test": {"acc": r["acc"]},
-             "size_mb": r.get("size_mb")}
-            for r in rows if r.get("run") in method and _is_ort_int8(r) and r.get("acc") is not None]
+    """The ORT INT8 artifacts of ``DEPLOYED_ROWS`` as accuracy rows."""
+    return [{"method": DEPLOYED_ROWS[(r["run"], r["precision"])], "task": r["task"], "seed": r["seed"],
+             "target_test": {"acc": r["acc"]}, "size_mb": r.get("size_mb")}
+            for r in rows if r.get("runtime") == "ort" and (r.get("run"), r.get("precision")) in DEPLOYED_ROWS
+            and r.get("acc") is not None]
 
 
-def _is_ort_int8(row: dict) -> bool:
-    return row.get("runtime") == "ort" and row.get("precision") == "int8"
+def _is_ort_int8(row: dict, precision: str = "int8") -> bool:
+    return row.get("runtime") == "ort" and row.get("precision") == precision
 
 
 def row_order(methods: set[str]) -> list[str]:
@@ -96,7 +103,7 @@ def row_order(methods: set[str]) -> list[str]:
     teachers = sorted(m for m in methods if "-" in m)
     others = sorted(methods - set(adapt) - set(teachers) - set(ROW_LABELS))
     head = [m for m in ("source_only",) if m in methods]
-    tail = [m for m in ("kd", "kd_int8", "compressed", "deployed_int8", "oracle") if m in methods]
+    tail = [m for m in ("kd", "kd_int8", "compressed", "deployed_int8", "deployed_int8w", "oracle") if m in methods]
     return head + adapt + others + teachers + tail
 
 
@@ -141,22 +148,24 @@ def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[l
 
 def compression_table(comp: list[dict], dep: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Per task and seed: the student, then the target-test accuracy after each compression stage (each after
-    its recovery fine-tune), the compressed model's size, and its ORT INT8 artifact."""
+    its recovery fine-tune), the compressed model's size, and its ORT INT8 artifacts (static, weight-only)."""
     if not comp:
         return [], []
     ops = [st["op"] + (f":{st['kind']}" if st.get("kind") else "") for st in comp[0]["stages"]]
     header = ["Task", "student", *[f"after {o}" for o in ops], "params (M)", "float file (MB)", "ORT INT8 acc",
-              "ORT INT8 (MB)"]
+              "ORT INT8 (MB)", "INT8-weights acc", "INT8-weights (MB)"]
     body = []
     tasks = order_tasks({c["task"] for c in comp})
     int8s = {(r["task"], r["seed"]): r for r in dep if r.get("run") == "compressed" and _is_ort_int8(r)}
+    int8ws = {(r["task"], r["seed"]): r for r in dep if r.get("run") == "compressed" and _is_ort_int8(r, "int8w")}
     for c in sorted(comp, key=lambda c: (tasks.index(c["task"]), c["seed"])):
-        int8 = int8s.get((c["task"], c["seed"]), {})
+        int8, int8w = int8s.get((c["task"], c["seed"]), {}), int8ws.get((c["task"], c["seed"]), {})
         accs = [st.get("target_test_acc") for st in c["stages"]]
         body.append([f"{c['task']} s{c['seed']}", _f(c["before"]["target_test"]["acc"], 1, 1),
                      *[_f(a, 1, 1) for a in accs] + ["–"] * (len(ops) - len(accs)),
                      _f(c["resources"].get("params"), 1e6, 3), _f(c["resources"].get("model_mb"), 1, 2),
-                     _f(int8.get("acc"), 1, 1), _f(int8.get("size_mb"), 1, 2)])
+                     _f(int8.get("acc"), 1, 1), _f(int8.get("size_mb"), 1, 2),
+                     _f(int8w.get("acc"), 1, 1), _f(int8w.get("size_mb"), 1, 2)])
     return header, body
 
 
@@ -318,7 +327,8 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
         "## Resources", to_markdown(rh, rb), to_markdown(dh, db),
         "## Compression, stage by stage", "Target-test accuracy (%) of the distilled student, after each "
         "compression stage (each followed by its self-distillation fine-tune on unlabeled images) and of the "
-        "compressed model's ONNX Runtime INT8 artifact.", "",
+        "compressed model's two ONNX Runtime INT8 artifacts: static INT8 (INT8 compute, calibrated on unlabeled "
+        "target images) and INT8 weights with FP32 compute (dequantized once at load).", "",
         to_markdown(*compression_table(comp, dep)) if comp else "No compressed run yet.",
         "## Label-free validators vs target accuracy", "Computed from target predictions only (no labels); "
         "higher should mean better adaptation. Use them, not target accuracy, to choose a method or teacher.",

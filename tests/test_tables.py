@@ -30,7 +30,18 @@ def test_compression_table_rows_follow_the_stages():
              "resources": {"params": 682249, "model_mb": 2.89}}]
     dep = [{"run": "compressed", "task": "W2A", "seed": 0, "runtime": "ort", "precision": "int8", "acc": 58.0,
             "size_mb": 0.8}, {"run": "kd", "task": "W2A", "seed": 0, "runtime": "ort", "precision": "int8",
-                              "acc": 99.0, "size_mb": 2.1}]
+                              "acc": 99.0, "size_mb": 2.1},
+           {"run": "compressed", "task": "W2A", "seed": 0, "runtime": "ort", "precision": "int8w", "acc": 58.5,
+            "size_mb": 0.7}]
     header, body = compression_table(comp, dep)
     assert header[1:4] == ["student", "after attention:eca", "after lowrank"]
-    assert body == [["W2A s0", "60.0", "61.0", "58.5", "0.682", "2.89", "58.0", "0.80"]]
+    assert body == [["W2A s0", "60.0", "61.0", "58.5", "0.682", "2.89", "58.0", "0.80", "58.5", "0.70"]]
+
+
+def test_deployed_rows_name_each_int8_artifact():
+    from plugins.report import deployed_int8_runs
+
+    dep = [{"run": r, "task": "A2W", "seed": 0, "runtime": rt, "precision": p, "acc": 50.0}
+           for r, rt, p in (("compressed", "ort", "int8"), ("compressed", "ort", "int8w"), ("kd", "ort", "int8"),
+                            ("kd", "ort", "int8w"), ("kd", "torch", "fp32"), ("compressed", "ort", "fp16"))]
+    assert [r["method"] for r in deployed_int8_runs(dep)] == ["deployed_int8", "deployed_int8w", "kd_int8"]
