@@ -5,8 +5,9 @@
 For each run folder (a model.pt run or a compressed folder, with its deploy/model_fp32.onnx) and each recipe in
 RECIPES, ONNX Runtime quantizes the FP32 ONNX (calibration: the same 128 unlabeled target-train images as the
 deploy stage) and the INT8 model is compared with the FP32 one on ALL target-train images, labels unread:
-top-1 agreement and mean KL(fp32 || int8). That is the selection criterion. Target-test accuracy is computed
-last, only to report how well the label-free criterion tracked it. Writes <out>.{json,md,csv}.
+top-1 agreement and mean KL(fp32 || int8). That is the selection criterion. bs1 latency (1 thread) is timed with
+the artifacts called in turn. Target-test accuracy is computed last, only to report how well the label-free
+criterion tracked it. Writes <out>.{json,md,csv}.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from plugins.deploy.cli import build_parser, load_inputs  # noqa: E402
-from plugins.deploy.ort import make_session, quantize_int8  # noqa: E402
+from plugins.deploy.ort import make_session, quantize_int8, quantize_weights_int8  # noqa: E402
 from plugins.utils import atomic_write_text, fail, machine_info, machine_label, run_cli, write_json  # noqa: E402
 
 BASE = {"method": "minmax", "fmt": "qdq", "per_channel": True, "reduce_range": True, "weight_type": "s8", "exclude": ()}
@@ -38,6 +39,8 @@ RECIPES = {
     "float-depthwise": {"exclude": ("depthwise",)},
     "float-stem-head": {"exclude": ("stem", "head")},
     "float-gates-hardswish": {"exclude": ("gates", "hardswish")},
+    "qoperator": {"fmt": "qoperator"},
+    "weight-only": {"weight_only": True},  # INT8 weights, FP32 compute: no activation quantization at all
 }
 
 
@@ -68,7 +71,28 @@ def deploy_inputs(run: Path):
     return inp, inp.calib[idx]
 
 
-def measure_run(run: Path, recipes: dict) -> list[dict]:
+def quantize(fp32: Path, dst: Path, recipe: dict, calib: np.ndarray) -> dict:
+    if recipe.get("weight_only"):
+        return {**quantize_weights_int8(fp32, dst), "excluded_nodes": 0}
+    r = {**BASE, **recipe}
+    return quantize_int8(fp32, dst, calib, method=r["method"], fmt=r["fmt"], per_channel=r["per_channel"],
+                         reduce_range=r["reduce_range"], weight_type=r["weight_type"], exclude=r["exclude"])
+
+
+def interleaved_p50_ms(paths: dict, image: np.ndarray, iters: int) -> dict:
+    """bs1 latency, 1 thread, the artifacts called in turn so a busy CPU slows all of them alike."""
+    sessions = {k: make_session(p, threads=1, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
+    times: dict = {k: [] for k in sessions}
+    for i in range(iters + 20):
+        for k, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, {sess.get_inputs()[0].name: image})
+            if i >= 20:  # warm-up calls are not timed
+                times[k].append(time.perf_counter() - t0)
+    return {k: 1000.0 * float(np.median(v)) for k, v in times.items()}
+
+
+def measure_run(run: Path, recipes: dict, iters: int) -> list[dict]:
     fp32 = run / "deploy" / "model_fp32.onnx"
     if not fp32.is_file():
         fail(f"'{fp32}' does not exist: run examples/bench.py --run {run} first")
@@ -76,33 +100,37 @@ def measure_run(run: Path, recipes: dict) -> list[dict]:
     ref_train, ref_test = logits_of(str(fp32), inp.calib), logits_of(str(fp32), inp.test_x)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        paths, meta = {"fp32": fp32}, {"fp32": {"excluded_nodes": 0}}
         for name, over in recipes.items():
-            r = {**BASE, **over}
-            t0 = time.perf_counter()
-            dst = Path(tmp) / f"{name}.onnx"
-            rec = quantize_int8(fp32, dst, calib, method=r["method"], fmt=r["fmt"], per_channel=r["per_channel"],
-                          reduce_range=r["reduce_range"], weight_type=r["weight_type"], exclude=r["exclude"])
-            q_train, q_test = logits_of(str(dst), inp.calib), logits_of(str(dst), inp.test_x)
+            paths[name] = Path(tmp) / f"{name}.onnx"
+            meta[name] = quantize(fp32, paths[name], over, calib)
+        p50 = interleaved_p50_ms(paths, inp.test_x[:1], iters) if iters else {}
+        for name, path in paths.items():
+            q_train, q_test = logits_of(str(path), inp.calib), logits_of(str(path), inp.test_x)
             rows.append({"task": inp.task, "run": str(run), "recipe": name, **fidelity(ref_train, q_train),
-                         "n_unlabeled": len(inp.calib), "excluded_nodes": rec["excluded_nodes"], "size_mb": dst.stat().st_size / 1e6,
+                         "n_unlabeled": len(inp.calib), "excluded_nodes": meta[name]["excluded_nodes"],
+                         "size_mb": path.stat().st_size / 1e6, "p50_ms_1thread": p50.get(name),
                          "test_acc": 100.0 * float((q_test.argmax(1) == inp.test_y).mean()),
-                         "fp32_test_acc": 100.0 * float((ref_test.argmax(1) == inp.test_y).mean()),
-                         "seconds": time.perf_counter() - t0})
-            print(f"{inp.task} {name:16s} agree {rows[-1]['agree_fp32']:.1f} KL {rows[-1]['kl_fp32']:.4f} "
-                  f"test {rows[-1]['test_acc']:.1f} (fp32 {rows[-1]['fp32_test_acc']:.1f})", flush=True)
+                         "fp32_test_acc": 100.0 * float((ref_test.argmax(1) == inp.test_y).mean())})
+            print(f"{inp.task} {name:22s} agree {rows[-1]['agree_fp32']:.1f} KL {rows[-1]['kl_fp32']:.4f} "
+                  f"test {rows[-1]['test_acc']:.1f} (fp32 {rows[-1]['fp32_test_acc']:.1f}) "
+                  f"p50 {p50.get(name, float('nan')):.2f} ms", flush=True)
     return rows
 
 
 def summary_markdown(rows: list[dict]) -> str:
     """Recipes x (mean agreement, mean KL, mean test-accuracy change vs FP32) over the runs."""
     lines = ["| recipe | agreement with FP32 on unlabeled target-train (%) | KL(fp32‖int8) | "
-             "target-test acc (%) | Δ vs FP32 (pt) | size (MB) |", "|---|---|---|---|---|---|"]
+             "target-test acc (%) | Δ vs FP32 (pt) | size (MB) | bs1 p50 ms (1 thread) |",
+             "|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["recipe"] for r in rows):
         rs = [r for r in rows if r["recipe"] == name]
         m = {k: float(np.mean([r[k] for r in rs])) for k in ("agree_fp32", "kl_fp32", "test_acc", "fp32_test_acc",
                                                               "size_mb")}
+        ms = [r["p50_ms_1thread"] for r in rs if r["p50_ms_1thread"] is not None]
         lines.append(f"| {name} | {m['agree_fp32']:.1f} | {m['kl_fp32']:.4f} | {m['test_acc']:.1f} | "
-                     f"{m['test_acc'] - m['fp32_test_acc']:+.1f} | {m['size_mb']:.2f} |")
+                     f"{m['test_acc'] - m['fp32_test_acc']:+.1f} | {m['size_mb']:.2f} | "
+                     f"{f'{np.mean(ms):.2f}' if ms else '–'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -111,11 +139,12 @@ def main(argv: list[str]) -> None:
     p.add_argument("runs", nargs="+", help="run folders with deploy/model_fp32.onnx")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), help=f"any of {' '.join(RECIPES)}")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8_fidelity"))
+    p.add_argument("--iters", type=int, default=200, help="timed bs1 calls per artifact (0: no timing)")
     a = p.parse_args(argv)
     bad = [r for r in a.recipes if r not in RECIPES]
     if bad:
         fail(f"unknown recipe '{bad[0]}' (--recipes); choose from {', '.join(RECIPES)}")
-    rows = [row for run in a.runs for row in measure_run(Path(run), {k: RECIPES[k] for k in a.recipes})]
+    rows = [row for run in a.runs for row in measure_run(Path(run), {k: RECIPES[k] for k in a.recipes}, a.iters)]
     cmd = "python benchmarks/int8_fidelity.py " + " ".join(argv)
     head = (f"# INT8 recipes, selected without target labels\n\n{len(a.runs)} run(s); ONNX Runtime QDQ, U8 "
             f"activations; machine: {machine_label()}.\nSelection columns: agreement and KL "
