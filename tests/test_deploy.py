@@ -78,6 +78,12 @@ def test_fp16_and_int8_agree_with_fp32(onnx_fp32, images, tmp_path):
     assert (tmp_path / "int8.onnx").stat().st_size < path.stat().st_size / 2
 
 
+def test_histogram_calibration_with_an_uneven_image_count(onnx_fp32, images, tmp_path):
+    # 18 images in batches of 16 would leave a batch of 2, which ORT's histogram collectors cannot stack
+    recipe = quantize_int8(onnx_fp32[0], tmp_path / "p.onnx", images[:18].numpy(), method="percentile")
+    assert recipe["calib_images"] == 18 and np.isfinite(onnx_logits(tmp_path / "p.onnx", images.numpy())).all()
+
+
 def test_weight_only_int8_keeps_outputs_and_shrinks_file(onnx_fp32, images, tmp_path):
     path, _ = onnx_fp32
     dst = tmp_path / "int8w.onnx"

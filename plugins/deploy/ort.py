@@ -176,13 +176,16 @@ def quantize_weights_int8(src: str | os.PathLike, dst: str | os.PathLike, min_el
 class ImageCalibrationReader(CalibrationDataReader):
     """``CalibrationDataReader`` over UNLABELED normalised images (N x 3 x H x W float32), in batches.
 
-    Built from arrays, never from a loader with labels: calibration cannot see a target label.
+    Built from arrays, never from a loader with labels: calibration cannot see a target label. Batches are all
+    the same size (the largest divisor of N up to ``batch_size``): ORT's histogram calibrators (entropy,
+    percentile) fail on a shorter last batch.
     """
 
     def __init__(self, images: np.ndarray, batch_size: int = 16):
         if images.ndim != 4 or images.shape[1] != 3:
             fail(f"calibration images must be N x 3 x H x W, got shape {tuple(images.shape)}")
-        self.images, self.batch_size = np.ascontiguousarray(images, dtype=np.float32), batch_size
+        self.images = np.ascontiguousarray(images, dtype=np.float32)
+        self.batch_size = max(b for b in range(1, max(1, min(batch_size, len(images))) + 1) if len(images) % b == 0)
         self._it: Iterator = iter(())
         self.rewind()
 
