@@ -40,7 +40,9 @@ def build_parser(prog: str, bench: bool) -> argparse.ArgumentParser:
     p.add_argument("--runtime", nargs="+", default=["torch", "ort"] if bench else ["ort"],
                    help=f"any of {' '.join(RUNTIMES)}; trt without a GPU: "
                         + ("one-line note, ORT instead" if bench else "error"))
-    p.add_argument("--calib-method", default="minmax", help="INT8 calibration: minmax, entropy or percentile")
+    p.add_argument("--calib-method", default="percentile",
+                   help="INT8 calibration: minmax, entropy or percentile (default: closest to FP32 on unlabeled "
+                        "target images in benchmarks/int8_fidelity.py)")
     p.add_argument("--calib-size", type=int, default=128, help="unlabeled target-train images for calibration")
     p.add_argument("--int8-format", choices=("qdq", "qoperator"), default="qdq")
     p.add_argument("--int8-weights", choices=("s8", "u8"), default="s8")

@@ -2,8 +2,10 @@
 
 INT8 defaults come from ``benchmarks/`` measurements on a 2-core AVX2 CPU without VNNI (README numbers):
 U8S8 with ``reduce_range`` (7-bit weights: AVX2's ``vpmaddubsw`` saturates 16-bit sums of full-range U8xS8
-products, which costs accuracy without VNNI), per-channel weights, QDQ format (portable: OpenVINO and
-TensorRT read the same file).
+products, which costs accuracy without VNNI), per-channel weights, percentile calibration (the recipe closest
+to FP32 on unlabeled target images, ``benchmarks/int8_fidelity.py``), QDQ format (portable: OpenVINO and
+TensorRT read the same file). ``quantize_weights_int8`` is the weight-only alternative: INT8 on disk, FP32
+compute.
 """
 from __future__ import annotations
 
@@ -276,7 +278,7 @@ def excluded_nodes(path: str | os.PathLike, groups: Sequence[str]) -> list[str]:
     return sorted({name for g in groups for name in EXCLUDE_GROUPS[g](graph)})
 
 
-def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calib_images: np.ndarray, method: str = "minmax",
+def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calib_images: np.ndarray, method: str = "percentile",
                   fmt: str = "qdq", per_channel: bool = True, reduce_range: bool = True, weight_type: str = "s8",
                   exclude: Sequence[str] = (), batch_size: int = 16) -> dict:
     """Static INT8 (U8 activations) after ``quant_pre_process`` (shape inference + ORT graph optimisation).
