@@ -27,7 +27,7 @@ from plugins.utils import atomic_write_text, fail, machine_info, machine_label, 
 
 BASE = {"method": "minmax", "fmt": "qdq", "per_channel": True, "reduce_range": True, "weight_type": "s8", "exclude": ()}
 RECIPES = {
-    "default": {},
+    "minmax": {},  # the deploy default before this study
     "8bit-weights": {"reduce_range": False},
     "u8-weights": {"weight_type": "u8", "reduce_range": False},
     "entropy": {"method": "entropy"},
