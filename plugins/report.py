@@ -94,7 +94,7 @@ def deployed_int8_runs(rows: list[dict]) -> list[dict]:
             and r.get("acc") is not None]
 
 
-def _is_ort_int8(row: dict, precision: str = "int8") -> bool:
+def _is_ort(row: dict, precision: str) -> bool:
     return row.get("runtime") == "ort" and row.get("precision") == precision
 
 
@@ -156,8 +156,8 @@ def compression_table(comp: list[dict], dep: list[dict]) -> tuple[list[str], lis
               "ORT INT8 (MB)", "INT8-weights acc", "INT8-weights (MB)"]
     body = []
     tasks = order_tasks({c["task"] for c in comp})
-    int8s = {(r["task"], r["seed"]): r for r in dep if r.get("run") == "compressed" and _is_ort_int8(r)}
-    int8ws = {(r["task"], r["seed"]): r for r in dep if r.get("run") == "compressed" and _is_ort_int8(r, "int8w")}
+    int8s = {(r["task"], r["seed"]): r for r in dep if r.get("run") == "compressed" and _is_ort(r, "int8")}
+    int8ws = {(r["task"], r["seed"]): r for r in dep if r.get("run") == "compressed" and _is_ort(r, "int8w")}
     for c in sorted(comp, key=lambda c: (tasks.index(c["task"]), c["seed"])):
         int8, int8w = int8s.get((c["task"], c["seed"]), {}), int8ws.get((c["task"], c["seed"]), {})
         accs = [st.get("target_test_acc") for st in c["stages"]]
