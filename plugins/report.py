@@ -86,6 +86,21 @@ DEPLOYED_ROWS = {("compressed", "int8"): "deployed_int8", ("kd", "int8"): "kd_in
                  ("compressed", "int8w"): "deployed_int8w"}
 
 
+def copy_run_records(base: Path, out: Path) -> int:
+    """Every run's results.json and history.csv (and the stage log) under ``out/runs/``: the tables' inputs
+    travel with them when runs/ (checkpoints) is not committed. Returns the number of files copied."""
+    import shutil
+
+    n = 0
+    for p in sorted({*base.glob("*/*/seed*/results.json"), *base.glob("*/*/seed*/history.csv"),
+                     *base.glob(".stages.jsonl")}):
+        dst = out / "runs" / str(p.relative_to(base)).lstrip(".")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, dst)  # follows a linked run folder: the copy is a real file
+        n += 1
+    return n
+
+
 def deployed_int8_runs(rows: list[dict]) -> list[dict]:
     """The ORT INT8 artifacts of ``DEPLOYED_ROWS`` as accuracy rows."""
     return [{"method": DEPLOYED_ROWS[(r["run"], r["precision"])], "task": r["task"], "seed": r["seed"],
@@ -276,6 +291,7 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
     runs = collect_runs(runs_root, dataset)
     comp, dep = compressed_runs(base), deploy_rows(base)
     copy_deploy_tables(base, out)
+    copy_run_records(base, out)
     all_rows = runs + comp + deployed_int8_runs(dep)
     if not all_rows:
         fail(f"no finished runs under '{base}'")

@@ -53,6 +53,9 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
                 "deployed INT8 weights, FP32 compute", "oracle"):
         assert row in acc, row
     assert "Distilled student's teacher: dann mobilenet_v3_small" in (res / "report.md").read_text()
+    for f in ("S2M/dann/seed0/results.json", "S2M/kd/seed0/history.csv", "S2M/compressed/seed0/results.json",
+              "stages.jsonl"):  # the tables' inputs are copied beside them
+        assert (res / "runs" / f).is_file(), f
     p = _Imgs()
     p.feed((res / "report.html").read_text())
     assert p.srcs and all(s.startswith("data:image/png;base64,") for s in p.srcs)
