@@ -56,8 +56,8 @@ def make_session(path: str | os.PathLike, threads: Optional[int] = None, provide
     so.inter_op_num_threads = 1  # one CNN branch at a time: extra inter-op threads only compete
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if is_weight_only(path):
-        # without this ORT keeps the weights' DequantizeLinear for QDQ fusion and runs it every call (2.5x slower
-        # measured); with it the int8 weights are dequantized once at load and compute is FP32
+        # without this ORT keeps the weights' DequantizeLinear for QDQ fusion and runs it on every call (slower;
+        # see README "Deployment formats"); with it the int8 weights are dequantized once at load, FP32 compute
         so.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
         return ort.InferenceSession(str(path), so, providers=list(providers or pick_providers()))
