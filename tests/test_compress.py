@@ -235,23 +235,40 @@ def test_cli_other_architecture_and_missing_ckpt(tiny_model, tmp_path):
 
 
 def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
-    """A tiny source-only run, then eca -> prune -> lowrank -> ptsq through the users' command."""
+    """A tiny source-only run, then eca -> prune -> lowrank -> ptsq through the users' command; then QAT
+    continued from the float compressed.pt, and its INT8 QDQ ONNX through the deployment benchmark."""
     from plugins.compress.pipeline import main
+    from plugins.deploy.cli import bench_main
+    from plugins.deploy.onnx import read_metadata
     from plugins.runner import main as run_main
 
     run_main("source_only", "source_only", run_args("--bottleneck-dim", "32"))
+    common = [str(tiny_dataset), "-d", "Custom", "-s", "src", "-t", "tgt", "--ft-epochs", "1", "--ft-iters", "1",
+              "-b", "8", "--resize-size", "36", "--no-progress", "--latency-runs", "3", "--calib-batches", "2",
+              "--cache-dir", str(tmp_path / "cache")]
     out = tmp_path / "cmp"
-    res = main([str(tiny_dataset), "-d", "Custom", "-s", "src", "-t", "tgt", "--ckpt", str(tmp_path / "run" / "model.pt"),
-                "--attention", "eca", "--prune", "0.3", "--lowrank-energy", "0.9", "--quantize", "ptsq",
-                "--ft-epochs", "1", "--ft-iters", "1", "-b", "8", "--resize-size", "36", "--no-progress",
-                "--latency-runs", "3", "--calib-batches", "2", "--cache-dir", str(tmp_path / "cache"),
-                "--out", str(out)])
+    res = main(common + ["--ckpt", str(tmp_path / "run" / "model.pt"), "--attention", "eca", "--prune", "0.3",
+                         "--lowrank-energy", "0.9", "--quantize", "ptsq", "--out", str(out)])
     saved = json.loads((out / "results.json").read_text())
     assert saved["techniques"] == ["attention", "prune", "lowrank", "quantize:ptsq"]
     assert res["after"]["params"] < res["before"]["params"]
     assert res["after"]["file_mb"] < 0.25 * res["before"]["file_mb"]
     assert res["reload_max_abs_diff"] == 0.0 and (out / "compressed.ts").is_file()
     torch.load(out / "compressed.pt", weights_only=True)
+    with pytest.raises(UserError, match="already quantized"):
+        main(common + ["--ckpt", str(out / "compressed.pt"), "--quantize", "qat", "--out", str(tmp_path / "x")])
+
+    flt, qat = tmp_path / "float", tmp_path / "qat"
+    main(common + ["--ckpt", str(tmp_path / "run" / "model.pt"), "--attention", "eca", "--out", str(flt)])
+    res = main(common + ["--ckpt", str(flt / "compressed.pt"), "--quantize", "qat", "--out", str(qat)])
+    assert res["techniques"] == ["attention", "quantize:qat"] and res["run"] == str(tmp_path / "run")
+    assert res["after"]["file_mb"] < 0.5 * res["before"]["file_mb"]
+    doc = bench_main(["--run", str(qat), "--runtime", "torch", "ort", "--iters", "2", "--warmup", "1",
+                      "--threads", "1", "--calib-size", "4", "--cache-dir", str(tmp_path / "cache")])
+    assert [r["name"] for r in doc["rows"]] == ["torch-int8", "ort-int8"]
+    art = doc["export"]["artifacts"]["int8"]
+    assert art["top1_agree_vs_torch"] >= 75.0 and "QAT" in art["recipe"]
+    assert read_metadata(qat / "deploy" / "model_int8.onnx")["precision"] == "int8"
 
 
 def test_bn_recalibration_matches_data_statistics():

@@ -26,7 +26,7 @@ from ..datasets import (TensorImageDataset, build_transform, dataset_spec, domai
 from ..engine import iterations_per_epoch
 from ..metrics import classification_metrics, count_flops, file_size_mb, predict
 from ..utils import OneLineParser
-from ..utils import fail, machine_info, run_cli, seed_everything, write_json
+from ..utils import fail, machine_info, read_json, run_cli, seed_everything, write_json
 from . import (count_params_any, load_compressed, measure_latency, save_compressed, save_torchscript,
                state_dict_mb)
 from .attention import ATTENTIONS, swap_attention
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--data", default="OfficeCaltech")
     p.add_argument("-s", "--source", required=True)
     p.add_argument("-t", "--target", required=True)
-    p.add_argument("--ckpt", required=True, help="<run folder>/model.pt (its splits/ folder gives the images)")
+    p.add_argument("--ckpt", required=True, help="<run folder>/model.pt (its splits/ folder gives the images), or a "
+                                                   "float compressed.pt to compress further (e.g. --quantize qat)")
     p.add_argument("--out", default=None, help="output folder (default <run folder>/compress)")
     g = p.add_argument_group("techniques (applied in the order attention -> prune -> lowrank -> quantize)")
     g.add_argument("--attention", choices=tuple(ATTENTIONS), default=None, help="replace the SE blocks")
@@ -244,15 +245,35 @@ def check_checkpoint(rec: dict, path: str) -> None:
         fail(f"--ckpt '{path}' is a '{rec.get('arch')}' model; compression supports MobileNetV3 checkpoints")
 
 
+def load_input(ckpt: Path) -> tuple[nn.Module, dict, Path, list[dict]]:
+    """(model, base record, run folder with splits/, techniques already applied) of a run's model.pt or of a
+    float compressed.pt, so a compression can continue from an earlier one (e.g. QAT of the recommended
+    float recipe) without redoing it. The run folder is the one the first compression started from."""
+    from ..classifier import read_record
+    from . import FORMAT, compressed_from_record
+
+    rec = read_record(ckpt)
+    if rec.get("format") != FORMAT:
+        teacher, rec = load_classifier(ckpt)
+        return teacher, rec, ckpt.parent, []
+    if any(op["op"] == "quantize" for op in rec["ops"]):
+        fail(f"--ckpt '{ckpt}' is already quantized; continue from a float compressed.pt")
+    info_path = ckpt.parent / "results.json"
+    info = read_json(info_path) if info_path.is_file() else {}
+    run = info.get("run") or (str(Path(info["ckpt"]).parent) if info.get("ckpt") else None)
+    if not run or not (Path(run) / "splits").is_dir():
+        fail(f"'{info_path}' does not name the run folder (with splits/) that '{ckpt}' was compressed from")
+    return compressed_from_record(rec, ckpt), rec["base"], Path(run), list(rec["ops"])
+
+
 def main(argv: Optional[list[str]] = None) -> dict:
     args = build_parser().parse_args(argv)
     check_args(args)
     seed_everything(args.seed)
     torch.set_num_threads(int(os.environ.get("LITEDA_THREADS", torch.get_num_threads())))  # as runner.py
     ckpt = Path(args.ckpt)
-    teacher, rec = load_classifier(ckpt)
+    teacher, rec, run_dir, prior_ops = load_input(ckpt)
     check_checkpoint(rec, args.ckpt)
-    run_dir = ckpt.parent
     out = Path(args.out) if args.out else run_dir / "compress"
     out.mkdir(parents=True, exist_ok=True)
     data = build_data(args, run_dir, rec)
@@ -273,7 +294,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         stages.quantize(args.quantize)
     model = stages.student.eval()
 
-    save_compressed(model, rec, stages.ops, out / "compressed.pt", stages.float_model)
+    save_compressed(model, rec, prior_ops + stages.ops, out / "compressed.pt", stages.float_model)
     ts_ok = save_torchscript(model, size, out / "compressed.ts")
     reloaded, _ = load_compressed(out / "compressed.pt")
     x = torch.randn(2, 3, size, size)
@@ -282,8 +303,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     after = describe(model, data, size, out / "compressed.pt", args.latency_runs, args.latency_threads,
                      stages.float_model)
     results = {
-        "schema": "liteda.compress/1", "ckpt": str(ckpt), "task": f"{args.source}2{args.target}", "dataset": args.data,
-        "techniques": [op["op"] if op["op"] != "quantize" else f"quantize:{op['kind']}" for op in stages.ops],
+        "schema": "liteda.compress/1", "ckpt": str(ckpt), "run": str(run_dir), "task": f"{args.source}2{args.target}",
+        "dataset": args.data,
+        "techniques": [op["op"] if op["op"] != "quantize" else f"quantize:{op['kind']}" for op in prior_ops + stages.ops],
         "before": before, "after": after,
         "delta_acc": after["target_test"]["acc"] - before["target_test"]["acc"],
         "stages": stages.report, "finetune_config": vars(stages.ft), "reload_max_abs_diff": reload_diff,

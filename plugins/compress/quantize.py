@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..utils import fail
+from .attention import ATTENTIONS
 
 QUANT_KINDS = ("none", "ptdq", "ptsq", "qat")
 PARTS = ("backbone", "bottleneck", "head")
@@ -66,6 +67,9 @@ def prepare_static(model: nn.Module, input_size: int, qat: bool = False) -> nn.M
     set_backend()
     inputs = _part_inputs(model, input_size)
     mapping = (get_default_qat_qconfig_mapping if qat else get_default_qconfig_mapping)(BACKEND)
+    for kind in ATTENTIONS.values():  # their channel-vector reshapes (ECA's Conv1d) have no quantized ONNX
+        mapping.set_object_type(kind, None)  # export: the swapped-in gates run in float between DQ and Q
+    mapping.set_object_type(nn.Conv1d, None)
     model.train(qat)
     prep = prepare_qat_fx if qat else prepare_fx
     with _quiet():
@@ -147,6 +151,12 @@ def float_ops(model: nn.Module) -> list[dict]:
                     else "output" if node.op == "output" else str(getattr(node.target, "__name__", node.target)))
             out.append({"part": part, "node": node.name, "op": what})
     return out
+
+
+def is_torch_quantized(model: nn.Module) -> bool:
+    """True for an FX-converted model (quantized:: kernels), which exports to ONNX as QDQ, not as FP32."""
+    return any(type(m).__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized"))
+               for m in model.modules())
 
 
 def quantized_summary(model: nn.Module) -> dict[str, int]:

@@ -120,7 +120,8 @@ def load_model_file(ckpt: Path) -> tuple[object, dict, Path, dict]:
     """(model, record, data run folder, run results) of a run's ``model.pt`` or of a float ``compressed.pt``.
 
     A compressed model's images and dataset come from the run it was compressed from (its results.json names
-    it); its accuracy is the compressed one. FX-quantized models cannot go to ONNX: ORT quantizes the float one."""
+    it); its accuracy is the compressed one. An FX-quantized one (PTSQ/QAT) records ``torch_int8``: its only
+    ONNX artifact is the INT8 QDQ export (``export_torch_int8``)."""
     from ..classifier import classifier_from_record, read_record
     from ..compress import FORMAT, compressed_from_record
 
@@ -130,17 +131,19 @@ def load_model_file(ckpt: Path) -> tuple[object, dict, Path, dict]:
         res = read_json(ckpt.parent / "results.json") if (ckpt.parent / "results.json").is_file() else {}
         return model, rec, ckpt.parent, res
     model = compressed_from_record(rec, ckpt)
-    if any(op["op"] == "quantize" for op in rec["ops"]):
-        fail(f"'{ckpt}' is quantized by PyTorch and cannot be exported: compress without --quantize and let "
-             "ONNX Runtime quantize the float model (--precision int8)")
+    quant = next((op["kind"] for op in rec["ops"] if op["op"] == "quantize"), None)
+    if quant == "ptdq":
+        fail(f"'{ckpt}' is dynamically quantized by PyTorch, which has no ONNX form: compress without --quantize "
+             "(ONNX Runtime makes --precision int8 / int8w) or with --quantize qat/ptsq (exported as INT8 QDQ)")
     info_path = ckpt.parent / "results.json"
     info = read_json(info_path) if info_path.is_file() else {}
-    if not info.get("ckpt") or not Path(info["ckpt"]).is_file():
-        fail(f"'{info_path}' does not name the model.pt '{ckpt}' was compressed from")
-    run_dir = Path(info["ckpt"]).parent
+    run = info.get("run") or (str(Path(info["ckpt"]).parent) if info.get("ckpt") else None)
+    if not run or not Path(run).is_dir():
+        fail(f"'{info_path}' does not name the run folder '{ckpt}' was compressed from")
+    run_dir = Path(run)
     res = read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
     res = {**res, "target_test": info["after"]["target_test"], "compressed_from": info["ckpt"]}
-    return model, {**rec["base"], "compression": [op["op"] for op in rec["ops"]]}, run_dir, res
+    return model, {**rec["base"], "compression": [op["op"] for op in rec["ops"]], "torch_int8": quant}, run_dir, res
 
 
 def load_inputs(args) -> DeployInputs:
@@ -200,6 +203,37 @@ def _up_to_date(path: Path, sha: str, recipe: Optional[dict] = None) -> bool:
     return meta.get("source_sha256") == sha and (recipe is None or meta.get("recipe_args") == recipe)
 
 
+def export_torch_int8(args, inp: DeployInputs, out: Path, sha: str, report: dict) -> dict:
+    """A PyTorch-quantized (PTSQ/QAT) model: one artifact, INT8 QDQ with the scales PyTorch calibrated or
+    learned. FP32/FP16/int8w would need the float weights, which QAT has replaced."""
+    import torch
+
+    from .onnx import export_onnx, model_meta
+
+    kind = inp.rec["torch_int8"]
+    p = out / "model_int8.onnx"
+    recipe = f"PyTorch FX {kind.upper()} exported as QDQ (scales from PyTorch, no ORT calibration)"
+    if args.force or not _up_to_date(p, sha):
+        info = export_onnx(inp.model, p, int(inp.rec.get("crop_size", 224)), args.opset, True,
+                           model_meta(inp.rec, {"source_sha256": sha, "task": inp.task, "int8_recipe": recipe}),
+                           torch.from_numpy(inp.test_x[:32]))
+        print(f"int8 QDQ ONNX from PyTorch {kind}: {p} ({info['size_mb']:.2f} MB), top-1 agreement with PyTorch "
+              f"{info['top1_agree_vs_torch']:.1f}% on {info['checked_on']}")
+        report["artifacts"]["int8"] = info
+    report["artifacts"]["int8"] = {**report["artifacts"].get("int8", {}), "path": str(p), "recipe": recipe}
+    if "trt" in args.runtime:  # explicit quantization: TensorRT builds INT8 from the Q/DQ nodes, no calibrator
+        from .tensorrt import build_engine
+
+        eng = build_engine(p, "int8-qdq", int(inp.rec.get("crop_size", 224)), out / "trt", args.max_batch)
+        report["artifacts"]["trt-int8"] = {"path": str(eng)}
+        print(f"TensorRT int8 engine (QDQ): {eng}")
+    skipped = [q for q in args.precision if q != "int8"]
+    if skipped:
+        print(f"note: {' '.join(skipped)} skipped: '{inp.ckpt}' holds INT8 weights only")
+    write_json(out / "export.json", report)
+    return report
+
+
 def export_all(args, inp: DeployInputs, out: Path) -> dict:
     """FP32 ONNX always (every other artifact derives from it); FP16/INT8 as asked; TRT engines on a GPU."""
     import torch
@@ -210,6 +244,8 @@ def export_all(args, inp: DeployInputs, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     sha = _ckpt_sha(inp.ckpt)
     report: dict = {"checkpoint": str(inp.ckpt), "source_sha256": sha, "artifacts": {}}
+    if inp.rec.get("torch_int8"):
+        return export_torch_int8(args, inp, out, sha, report)
     fp32 = out / "model_fp32.onnx"
     if args.force or not _up_to_date(fp32, sha):
         check = torch.from_numpy(inp.test_x[:32])
@@ -285,8 +321,9 @@ def bench_artifacts(args, inp: DeployInputs, out: Path, report: dict) -> list:
     arts = []
     prec = list(dict.fromkeys(args.precision))
     if "torch" in args.runtime:
-        arts.append(torch_artifact(inp.model, "fp32", args.threads, str(inp.ckpt)))
-        if "bf16" in prec:
+        arts.append(torch_artifact(inp.model, "int8" if inp.rec.get("torch_int8") else "fp32", args.threads,
+                                   str(inp.ckpt)))
+        if "bf16" in prec and not inp.rec.get("torch_int8"):
             arts.append(torch_artifact(inp.model, "bf16", args.threads, str(inp.ckpt)))
     for p in prec:
         path = report["artifacts"].get(p, {}).get("path")
@@ -309,9 +346,11 @@ def bench_main(argv: Optional[list[str]] = None) -> dict:
     if "trt" in args.runtime and (why := trt_unavailable_reason()):
         print(f"TensorRT unavailable ({why}): benchmarking ONNX Runtime instead", file=sys.stderr)
         args.runtime = [r for r in args.runtime if r != "trt"] + ([] if "ort" in args.runtime else ["ort"])
-    if set(args.runtime) - {"torch"}:
-        args.precision = list(dict.fromkeys(["fp32", *args.precision]))  # every runtime needs the FP32 ONNX
     inp = load_inputs(args)
+    if inp.rec.get("torch_int8"):
+        args.precision = ["int8"]  # its one artifact (export_torch_int8)
+    elif set(args.runtime) - {"torch"}:
+        args.precision = list(dict.fromkeys(["fp32", *args.precision]))  # every runtime needs the FP32 ONNX
     out = Path(args.out) if args.out else inp.run_dir / "deploy"
     report = export_all(args, inp, out)
     rows = run_benchmark(bench_artifacts(args, inp, out, report), inp.test_x, inp.test_y, args.iters, args.warmup)

@@ -87,15 +87,19 @@ def onnx_logits(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def max_abs_diff_vs_torch(model: nn.Module, path: str | os.PathLike, images: torch.Tensor, batch: int = 32) -> float:
-    """Largest |logit difference| between the ONNX file (ORT, CPU) and the PyTorch model on ``images``."""
+def compare_with_torch(model: nn.Module, path: str | os.PathLike, images: torch.Tensor, batch: int = 32) -> dict:
+    """Largest |logit difference| and top-1 agreement (%) between the ONNX file (ORT, CPU) and the PyTorch model
+    on ``images``. FP32 files agree to ~1e-5; a QDQ export of a PyTorch-quantized model differs by rounding
+    (fbgemm and ORT requantize differently), so its agreement is the number to read."""
     model = model.eval()
-    worst = 0.0
+    worst, same = 0.0, 0
     for i in range(0, len(images), batch):
         x = images[i:i + batch].float()
         ref = model(x).float().numpy()
-        worst = max(worst, float(np.abs(onnx_logits(path, x.numpy()) - ref).max()))
-    return worst
+        out = onnx_logits(path, x.numpy())
+        worst = max(worst, float(np.abs(out - ref).max()))
+        same += int((out.argmax(1) == ref.argmax(1)).sum())
+    return {"max_abs_diff_vs_torch": worst, "top1_agree_vs_torch": 100.0 * same / max(1, len(images))}
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int, opset: int = 17,
@@ -103,14 +107,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int, opse
                 check_images: Optional[torch.Tensor] = None) -> dict[str, Any]:
     """Export ``model`` (a LiteDA ``ImageClassifier``) to ``path``; returns what was checked.
 
-    ``check_images``: normalised N x 3 x H x W images (real ones when available) for the PyTorch comparison;
-    random inputs are used without them (and the report says so).
+    A PyTorch-quantized model (FX PTSQ/QAT) exports as INT8 QDQ (QuantizeLinear/DequantizeLinear around float
+    ops, the form ONNX Runtime fuses into QLinearConv and TensorRT builds INT8 from): its scales are the ones
+    QAT learned. ``check_images``: normalised N x 3 x H x W images (real ones when available) for the PyTorch
+    comparison; random inputs are used without them (and the report says so).
     """
     import onnx
 
+    from ..compress.quantize import is_torch_quantized
+
     if input_size < 8:
         fail(f"input size must be at least 8 px, got {input_size}")
-    net = fold_bottleneck_bn(model)
+    quantized = is_torch_quantized(model)
+    net = model.eval() if quantized else fold_bottleneck_bn(model)
     dummy = torch.zeros(1, 3, input_size, input_size)
     buf = io.BytesIO()
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
@@ -119,16 +128,18 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int, opse
         torch.onnx.export(net, (dummy,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], dynamic_axes=axes, do_constant_folding=True)
     proto = onnx.load_from_string(buf.getvalue())
-    set_metadata(proto, {"format": "liteda.onnx/1", "crop_size": input_size, "precision": "fp32", **(meta or {})})
+    set_metadata(proto, {"format": "liteda.onnx/1", "crop_size": input_size, "precision": "int8" if quantized else "fp32",
+                         **({"int8_recipe": "PyTorch FX quantized model exported as QDQ"} if quantized else {}),
+                         **(meta or {})})
     onnx.checker.check_model(proto, full_check=True)
     save_onnx(proto, path)
     source = "real images"
     if check_images is None:
         check_images, source = torch.randn(4, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)), "random inputs"
-    diff = max_abs_diff_vs_torch(net, path, check_images)
+    check = compare_with_torch(net, path, check_images)
     return {"path": str(path), "opset": opset, "exporter": "torch.onnx.export(dynamo=False)",
             "dynamic_batch": dynamic_batch, "input": [INPUT_NAME, "float32", ["batch" if dynamic_batch else 1, 3, input_size, input_size]],
-            "max_abs_diff_vs_torch": diff, "checked_on": f"{len(check_images)} {source}",
+            **check, "checked_on": f"{len(check_images)} {source}",
             "size_mb": os.path.getsize(path) / 1e6, "sha256": file_sha256(path)}
 
 
