@@ -33,6 +33,11 @@ endif
 # float result goes to ONNX and ONNX Runtime quantizes it to INT8 (the deploy stage), < 1 MB on disk.
 COMPRESS_ARGS ?= --attention eca --lowrank-ratio 0.25 --lowrank-layers linear --ft-epochs 4
 BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8 int8w
+# QAT of the compressed student (fake-quant fine-tune, distilled from its float self on unlabeled target), exported
+# as INT8 QDQ: a static INT8 whose scales are trained, not calibrated. The learning rate is the one whose export
+# agrees best with FP32 on unlabeled target-train (benchmarks/int8_fidelity.py --prebuilt). QAT=0: not in the grid.
+QAT ?= 1
+QAT_ARGS ?= --quantize qat --ft-epochs 2 --ft-lr 0.0005
 # What export/bench/trt-bench deploy for one TASK: the distilled student (kd) or its compressed version
 DEPLOY ?= kd
 
@@ -132,13 +137,18 @@ $(call RUN,$(1),kd,$(2))/deploy/bench.json: | $(call RUN,$(1),kd,$(2))/results.j
 	@$$(STAGE) "$(1) deploy seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),kd,$(2)) $(BENCH_ARGS)
 $(call RUN,$(1),compressed,$(2))/deploy/bench.json: | $(call RUN,$(1),compressed,$(2))/results.json
 	@$$(STAGE) "$(1) deploy compressed seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),compressed,$(2)) $(BENCH_ARGS)
+$(call RUN,$(1),compressed_qat,$(2))/results.json: | $(call RUN,$(1),compressed,$(2))/results.json
+	@$$(STAGE) "$(1) QAT seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),compressed,$(2))/compressed.pt --out $(call RUN,$(1),compressed_qat,$(2)) --seed $(2) --no-progress $(QAT_ARGS)
+$(call RUN,$(1),compressed_qat,$(2))/deploy/bench.json: | $(call RUN,$(1),compressed_qat,$(2))/results.json
+	@$$(STAGE) "$(1) deploy QAT seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),compressed_qat,$(2)) $(BENCH_ARGS)
 endef
 $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(eval $(call TASK_SEED_RULES,$(t),$(s)))))
 
 # Stage-major order: with -j the long chains (teacher -> distill -> compress -> deploy) of every task start first.
-STAGE_ORDER = source_only $(filter-out source_only,$(TEACHER_RUN)) kd compressed oracle $(filter-out $(TEACHER_RUN),$(METHODS))
+QAT_RUN = $(if $(filter 1,$(QAT)),compressed_qat)
+STAGE_ORDER = source_only $(filter-out source_only,$(TEACHER_RUN)) kd compressed $(QAT_RUN) oracle $(filter-out $(TEACHER_RUN),$(METHODS))
 GRID := $(foreach r,$(STAGE_ORDER),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/results.json))) \
-        $(foreach r,kd compressed,$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/deploy/bench.json))) \
+        $(foreach r,kd compressed $(QAT_RUN),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/deploy/bench.json))) \
         $(foreach m,source_only $(METHODS),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(m),$(s))/tsne.png)))
 N_STAGES := $(words $(GRID))
 

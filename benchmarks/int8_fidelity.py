@@ -3,7 +3,7 @@
     python benchmarks/int8_fidelity.py RUN_DIR [RUN_DIR ...] [--out benchmarks/results/int8_fidelity]
 
 For each run folder (a model.pt run or a compressed folder, with its deploy/model_fp32.onnx) and each recipe in
-RECIPES, ONNX Runtime quantizes the FP32 ONNX (calibration: the same 128 unlabeled target-train images as the
+RECIPES (and each --prebuilt INT8 artifact, such as QAT's QDQ export from a sibling folder), ONNX Runtime quantizes the FP32 ONNX (calibration: the same 128 unlabeled target-train images as the
 deploy stage) and the INT8 model is compared with the FP32 one on ALL target-train images, labels unread:
 top-1 agreement and mean KL(fp32 || int8). That is the selection criterion. bs1 latency (1 thread) is timed with
 the artifacts called in turn. Target-test accuracy is computed last, only to report how well the label-free
@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -92,7 +93,12 @@ def interleaved_p50_ms(paths: dict, image: np.ndarray, iters: int) -> dict:
     return {k: 1000.0 * float(np.median(v)) for k, v in times.items()}
 
 
-def measure_run(run: Path, recipes: dict, iters: int) -> list[dict]:
+def prebuilt_path(run: Path, folder: str) -> Path:
+    """The INT8 artifact a sibling stage made from this run: <task>/<folder>/seed<k>/deploy/model_int8.onnx."""
+    return run.parent.parent / folder / run.name / "deploy" / "model_int8.onnx"
+
+
+def measure_run(run: Path, recipes: dict, iters: int, prebuilt: Optional[dict] = None) -> list[dict]:
     fp32 = run / "deploy" / "model_fp32.onnx"
     if not fp32.is_file():
         fail(f"'{fp32}' does not exist: run examples/bench.py --run {run} first")
@@ -104,6 +110,10 @@ def measure_run(run: Path, recipes: dict, iters: int) -> list[dict]:
         for name, over in recipes.items():
             paths[name] = Path(tmp) / f"{name}.onnx"
             meta[name] = quantize(fp32, paths[name], over, calib)
+        for name, folder in (prebuilt or {}).items():  # e.g. QAT's own QDQ export, scored by the same rule
+            if not prebuilt_path(run, folder).is_file():
+                fail(f"'{prebuilt_path(run, folder)}' does not exist (--prebuilt {name}={folder})")
+            paths[name], meta[name] = prebuilt_path(run, folder), {"excluded_nodes": 0}
         p50 = interleaved_p50_ms(paths, inp.test_x[:1], iters) if iters else {}
         for name, path in paths.items():
             q_train, q_test = logits_of(str(path), inp.calib), logits_of(str(path), inp.test_x)
@@ -140,11 +150,17 @@ def main(argv: list[str]) -> None:
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), help=f"any of {' '.join(RECIPES)}")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8_fidelity"))
     p.add_argument("--iters", type=int, default=200, help="timed bs1 calls per artifact (0: no timing)")
+    p.add_argument("--prebuilt", nargs="*", default=[], metavar="NAME=FOLDER",
+                   help="also score <task>/FOLDER/seed<k>/deploy/model_int8.onnx under NAME (e.g. qat=compressed_qat)")
     a = p.parse_args(argv)
     bad = [r for r in a.recipes if r not in RECIPES]
     if bad:
         fail(f"unknown recipe '{bad[0]}' (--recipes); choose from {', '.join(RECIPES)}")
-    rows = [row for run in a.runs for row in measure_run(Path(run), {k: RECIPES[k] for k in a.recipes}, a.iters)]
+    if any("=" not in x for x in a.prebuilt):
+        fail("--prebuilt takes NAME=FOLDER, e.g. qat=compressed_qat")
+    prebuilt = dict(x.split("=", 1) for x in a.prebuilt)
+    rows = [row for run in a.runs
+            for row in measure_run(Path(run), {k: RECIPES[k] for k in a.recipes}, a.iters, prebuilt)]
     cmd = "python benchmarks/int8_fidelity.py " + " ".join(argv)
     head = (f"# INT8 recipes, selected without target labels\n\n{len(a.runs)} run(s); ONNX Runtime QDQ, U8 "
             f"activations; machine: {machine_label()}.\nSelection columns: agreement and KL "
@@ -152,7 +168,8 @@ def main(argv: list[str]) -> None:
             f"afterwards.\n\nCommand: `{cmd}`\n\n")
     write_json(a.out + ".json", {"command": cmd, "machine": machine_info(), "base": {**BASE, "exclude": []},
                                  "recipes": {k: {**v, **({"exclude": list(v["exclude"])} if "exclude" in v else {})}
-                                             for k, v in RECIPES.items() if k in a.recipes}, "rows": rows})
+                                             for k, v in RECIPES.items() if k in a.recipes},
+                                 "prebuilt": prebuilt, "rows": rows})
     atomic_write_text(a.out + ".md", head + summary_markdown(rows))
     keys = list(rows[0])
     atomic_write_text(a.out + ".csv", ",".join(keys) + "\n" + "\n".join(",".join(str(r[k]) for k in keys)

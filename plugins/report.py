@@ -25,6 +25,8 @@ ROW_LABELS = {"source_only": "source-only", "kd": "distilled student", "compress
               "kd_int8": "distilled student, ORT INT8",
               "deployed_int8": "deployed INT8 (ORT, compressed student)",
               "deployed_int8w": "deployed INT8 weights, FP32 compute (ORT, compressed student)",
+              "deployed_qat_int8": "deployed INT8 from QAT (ORT QDQ, compressed student)",
+              "compressed_qat": "compressed student + QAT",
               "oracle": "oracle (target labels)"}
 
 
@@ -83,7 +85,7 @@ def copy_deploy_tables(base: Path, out: Path) -> None:
 # (run, ORT precision) -> accuracy row: static INT8 of the compressed student (the deployed one) and of the
 # distilled student (what INT8 alone costs); weight-only INT8 of the compressed student (the small, exact one)
 DEPLOYED_ROWS = {("compressed", "int8"): "deployed_int8", ("kd", "int8"): "kd_int8",
-                 ("compressed", "int8w"): "deployed_int8w"}
+                 ("compressed", "int8w"): "deployed_int8w", ("compressed_qat", "int8"): "deployed_qat_int8"}
 
 
 def copy_run_records(base: Path, out: Path) -> int:
@@ -118,7 +120,8 @@ def row_order(methods: set[str]) -> list[str]:
     teachers = sorted(m for m in methods if "-" in m)
     others = sorted(methods - set(adapt) - set(teachers) - set(ROW_LABELS))
     head = [m for m in ("source_only",) if m in methods]
-    tail = [m for m in ("kd", "kd_int8", "compressed", "deployed_int8", "deployed_int8w", "oracle") if m in methods]
+    tail = [m for m in ("kd", "kd_int8", "compressed", "deployed_int8", "deployed_int8w", "deployed_qat_int8", "oracle")
+            if m in methods]
     return head + adapt + others + teachers + tail
 
 
@@ -152,7 +155,7 @@ def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[l
         body.append([ROW_LABELS.get(m, m), _f(params, 1e6, 3), _f(macs, 1e6, 1), _f(mb, 1, 2)])
     dh = ["Artifact", "size (MB)", "target-test acc %", "bs1 p50 ms", "bs32 img/s", "tasks"]
     db = []
-    for run in ("kd", "compressed"):
+    for run in ("kd", "compressed", "compressed_qat"):
         for key in sorted({r["name"] for r in dep if r.get("run") == run}):
             rs = [r for r in dep if r["name"] == key and r.get("run") == run]
             db.append([f"{ROW_LABELS.get(run, run)}: {key}", _f(_mean(r.get("size_mb") for r in rs), 1, 2),
