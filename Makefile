@@ -66,7 +66,7 @@ help:
 	@echo "  make export TASK=W2A       ONNX FP32/FP16/INT8 of the distilled student (DEPLOY=compressed: of the compressed one)"
 	@echo "  make bench TASK=W2A        latency/FPS/size/accuracy per runtime x precision (BENCH_ARGS)"
 	@echo "  make trt-bench TASK=W2A    the same with TensorRT FP16/INT8/FP8 (falls back to ORT without a GPU)"
-	@echo "  make all-tasks             TASKS x SEEDS through every stage (+ METHODS rows), then the report"
+	@echo "  make all-tasks             TASKS x SEEDS through every stage (+ METHODS rows, + QAT of the compressed student unless QAT=0), then the report"
 	@echo "  make report                tables, plots and report from existing runs into RESULTS=$(RESULTS)"
 	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED EXTRA"
 

@@ -166,24 +166,28 @@ def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[l
 
 def compression_table(comp: list[dict], dep: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Per task and seed: the student, then the target-test accuracy after each compression stage (each after
-    its recovery fine-tune), the compressed model's size, and its ORT INT8 artifacts (static, weight-only)."""
+    its recovery fine-tune), the compressed model's size, and its INT8 artifacts (ORT static, weight-only, and the
+    QAT export where the grid ran QAT)."""
     if not comp:
         return [], []
     ops = [st["op"] + (f":{st['kind']}" if st.get("kind") else "") for st in comp[0]["stages"]]
-    header = ["Task", "student", *[f"after {o}" for o in ops], "params (M)", "float file (MB)", "ORT INT8 acc",
-              "ORT INT8 (MB)", "INT8-weights acc", "INT8-weights (MB)"]
+    def by_task(run: str, precision: str) -> dict:
+        return {(r["task"], r["seed"]): r for r in dep if r.get("run") == run and _is_ort(r, precision)}
+
+    artifacts = [("ORT INT8", by_task("compressed", "int8")), ("INT8-weights", by_task("compressed", "int8w")),
+                 ("QAT INT8", by_task("compressed_qat", "int8"))]
+    artifacts = [(name, rows) for name, rows in artifacts if rows or name != "QAT INT8"]
+    header = ["Task", "student", *[f"after {o}" for o in ops], "params (M)", "float file (MB)",
+              *[f"{name} {col}" for name, _ in artifacts for col in ("acc", "(MB)")]]
     body = []
     tasks = order_tasks({c["task"] for c in comp})
-    int8s = {(r["task"], r["seed"]): r for r in dep if r.get("run") == "compressed" and _is_ort(r, "int8")}
-    int8ws = {(r["task"], r["seed"]): r for r in dep if r.get("run") == "compressed" and _is_ort(r, "int8w")}
     for c in sorted(comp, key=lambda c: (tasks.index(c["task"]), c["seed"])):
-        int8, int8w = int8s.get((c["task"], c["seed"]), {}), int8ws.get((c["task"], c["seed"]), {})
         accs = [st.get("target_test_acc") for st in c["stages"]]
+        arts = [rows.get((c["task"], c["seed"]), {}) for _, rows in artifacts]
         body.append([f"{c['task']} s{c['seed']}", _f(c["before"]["target_test"]["acc"], 1, 1),
                      *[_f(a, 1, 1) for a in accs] + ["–"] * (len(ops) - len(accs)),
                      _f(c["resources"].get("params"), 1e6, 3), _f(c["resources"].get("model_mb"), 1, 2),
-                     _f(int8.get("acc"), 1, 1), _f(int8.get("size_mb"), 1, 2),
-                     _f(int8w.get("acc"), 1, 1), _f(int8w.get("size_mb"), 1, 2)])
+                     *[v for a in arts for v in (_f(a.get("acc"), 1, 1), _f(a.get("size_mb"), 1, 2))]])
     return header, body
 
 
