@@ -269,6 +269,13 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
     art = doc["export"]["artifacts"]["int8"]
     assert art["top1_agree_vs_torch"] >= 75.0 and "QAT" in art["recipe"]
     assert read_metadata(qat / "deploy" / "model_int8.onnx")["precision"] == "int8"
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(qat / "deploy" / "model_int8.onnx")).graph  # the exporter writes weights as Constants
+    tensors = [*graph.initializer, *(a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute)]
+    weights = [numpy_helper.to_array(t) for t in tensors if t.data_type == onnx.TensorProto.INT8 and t.dims]
+    assert weights and max(int(abs(w.astype(int)).max()) for w in weights) <= 64  # 7-bit: no AVX2 u8s8 saturation
 
 
 def test_bn_recalibration_matches_data_statistics():

@@ -71,9 +71,10 @@ def deploy_qconfig(qat: bool):
 
     w = dict(dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-64, quant_max=63)
     a = dict(dtype=torch.quint8, quant_min=0, quant_max=255, reduce_range=False)
-    if qat:
+    if qat:  # weight ranges follow the current weights (averaging 1), not a lagging average that convert exceeds
         return QConfig(activation=FusedMovingAvgObsFakeQuantize.with_args(observer=MovingAverageMinMaxObserver, **a),
-                       weight=FusedMovingAvgObsFakeQuantize.with_args(observer=MovingAveragePerChannelMinMaxObserver, **w))
+                       weight=FusedMovingAvgObsFakeQuantize.with_args(
+                           observer=MovingAveragePerChannelMinMaxObserver, averaging_constant=1.0, **w))
     return QConfig(activation=HistogramObserver.with_args(**a), weight=PerChannelMinMaxObserver.with_args(**w))
 
 
@@ -139,7 +140,24 @@ def quantize_qat(model: nn.Module, input_size: int, train: Callable[[nn.Module],
     prepare_static(model, input_size, qat=True)
     model.apply(freeze_bn_stats)
     train(model)
+    refresh_weight_ranges(model, input_size)
     return convert_static(model)
+
+
+@torch.no_grad()
+def refresh_weight_ranges(model: nn.Module, input_size: int) -> None:
+    """Observe the final weights once more (the last optimizer step came after their last observation), with the
+    activation observers off, so convert quantizes every weight inside its 7-bit range."""
+    from torch.ao.quantization import FakeQuantizeBase
+
+    acts = [m for n, m in model.named_modules() if isinstance(m, FakeQuantizeBase) and not n.endswith("weight_fake_quant")]
+    for m in acts:
+        m.disable_observer()
+    was = model.training
+    model.eval()(torch.zeros(1, 3, input_size, input_size))
+    model.train(was)
+    for m in acts:
+        m.enable_observer()
 
 
 # ----------------------------------------------------------------------------- what stays float
