@@ -213,14 +213,14 @@ def export_torch_int8(args, inp: DeployInputs, out: Path, sha: str, report: dict
     kind = inp.rec["torch_int8"]
     p = out / "model_int8.onnx"
     recipe = f"PyTorch FX {kind.upper()} exported as QDQ (scales from PyTorch, no ORT calibration)"
+    info: dict = {"reused": True}
     if args.force or not _up_to_date(p, sha):
         info = export_onnx(inp.model, p, int(inp.rec.get("crop_size", 224)), args.opset, True,
                            model_meta(inp.rec, {"source_sha256": sha, "task": inp.task, "int8_recipe": recipe}),
                            torch.from_numpy(inp.test_x[:32]))
         print(f"int8 QDQ ONNX from PyTorch {kind}: {p} ({info['size_mb']:.2f} MB), top-1 agreement with PyTorch "
               f"{info['top1_agree_vs_torch']:.1f}% on {info['checked_on']}")
-        report["artifacts"]["int8"] = info
-    report["artifacts"]["int8"] = {**report["artifacts"].get("int8", {}), "path": str(p), "recipe": recipe}
+    report["artifacts"]["int8"] = {**info, "path": str(p), "recipe": recipe}
     if "trt" in args.runtime:  # explicit quantization: TensorRT builds INT8 from the Q/DQ nodes, no calibrator
         from .tensorrt import build_engine
 
