@@ -12,6 +12,7 @@ import io
 import os
 import statistics
 import warnings
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -101,6 +102,13 @@ def rebuild(rec: dict, quantize: bool = True) -> nn.Module:
         model = convert_static(prepare_static(model, base["crop_size"], qat=quant == "qat"))
     model.load_state_dict(rec["state_dict"])
     return model.eval()
+
+
+def source_run(info: dict) -> Optional[Path]:
+    """The training run folder (with splits/) a compression started from, read off its results.json: ``run``,
+    or for results written before it was recorded, the folder of the ``ckpt`` it compressed."""
+    run = info.get("run") or (str(Path(info["ckpt"]).parent) if info.get("ckpt") else None)
+    return Path(run) if run else None
 
 
 def save_compressed(model: nn.Module, base: dict, ops: list[dict], path: str | os.PathLike,

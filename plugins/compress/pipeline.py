@@ -250,7 +250,7 @@ def load_input(ckpt: Path) -> tuple[nn.Module, dict, Path, list[dict]]:
     float compressed.pt, so a compression can continue from an earlier one (e.g. QAT of the recommended
     float recipe) without redoing it. The run folder is the one the first compression started from."""
     from ..classifier import read_record
-    from . import FORMAT, compressed_from_record
+    from . import FORMAT, compressed_from_record, source_run
 
     rec = read_record(ckpt)
     if rec.get("format") != FORMAT:
@@ -260,10 +260,10 @@ def load_input(ckpt: Path) -> tuple[nn.Module, dict, Path, list[dict]]:
         fail(f"--ckpt '{ckpt}' is already quantized; continue from a float compressed.pt")
     info_path = ckpt.parent / "results.json"
     info = read_json(info_path) if info_path.is_file() else {}
-    run = info.get("run") or (str(Path(info["ckpt"]).parent) if info.get("ckpt") else None)
-    if not run or not (Path(run) / "splits").is_dir():
+    run = source_run(info)
+    if run is None or not (run / "splits").is_dir():
         fail(f"'{info_path}' does not name the run folder (with splits/) that '{ckpt}' was compressed from")
-    return compressed_from_record(rec, ckpt), rec["base"], Path(run), list(rec["ops"])
+    return compressed_from_record(rec, ckpt), rec["base"], run, list(rec["ops"])
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

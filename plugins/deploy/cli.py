@@ -123,7 +123,7 @@ def load_model_file(ckpt: Path) -> tuple[object, dict, Path, dict]:
     it); its accuracy is the compressed one. An FX-quantized one (PTSQ/QAT) records ``torch_int8``: its only
     ONNX artifact is the INT8 QDQ export (``export_torch_int8``)."""
     from ..classifier import classifier_from_record, read_record
-    from ..compress import FORMAT, compressed_from_record
+    from ..compress import FORMAT, compressed_from_record, source_run
 
     rec = read_record(ckpt)  # read once: the format says which kind of model it is
     if rec.get("format") != FORMAT:
@@ -137,10 +137,9 @@ def load_model_file(ckpt: Path) -> tuple[object, dict, Path, dict]:
              "(ONNX Runtime makes --precision int8 / int8w) or with --quantize qat/ptsq (exported as INT8 QDQ)")
     info_path = ckpt.parent / "results.json"
     info = read_json(info_path) if info_path.is_file() else {}
-    run = info.get("run") or (str(Path(info["ckpt"]).parent) if info.get("ckpt") else None)
-    if not run or not Path(run).is_dir():
+    run_dir = source_run(info)
+    if run_dir is None or not run_dir.is_dir():
         fail(f"'{info_path}' does not name the run folder '{ckpt}' was compressed from")
-    run_dir = Path(run)
     res = read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
     res = {**res, "target_test": info["after"]["target_test"], "compressed_from": info["ckpt"]}
     return model, {**rec["base"], "compression": [op["op"] for op in rec["ops"]], "torch_int8": quant}, run_dir, res
