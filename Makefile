@@ -38,6 +38,11 @@ BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8 int8w
 # agrees best with FP32 on unlabeled target-train (benchmarks/int8_fidelity.py --prebuilt). QAT=0: not in the grid.
 QAT ?= 1
 QAT_ARGS ?= --quantize qat --ft-epochs 2 --ft-lr 0.0005
+# A teacher larger than the student may get fewer epochs than the rows of the table (a CPU budget; say so).
+TEACHER_EPOCHS ?= $(EPOCHS)
+# Extra distillation flags, e.g. --teacher-cache (teacher outputs computed once per target image: a large teacher
+# then costs one pass, not one per step) or --pseudo-threshold 0.9.
+KD_ARGS ?=
 # What export/bench/trt-bench deploy for one TASK: the distilled student (kd) or its compressed version
 DEPLOY ?= kd
 
@@ -68,7 +73,7 @@ help:
 	@echo "  make trt-bench TASK=W2A    the same with TensorRT FP16/INT8/FP8 (falls back to ORT without a GPU)"
 	@echo "  make all-tasks             TASKS x SEEDS through every stage (+ METHODS rows, + QAT of the compressed student unless QAT=0), then the report"
 	@echo "  make report                tables, plots and report from existing runs into RESULTS=$(RESULTS)"
-	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED EXTRA"
+	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED TEACHER_EPOCHS KD_ARGS EXTRA"
 
 # Installs into the Python that PY names (the current environment by default; use PY=.venv/bin/python for a venv).
 $(DEPS): requirements.txt
@@ -93,7 +98,7 @@ adapt: $(DEPS)
 	$(PY) examples/$(METHOD).py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS)
 
 distill: $(DEPS)
-	$(PY) examples/kd.py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS) $(T_ARGS)
+	$(PY) examples/kd.py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS) $(T_ARGS) $(KD_ARGS)
 
 compress: $(DEPS)
 	$(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(TASK)) -t $(call tgt,$(TASK)) --ckpt $(call RUN,$(TASK),kd,$(SEED))/model.pt --out $(call RUN,$(TASK),compressed,$(SEED)) --seed $(SEED) --no-progress $(COMPRESS_ARGS)
@@ -123,10 +128,10 @@ $(call RUN,$(1),$(m),$(2))/results.json: | $(DEPS)
 )
 $(if $(filter $(TEACHER_RUN),source_only $(METHODS)),,
 $(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json: | $(DEPS)
-	@$$(STAGE) "$(1) teacher $(TEACHER_RUN) seed $(2)" -- $(PY) examples/$(TEACHER_METHOD).py $(call run_args,$(1),$(2)) -a $(TEACHER) $(if $(TEACHER_PRETRAINED),--pretrained $(TEACHER_PRETRAINED))
+	@$$(STAGE) "$(1) teacher $(TEACHER_RUN) seed $(2)" -- $(PY) examples/$(TEACHER_METHOD).py $(call run_args,$(1),$(2)) --epochs $(TEACHER_EPOCHS) -a $(TEACHER) $(if $(TEACHER_PRETRAINED),--pretrained $(TEACHER_PRETRAINED))
 )
 $(call RUN,$(1),kd,$(2))/results.json: | $(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json
-	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) --teacher-ckpt $(call RUN,$(1),$(TEACHER_RUN),$(2))/model.pt
+	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) --teacher-ckpt $(call RUN,$(1),$(TEACHER_RUN),$(2))/model.pt $(KD_ARGS)
 $(call RUN,$(1),compressed,$(2))/results.json: | $(call RUN,$(1),kd,$(2))/results.json
 	@$$(STAGE) "$(1) compress seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),kd,$(2))/model.pt --out $(call RUN,$(1),compressed,$(2)) --seed $(2) --no-progress $(COMPRESS_ARGS)
 $(foreach m,source_only $(METHODS),

@@ -128,6 +128,33 @@ class TimmBackbone(nn.Module):
         self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(cfg.get("std", IMAGENET_STD))
 
+        self.frozen_stages = 0
+
+    def stages(self) -> list[nn.Module]:
+        """The stem then each block stage, input to output (EfficientNet/MobileNet-style timm models), so that
+        ``freeze_stages(k)`` means what it means for MobileNetV3: the first k high-resolution stages."""
+        m = self.model
+        if not (hasattr(m, "conv_stem") and hasattr(m, "blocks")):
+            raise ValueError(f"{type(m).__name__} has no conv_stem/blocks stages")
+        return [nn.ModuleList([m.conv_stem, m.bn1]), *m.blocks]
+
+    def freeze_stages(self, k: int) -> None:
+        stages = self.stages()
+        if not 0 <= k <= len(stages):
+            raise ValueError(f"freeze stages must be in [0, {len(stages)}], got {k}")
+        self.frozen_stages = k
+        for stage in stages[:k]:
+            for p in stage.parameters():
+                p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_stages:
+            for stage in self.stages()[: self.frozen_stages]:
+                stage.eval()
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 

@@ -310,6 +310,17 @@ class TensorImageDataset(Dataset):
         return (self.transform(img) if self.transform else img), self.labels[i]
 
 
+class UnlabeledImageDataset(TensorImageDataset):
+    """Unlabeled images: ``labels`` are all -1 and an item is ``(image, index)``, so a method that labels the
+    target itself (offline distillation's cached teacher outputs) can key on the image, never on its label."""
+
+    def __init__(self, images: torch.Tensor, transform=None, num_classes: int | None = None):
+        super().__init__(images, torch.full((len(images),), -1, dtype=torch.long), transform, num_classes)
+
+    def __getitem__(self, i: int):
+        return super().__getitem__(i)[0], i
+
+
 class ForeverDataIterator:
     """Endless iteration over a DataLoader (tllib's name), re-shuffling at each pass."""
 

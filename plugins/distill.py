@@ -17,11 +17,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from .adaptation import Method, Step, get_method
 from .classifier import ImageClassifier, load_classifier
@@ -175,6 +177,23 @@ class TeacherEnsemble(nn.Module):
     def forward(self, x: torch.Tensor, T: float = 1.0) -> torch.Tensor:
         return self.mix(self.outputs(x)[0], T)
 
+    @torch.no_grad()
+    def label_set(self, loader: DataLoader, features: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Offline teacher outputs for every image of an ``(image, index)`` loader, averaged over the image and
+        its mirror: logits ``(K, N, C)`` and, if asked, features ``(N, D)``, rows in index order."""
+        n = len(loader.dataset)
+        logits, feats = None, None
+        for x, idx in tqdm(loader, desc="teacher labels", leave=False, disable=not sys.stderr.isatty()):
+            z, f = self.outputs(x, features)
+            z_m, f_m = self.outputs(torch.flip(x, dims=[3]), features)
+            if logits is None:
+                logits = z.new_zeros(z.shape[0], n, z.shape[2])
+                feats = z.new_zeros(n, f.shape[1]) if features else None
+            logits[:, idx] = (z + z_m) / 2
+            if features:
+                feats[idx] = (f + f_m) / 2
+        return logits, feats
+
 
 def load_teacher(path: str | os.PathLike) -> tuple[ImageClassifier, dict]:
     """A LiteDA ``model.pt`` and a summary for the run JSON (arch, and the teacher's own target-test accuracy
@@ -236,6 +255,8 @@ class Distill(Method):
             if args.pseudo_threshold > 1:
                 fail(f"--pseudo-threshold must be in [0, 1], got {args.pseudo_threshold}")
             self.pseudo = ClassBalancedPseudoLabelLoss(num_classes, args.pseudo_threshold)
+        self.cache = args.teacher_cache
+        self.cached: Optional[tuple[torch.Tensor, Optional[torch.Tensor]]] = None
         self.student_method = (student_method(args.student_method, model, num_classes, args, total_iters)
                                if args.student_method else None)
         self.frozen = self.student_method.frozen if self.student_method else ()
@@ -262,12 +283,31 @@ class Distill(Method):
         parser.add_argument("--student-method", default=None,
                             help="also add this registered adaptation loss (dann, cdan, mcc, ...) on the student, "
                                  "with its default hyper-parameters")
+        parser.add_argument("--teacher-cache", action="store_true",
+                            help="offline distillation: the teachers label each unlabeled target image once "
+                                 "(center crop and its mirror) before training, and the student matches those "
+                                 "outputs under its own augmentation; one teacher pass instead of one per step "
+                                 "(for a teacher with several times the student's MACs, most of the run's cost)")
         parser.add_argument("--pseudo-threshold", type=float, default=0.0,
                             help="self-training on teacher pseudo-labels above this confidence, class-balanced "
                                  "(0 = off; e.g. 0.9)")
 
+    def prepare(self, unlabeled_eval: Callable[[], DataLoader]) -> None:
+        if self.cache:
+            self.cached = self.teacher.label_set(unlabeled_eval(), features=self.feat_kd is not None)
+
+    def teacher_outputs(self, step: Step) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        if self.cached is None:
+            return self.teacher.outputs(step.x_t, features=self.feat_kd is not None)
+        if step.idx_t is None:
+            raise RuntimeError("--teacher-cache needs the unlabeled images' indices in the training step")
+        logits, feats = self.cached
+        idx = step.idx_t.cpu()
+        return (logits[:, idx].to(step.x_t.device),
+                feats[idx].to(step.x_t.device) if feats is not None else None)
+
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
-        teacher_logits, teacher_f = self.teacher.outputs(step.x_t, features=self.feat_kd is not None)
+        teacher_logits, teacher_f = self.teacher_outputs(step)
         soft = self.teacher.mix(teacher_logits, self.kd.T)
         kd = self.kd(step.logits_t, soft)
         loss = self.kd_weight * kd
@@ -298,6 +338,7 @@ class Distill(Method):
         return {"teachers": self.teacher_info, "teacher_weights": self.teacher.weights.tolist(),
                 "kd_T": self.kd.T, "kd_weight": self.kd_weight, "feat_kd_weight": self.feat_kd_weight,
                 "pseudo_threshold": self.pseudo.threshold if self.pseudo else 0.0,
+                "teacher_cache": self.cache,
                 "student_method": self.student_method.name if self.student_method else None,
                 "student_method_config": self.student_method.config() if self.student_method else None}
 

@@ -150,9 +150,9 @@ class Trainer:
                    total_iters: int) -> dict[str, float]:
         x_s, labels_s = next(it_l)
         x_s, labels_s = self._to(x_s), labels_s.to(self.cfg.device)
-        x_t = None
+        x_t = idx_t = None
         if self.method.uses_target:
-            x_t, _ = next(it_u)  # target labels are dropped here, unread
+            x_t, idx_t = next(it_u)  # unlabeled: (image, index), no label
             x_t = self._to(x_t)
         source_free = x_t is not None and not self.method.uses_source_labels  # SHOT: no source image in the step
         if source_free:
@@ -163,7 +163,7 @@ class Trainer:
             logits, f = logits.float(), f.float()
             n = len(x_s)
             step = Step(x_s, labels_s, logits[:n], f[:n], x_t, logits[n:] if x_t is not None else None,
-                        f[n:] if x_t is not None else None, iteration, total_iters)
+                        f[n:] if x_t is not None else None, iteration, total_iters, idx_t)
             cls_loss = F.cross_entropy(step.logits_s, labels_s) if self.method.uses_source_labels else logits.new_zeros(())
             transfer, stats = self.method(step)
             loss = cls_loss + self.cfg.trade_off * transfer

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from .adaptation import Method, get_method
 from .classifier import ImageClassifier, build_classifier, load_classifier, model_record
-from .datasets import (DATASETS, DomainSplit, TensorImageDataset, build_transform, load_images, prepare_domains)
+from .datasets import (DATASETS, DomainSplit, TensorImageDataset, UnlabeledImageDataset, build_transform, load_images,
+                       prepare_domains)
 from .engine import Trainer, TrainConfig, config_dict, iterations_per_epoch
 from .metrics import classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict
 from .plots import plot_confusion, plot_history
@@ -105,7 +106,8 @@ def weights_desc(args) -> str:
 
 # ----------------------------------------------------------------------------- data
 class Data:
-    """The run's loaders. Unlabeled target data carries label -1, so no code path can read a target label."""
+    """The run's loaders. Unlabeled target data carries no label (-1; items are (image, index)), so no code
+    path can read a target label."""
 
     def __init__(self, args, splits: dict[str, DomainSplit], mean, std, regime: str):
         src, tgt = splits[args.source], splits[args.target]
@@ -123,7 +125,9 @@ class Data:
         mk = lambda ds, train: DataLoader(ds, batch_size=bs, shuffle=train, drop_last=train and len(ds) >= bs,  # noqa: E731
                                           num_workers=args.workers, persistent_workers=args.workers > 0)
         self.labeled = mk(TensorImageDataset(*labeled, train_tf, nc), True)
-        self.unlabeled = mk(TensorImageDataset(t_unl[0], torch.full_like(t_unl[1], -1), train_tf, nc), True)
+        self.unlabeled = mk(UnlabeledImageDataset(t_unl[0], train_tf, nc), True)
+        # the same images in the same order with the test transform (Method.prepare: e.g. cached teacher outputs)
+        self.unlabeled_eval = lambda: mk(UnlabeledImageDataset(t_unl[0], test_tf, nc), False)  # noqa: E731
         self.evals = {"source_test": mk(TensorImageDataset(*s_te, test_tf, nc), False),
                       "target_test": mk(TensorImageDataset(*t_te, test_tf, nc), False)}
         self._t_all = lambda: mk(TensorImageDataset(*load(tgt.all), test_tf, nc), False)  # noqa: E731
@@ -160,7 +164,7 @@ def build_model(args, num_classes: int) -> ImageClassifier:
                 m.momentum = momentum
     if args.freeze_stages:
         if not hasattr(model.backbone, "freeze_stages"):
-            fail(f"--freeze-stages is supported for MobileNetV3 backbones, not '{args.arch}'")
+            fail(f"--freeze-stages is supported for MobileNetV3 and EfficientNet-style timm backbones, not '{args.arch}'")
         try:
             model.backbone.freeze_stages(args.freeze_stages)
         except ValueError as e:
@@ -222,6 +226,7 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
         init = init_from_source(model, args, run_dir)
     method = method_cls(model, data.num_classes, args, args.epochs * iters)
     method.name = method_name
+    method.prepare(data.unlabeled_eval)
     trainer = Trainer(model, method, data.labeled, data.unlabeled, data.evals, cfg, run_dir)
     trainer.fit(resume=args.resume)
     model.to(memory_format=torch.contiguous_format)

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from plugins.adaptation import Step
 from plugins.classifier import build_classifier, load_classifier, model_record
@@ -135,6 +136,19 @@ def test_teachers_stay_frozen_and_gradients_reach_only_the_student(tmp_path):
 
 
 # ----------------------------------------------------------------------------- pipeline
+def test_cached_teacher_outputs_are_in_index_order_and_average_the_mirror():
+    torch.manual_seed(0)
+    teacher = TeacherEnsemble([tiny_classifier(1)])
+    x = torch.randn(10, 3, 32, 32)
+    order = torch.randperm(10)  # the loader may visit images in any order; rows follow the index
+    loader = DataLoader(TensorDataset(x[order], order), batch_size=4)
+    logits, feats = teacher.label_set(loader, features=True)
+    z, f = teacher.outputs(x, features=True)
+    z_m, f_m = teacher.outputs(torch.flip(x, dims=[3]), features=True)
+    assert logits.shape == (1, 10, 3) and feats.shape == (10, f.shape[1])
+    assert torch.allclose(logits, (z + z_m) / 2, atol=1e-5) and torch.allclose(feats, (f + f_m) / 2, atol=1e-5)
+
+
 def test_strip_options_handles_both_forms():
     argv = ["root", "-a", "x", "--pretrained=p", "--scratch", "--seed", "1", "--log", "l"]
     assert strip_options(argv, {"-a": 1, "--pretrained": 1, "--log": 1, "--scratch": 0}) == ["root", "--seed", "1"]
@@ -152,10 +166,12 @@ def agreement(model, teacher, loader) -> float:
 TINY_NET = ["-a", "test_convnext", "--bottleneck-dim", "0"]
 
 
-def test_tiny_distillation_moves_the_student_toward_the_teacher(run_args, tmp_path, capsys):
+@pytest.mark.parametrize("cache", [[], ["--teacher-cache"]], ids=["online", "cached"])
+def test_tiny_distillation_moves_the_student_toward_the_teacher(run_args, tmp_path, capsys, cache):
     """The teacher is deliberately wrong (its classes rolled by one), so that only the KD term, not the source
     cross-entropy, can bring the student's target predictions to it: the distilled student must agree with it
-    more than the initial student and more than the same run with --kd-weight 0."""
+    more than the initial student and more than the same run with --kd-weight 0 (online teacher, or its
+    outputs cached once per target image)."""
     from plugins.runner import build_data, build_model, build_parser, main
     from plugins.utils import seed_everything
 
@@ -168,7 +184,7 @@ def test_tiny_distillation_moves_the_student_toward_the_teacher(run_args, tmp_pa
     atomic_torch_save(model_record(teacher, rec["arch"], rec["classes"], 32, 0), ckpt)
 
     def distilled(weight: str, log: str) -> tuple[list[str], torch.nn.Module]:
-        argv = run_args("-i", "30", *TINY_NET, "--teacher-ckpt", str(ckpt), "--kd-weight", weight, log=log)
+        argv = run_args("-i", "30", *TINY_NET, "--teacher-ckpt", str(ckpt), "--kd-weight", weight, *cache, log=log)
         run_kd(argv)
         return argv, load_classifier(tmp_path / log / "model.pt")[0]
 
@@ -176,6 +192,7 @@ def test_tiny_distillation_moves_the_student_toward_the_teacher(run_args, tmp_pa
     _, control = distilled("0", "control")
     saved = json.loads((tmp_path / "kd" / "results.json").read_text())["method_config"]
     assert saved["teachers"][0]["ckpt"] == str(ckpt) and saved["teachers"][0]["arch"] == "test_convnext"
+    assert saved["teacher_cache"] is bool(cache)
 
     args = build_parser(Distill, "adapt").parse_args(argv)
     seed_everything(args.seed)  # the initial student, built as the runner builds it

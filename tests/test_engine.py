@@ -44,6 +44,8 @@ def test_unlabeled_target_labels_are_hidden(run_args, tmp_path):
     splits = prepare_domains("Custom", args.root, ["src", "tgt"], tmp_path / "sp")
     data = Data(args, splits, None, None, "adapt")
     assert set(data.unlabeled.dataset.labels.tolist()) == {-1}
+    _, second = data.unlabeled.dataset[3]  # an unlabeled item carries its index, not its label
+    assert second == 3
 
 
 @pytest.mark.parametrize("extra,msg", [

@@ -60,3 +60,19 @@ def test_freeze_stages_keeps_prefix_fixed():
     bb.train()
     assert not any(p.requires_grad for p in bb.features[:3].parameters())
     assert not bb.features[0].training and bb.features[3].training
+
+
+def test_freeze_stages_of_an_efficientnet_style_timm_teacher():
+    """Stem then block stages, as for MobileNetV3: the lite0 teacher trains with the grid's --freeze-stages."""
+    bb = create_backbone("test_efficientnet", pretrained=False)
+    bb.freeze_stages(2)  # the stem and the first block stage
+    bb.train()
+    m = bb.model
+    frozen = [*m.conv_stem.parameters(), *m.bn1.parameters(), *m.blocks[0].parameters()]
+    assert frozen and not any(p.requires_grad for p in frozen)
+    assert all(p.requires_grad for p in m.blocks[1].parameters())
+    assert not m.bn1.training and not m.blocks[0].training and m.blocks[1].training
+    with pytest.raises(ValueError, match="freeze stages"):
+        bb.freeze_stages(len(m.blocks) + 2)
+    with pytest.raises(ValueError, match="stages"):
+        create_backbone("test_convnext", pretrained=False).freeze_stages(1)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Step:
     f_t: Optional[torch.Tensor] = None
     iteration: int = 0
     total_iters: int = 1
+    idx_t: Optional[torch.Tensor] = None  # the target images' indices in the unlabeled set (not labels)
 
     @property
     def progress(self) -> float:
@@ -58,6 +60,10 @@ class Method(nn.Module):
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         return step.logits_s.new_zeros(()), {}
+
+    def prepare(self, unlabeled_eval: Callable[[], DataLoader]) -> None:
+        """Called once before training with a loader factory over the unlabeled target set (test transform,
+        items ``(image, index)``); most methods need nothing from it."""
 
     def get_parameters(self, base_lr: float = 1.0) -> list[dict]:
         """Extra trainable modules (discriminators, adversarial heads) at the base learning rate."""
