@@ -98,7 +98,7 @@ adapt: $(DEPS)
 	$(PY) examples/$(METHOD).py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS)
 
 distill: $(DEPS)
-	$(PY) examples/kd.py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS) $(T_ARGS) $(KD_ARGS)
+	$(PY) examples/kd.py $(call run_args,$(TASK),$(SEED)) -a $(ARCH) $(W_ARGS) $(T_ARGS) --teacher-epochs $(TEACHER_EPOCHS) $(KD_ARGS)
 
 compress: $(DEPS)
 	$(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(TASK)) -t $(call tgt,$(TASK)) --ckpt $(call RUN,$(TASK),kd,$(SEED))/model.pt --out $(call RUN,$(TASK),compressed,$(SEED)) --seed $(SEED) --no-progress $(COMPRESS_ARGS)

@@ -272,6 +272,9 @@ class Distill(Method):
         parser.add_argument("--teacher-method", default="cdan",
                             help="how a teacher trained here is adapted to the target (default %(default)s; "
                                  "source_only: not adapted); run folder runs/<dataset>/<task>/<method>-<arch>/seed<k>")
+        parser.add_argument("--teacher-epochs", type=int, default=None,
+                            help="epochs for a teacher trained here (default: the student's --epochs); a teacher "
+                                 "with several times the student's MACs may get fewer on a CPU budget")
         parser.add_argument("--teacher-weights", type=float, nargs="+", default=None,
                             help="ensemble weights, one per teacher (default: equal)")
         parser.add_argument("--kd-T", type=float, default=4.0,
@@ -377,8 +380,9 @@ def strip_options(argv: Sequence[str], options: dict[str, int]) -> list[str]:
     return out
 
 
-def teacher_argv(common: Sequence[str], arch: str, pretrained: Optional[str]) -> list[str]:
-    argv = strip_options(common, _STUDENT_ONLY) + ["-a", arch]
+def teacher_argv(common: Sequence[str], arch: str, pretrained: Optional[str],
+                 epochs: Optional[int] = None) -> list[str]:
+    argv = strip_options(common, _STUDENT_ONLY) + ["-a", arch] + (["--epochs", str(epochs)] if epochs else [])
     if pretrained:  # otherwise library weights by name, or --scratch when the command line says so
         argv = strip_options(argv, {"--scratch": 0}) + ["--pretrained", pretrained]
     return argv
@@ -397,13 +401,14 @@ def ensure_run(method: str, regime: str, argv: list[str]) -> Path:
     return model_pt
 
 
-def train_teacher(arch: str, pretrained: Optional[str], method: str, common: Sequence[str]) -> Path:
+def train_teacher(arch: str, pretrained: Optional[str], method: str, common: Sequence[str],
+                  epochs: Optional[int] = None) -> Path:
     """Source-only on labeled source, then (unless ``method`` is source_only) adapted with ``method``.
 
     The source-only run is skipped when the adaptation method does not start from it (e.g. DANN, CDAN train
     from ImageNet weights with source cross-entropy, as in tllib), to save CPU time."""
     cls = get_method(method)  # unknown method: one-line error before any training
-    argv = teacher_argv(common, arch, pretrained)
+    argv = teacher_argv(common, arch, pretrained, epochs)
     try:
         path = None
         if method == "source_only" or cls.needs_source_model:
@@ -429,7 +434,9 @@ def resolve_teachers(kd: argparse.Namespace, common: Sequence[str]) -> list[str]
     for p in pretrained:
         if p and not os.path.isfile(p):
             fail(f"--teacher-pretrained '{p}' does not exist")
-    return [str(train_teacher(a, p, kd.teacher_method, common)) for a, p in zip(archs, pretrained)]
+    if kd.teacher_epochs is not None and kd.teacher_epochs < 1:
+        fail(f"--teacher-epochs must be at least 1, got {kd.teacher_epochs}")
+    return [str(train_teacher(a, p, kd.teacher_method, common, kd.teacher_epochs)) for a, p in zip(archs, pretrained)]
 
 
 def run_kd(argv: Optional[list[str]] = None) -> dict:

@@ -208,13 +208,15 @@ def test_tiny_distillation_moves_the_student_toward_the_teacher(run_args, tmp_pa
 
 def test_pipeline_trains_the_teacher_once_and_records_it(run_args, tmp_path, capsys):
     teacher_flags = ["--teacher", "test_convnext", "--teacher-method", "dann", *TINY_NET]
-    run_kd(run_args(*teacher_flags))
+    run_kd(run_args(*teacher_flags, "--epochs", "2", "--teacher-epochs", "1"))
     teacher_pt = tmp_path / "runs" / "Custom" / "src2tgt" / "dann-test_convnext" / "seed0" / "model.pt"
     assert teacher_pt.is_file() and (tmp_path / "run" / "model.pt").is_file()
     info = json.loads((tmp_path / "run" / "results.json").read_text())["method_config"]["teachers"][0]
     teacher_results = json.loads((teacher_pt.parent / "results.json").read_text())
     assert info["ckpt"] == str(teacher_pt) and info["method"] == "dann-test_convnext"
     assert info["target_test_acc"] == teacher_results["target_test"]["acc"]
+    student_results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert teacher_results["epochs"] == 1 and student_results["epochs"] == 2  # --teacher-epochs: the teacher's own
 
     stamp = teacher_pt.stat().st_mtime_ns
     run_kd(run_args(*teacher_flags, "-i", "1", log="run2"))
@@ -227,6 +229,7 @@ def test_pipeline_trains_the_teacher_once_and_records_it(run_args, tmp_path, cap
      "--teacher-pretrained"),
     (["--teacher", "mobilenet_v3_small", "--teacher-method", "nope"], "unknown method 'nope'"),
     (["--teacher", "mobilenet_v3_small", "--teacher-weights", "1", "2"], "--teacher-weights"),
+    (["--teacher", "mobilenet_v3_small", "--teacher-epochs", "0"], "--teacher-epochs"),
 ])
 def test_bad_teacher_input_is_one_line(run_args, capsys, extra, needle):
     assert run_cli(run_kd, run_args(*extra)) == 2
