@@ -30,6 +30,14 @@ ROW_LABELS = {"source_only": "source-only", "kd": "distilled student", "compress
               "oracle": "oracle (target labels)"}
 
 
+def row_label(run: str) -> str:
+    """A table row's name: the fixed ones above, a teacher run folder "<method>-<arch>" as "teacher: ..."."""
+    if run in ROW_LABELS:
+        return ROW_LABELS[run]
+    method, sep, arch = run.partition("-")
+    return f"teacher: {method} {arch}" if sep else run
+
+
 # ----------------------------------------------------------------------------- gathering
 def _read(p: Path) -> Optional[dict]:
     try:
@@ -130,7 +138,7 @@ def accuracy_table(runs: list[dict], metric=lambda r: r["target_test"]["acc"]) -
     g = accuracy_grid(runs, metric, rows=row_order({r["method"] for r in runs}))
     header, body = table_rows(g)
     for row in body:
-        row[0] = ROW_LABELS.get(row[0], row[0])
+        row[0] = row_label(row[0])
     return header, body
 
 
@@ -152,13 +160,13 @@ def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[l
     for m in row_order({r["method"] for r in runs if r.get("resources")}):
         rs = [r["resources"] for r in runs if r["method"] == m and r.get("resources")]
         params, macs, mb = (_mean(x.get(k) for x in rs) for k in ("params", "macs", "model_mb"))
-        body.append([ROW_LABELS.get(m, m), _f(params, 1e6, 3), _f(macs, 1e6, 1), _f(mb, 1, 2)])
+        body.append([row_label(m), _f(params, 1e6, 3), _f(macs, 1e6, 1), _f(mb, 1, 2)])
     dh = ["Artifact", "size (MB)", "target-test acc %", "bs1 p50 ms", "bs32 img/s", "tasks"]
     db = []
     for run in ("kd", "compressed", "compressed_qat"):
         for key in sorted({r["name"] for r in dep if r.get("run") == run}):
             rs = [r for r in dep if r["name"] == key and r.get("run") == run]
-            db.append([f"{ROW_LABELS.get(run, run)}: {key}", _f(_mean(r.get("size_mb") for r in rs), 1, 2),
+            db.append([f"{row_label(run)}: {key}", _f(_mean(r.get("size_mb") for r in rs), 1, 2),
                        _f(_mean(r.get("acc") for r in rs), 1, 1), _f(_mean(r.get("p50_ms") for r in rs), 1, 2),
                        _f(_mean(r.get("bs32_img_s") for r in rs), 1, 0), str(len({r["task"] for r in rs}))])
     return header, body, dh, db
@@ -201,7 +209,7 @@ def validator_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
         if r.get("regime") == "oracle" or "validator" not in r:
             continue
         snd = _last_history_value(Path(r["_path"]).parent / "history.csv", "target_test_snd")
-        body.append([f"{r['task']} s{r['seed']}", ROW_LABELS.get(r["method"], r["method"]),
+        body.append([f"{r['task']} s{r['seed']}", row_label(r["method"]),
                      f"{r['validator']['im_score']:.3f}", "–" if snd is None else f"{snd:.3f}",
                      f"{r['target_test']['acc']:.1f}"])
     return header, body
@@ -390,7 +398,7 @@ def what_helped(rows: list[dict]) -> str:
             parts.append(f"{a - base:+.1f} pt vs source-only")
         if oracle is not None and m != "oracle":
             parts.append(f"{a - oracle:+.1f} pt vs oracle")
-        lines.append(f"- {ROW_LABELS.get(m, m)}: average {a:.1f}% ({', '.join(parts)})")
+        lines.append(f"- {row_label(m)}: average {a:.1f}% ({', '.join(parts)})")
     return "\n".join(lines) if lines else "- not enough finished runs for averages over every task"
 
 

@@ -45,3 +45,12 @@ def test_deployed_rows_name_each_int8_artifact():
            for r, rt, p in (("compressed", "ort", "int8"), ("compressed", "ort", "int8w"), ("kd", "ort", "int8"),
                             ("kd", "ort", "int8w"), ("kd", "torch", "fp32"), ("compressed", "ort", "fp16"))]
     assert [r["method"] for r in deployed_int8_runs(dep)] == ["deployed_int8", "deployed_int8w", "kd_int8"]
+
+
+def test_rows_in_pipeline_order_with_teachers_named():
+    from plugins.report import row_label, row_order
+
+    runs = {"oracle", "kd", "cdan-tf_efficientnet_lite0", "cdan", "source_only", "compressed"}
+    assert row_order(runs) == ["source_only", "cdan", "cdan-tf_efficientnet_lite0", "kd", "compressed", "oracle"]
+    assert row_label("cdan-tf_efficientnet_lite0") == "teacher: cdan tf_efficientnet_lite0"
+    assert row_label("shot_im") == "shot_im" and row_label("kd") == "distilled student"
