@@ -19,8 +19,8 @@ def main(argv: list[str]) -> None:
     if not argv or argv[0].startswith("-"):
         fail("usage: bench_deploy.py RUN_DIR [examples/bench.py flags]")
     run = Path(argv[0])
-    if not (run / "model.pt").is_file():
-        fail(f"run folder '{run}' has no model.pt")
+    if not any((run / f).is_file() for f in ("model.pt", "compressed.pt")):
+        fail(f"run folder '{run}' has no model.pt or compressed.pt")
     task = read_json(run / "results.json").get("task", run.name) if (run / "results.json").is_file() else run.name
     rest = argv[1:]
     if "--runtime" not in rest:
