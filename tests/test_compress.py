@@ -232,6 +232,10 @@ def test_cli_other_architecture_and_missing_ckpt(tiny_model, tmp_path):
     atomic_torch_save(rec, tmp_path / "model.pt")
     with pytest.raises(UserError, match="does not fit arch 'mobilenet_v3_large'"):
         main(["root", "-s", "A", "-t", "W", "--ckpt", str(tmp_path / "model.pt"), "--prune", "0.5"])
+    atomic_torch_save(model_record(tiny_model, "mobilenet_v3_small", ["a", "b", "c"], SIZE, 32), tmp_path / "m.pt")
+    with pytest.raises(UserError, match="--ft-teacher-ckpt"):
+        main(["root", "-s", "A", "-t", "W", "--ckpt", str(tmp_path / "m.pt"), "--prune", "0.5",
+              "--ft-teacher-ckpt", str(tmp_path / "none.pt")])
 
 
 def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
@@ -259,7 +263,10 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
         main(common + ["--ckpt", str(out / "compressed.pt"), "--quantize", "qat", "--out", str(tmp_path / "x")])
 
     flt, qat = tmp_path / "float", tmp_path / "qat"
-    main(common + ["--ckpt", str(tmp_path / "run" / "model.pt"), "--attention", "eca", "--out", str(flt)])
+    teacher = tmp_path / "run" / "model.pt"  # any LiteDA model.pt may drive the fine-tunes (here: the student)
+    res = main(common + ["--ckpt", str(tmp_path / "run" / "model.pt"), "--attention", "eca", "--out", str(flt),
+                         "--ft-teacher-ckpt", str(teacher)])
+    assert res["finetune_teacher"]["ckpt"] == str(teacher) and res["stages"][0]["finetune"][0]["teacher_agree"] >= 0
     res = main(common + ["--ckpt", str(flt / "compressed.pt"), "--quantize", "qat", "--out", str(qat)])
     assert res["techniques"] == ["attention", "quantize:qat"] and res["run"] == str(tmp_path / "run")
     assert res["after"]["file_mb"] < 0.5 * res["before"]["file_mb"]

@@ -21,8 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..classifier import ImageClassifier, load_classifier
-from ..datasets import (TensorImageDataset, build_transform, dataset_spec, domain_letter, load_images,
-                        read_image_list)
+from ..datasets import (IMAGENET_MEAN, IMAGENET_STD, TensorImageDataset, build_transform, dataset_spec,
+                        domain_letter, load_images, read_image_list)
 from ..engine import iterations_per_epoch
 from ..metrics import classification_metrics, count_flops, file_size_mb, predict
 from ..utils import OneLineParser
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--ft-iters", type=int, default=None, help="iterations per epoch (default: PROTOCOL.md's)")
     f.add_argument("--ft-lr", type=float, default=0.005)
     f.add_argument("--kd-temperature", type=float, default=4.0)
+    f.add_argument("--ft-teacher-ckpt", default=None, metavar="PATH",
+                   help="distil the recovery fine-tunes from this LiteDA model.pt (e.g. the distilled student's own "
+                        "teacher) instead of the uncompressed student")
     f.add_argument("--trade-off", type=float, default=1.0, help="weight of the distillation loss")
     f.add_argument("--bn-batches", type=int, default=20,
                    help="re-estimate BatchNorm statistics on this many source+target batches after each stage")
@@ -164,8 +167,10 @@ def describe(model: nn.Module, data: CompressData, input_size: int, file: Option
 class Stages:
     """The ordered compression of ``student``; each stage records what it did and its recovery fine-tune."""
 
-    def __init__(self, args, teacher: ImageClassifier, data: CompressData, out: Path, input_size: int):
+    def __init__(self, args, teacher: ImageClassifier, data: CompressData, out: Path, input_size: int,
+                 ft_teacher: Optional[nn.Module] = None):
         self.args, self.teacher, self.data, self.out, self.input_size = args, teacher, data, out, input_size
+        self.ft_teacher = ft_teacher if ft_teacher is not None else teacher  # what the fine-tunes distil from
         self.student = copy.deepcopy(teacher)
         self.ops: list[dict] = []
         self.report: list[dict] = []
@@ -176,7 +181,7 @@ class Stages:
                                  progress=not args.no_progress)
 
     def recover(self, tag: str, model: Optional[nn.Module] = None) -> list[dict]:
-        rows = finetune(model if model is not None else self.student, self.teacher, self.data.labeled, self.data.unlabeled, self.ft,
+        rows = finetune(model if model is not None else self.student, self.ft_teacher, self.data.labeled, self.data.unlabeled, self.ft,
                         self.out / "finetune" / tag)
         rows = [{k: r[k] for k in ("epoch", "loss", "kd_loss", "teacher_agree", "seconds", "images_per_s") if k in r}
                 for r in rows]
@@ -266,6 +271,21 @@ def load_input(ckpt: Path) -> tuple[nn.Module, dict, Path, list[dict]]:
     return compressed_from_record(rec, ckpt), rec["base"], run, list(rec["ops"])
 
 
+def load_ft_teacher(path: Optional[str], student: ImageClassifier, rec: dict) -> tuple[Optional[nn.Module], dict]:
+    """The fine-tunes' teacher: a frozen LiteDA model behind its own input normalisation, or None (the
+    uncompressed student)."""
+    if not path:
+        return None, {"ckpt": None, "what": "the uncompressed student (self-distillation)"}
+    from ..distill import TeacherEnsemble, load_teacher
+
+    if not os.path.isfile(path):
+        fail(f"--ft-teacher-ckpt '{path}' does not exist")
+    model, info = load_teacher(path)
+    if info["num_classes"] != rec["num_classes"]:
+        fail(f"--ft-teacher-ckpt '{path}' has {info['num_classes']} classes, the student {rec['num_classes']}")
+    return TeacherEnsemble([model], None, student.mean or IMAGENET_MEAN, student.std or IMAGENET_STD), info
+
+
 def main(argv: Optional[list[str]] = None) -> dict:
     args = build_parser().parse_args(argv)
     check_args(args)
@@ -274,6 +294,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ckpt = Path(args.ckpt)
     teacher, rec, run_dir, prior_ops = load_input(ckpt)
     check_checkpoint(rec, args.ckpt)
+    ft_teacher, ft_teacher_info = load_ft_teacher(args.ft_teacher_ckpt, teacher, rec)
     out = Path(args.out) if args.out else run_dir / "compress"
     out.mkdir(parents=True, exist_ok=True)
     data = build_data(args, run_dir, rec)
@@ -283,7 +304,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     print(f"uncompressed: {before['params']:,} params | {before['file_mb']:.2f} MB | "
           f"target-test acc {before['target_test']['acc']:.2f}", flush=True)
 
-    stages = Stages(args, teacher, data, out, size)
+    stages = Stages(args, teacher, data, out, size, ft_teacher)
     if args.attention:
         stages.attention(args.attention)
     if args.prune is not None:
@@ -308,7 +329,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         "techniques": [op["op"] if op["op"] != "quantize" else f"quantize:{op['kind']}" for op in prior_ops + stages.ops],
         "before": before, "after": after,
         "delta_acc": after["target_test"]["acc"] - before["target_test"]["acc"],
-        "stages": stages.report, "finetune_config": vars(stages.ft), "reload_max_abs_diff": reload_diff,
+        "stages": stages.report, "finetune_config": vars(stages.ft), "finetune_teacher": ft_teacher_info,
+        "reload_max_abs_diff": reload_diff,
         "artifacts": {"compressed.pt": file_size_mb(out / "compressed.pt"),
                       **({"compressed.ts": file_size_mb(out / "compressed.ts")} if ts_ok else {})},
         "label_use": "target labels: target-test evaluation only (no calibration, fine-tuning or selection)",
