@@ -195,16 +195,33 @@ class TeacherEnsemble(nn.Module):
         return logits, feats
 
 
-def load_teacher(path: str | os.PathLike) -> tuple[ImageClassifier, dict]:
+def load_teacher(path: str | os.PathLike, flag: str = "--teacher-ckpt") -> tuple[ImageClassifier, dict]:
     """A LiteDA ``model.pt`` and a summary for the run JSON (arch, and the teacher's own target-test accuracy
     from its run folder's results.json when there is one)."""
     if not os.path.isfile(path):
-        fail(f"--teacher-ckpt '{path}' does not exist")
+        fail(f"{flag} '{path}' does not exist")
     model, rec = load_classifier(path)
     if rec.get("mean") and rec.get("std"):  # the normalisation the teacher was trained with
         model.mean, model.std = tuple(rec["mean"]), tuple(rec["std"])
     return model, {"ckpt": str(path), "arch": rec["arch"], "num_classes": rec["num_classes"],
                    "mean": list(model.mean or ()), "std": list(model.std or ()), **_teacher_run_summary(path)}
+
+
+def load_teachers(paths: Sequence[str], num_classes: int, student_mean: Optional[Sequence[float]],
+                  student_std: Optional[Sequence[float]], weights: Optional[Sequence[float]] = None,
+                  flag: str = "--teacher-ckpt") -> tuple[TeacherEnsemble, list[dict]]:
+    """Frozen teachers from LiteDA ``model.pt`` files as one ensemble on the student's inputs, and their
+    summaries; a teacher of another class count is a one-line error naming ``flag``."""
+    loaded = [load_teacher(p, flag) for p in paths]
+    for _, info in loaded:
+        if info["num_classes"] != num_classes:
+            fail(f"{flag} '{info['ckpt']}' has {info['num_classes']} classes, the data {num_classes}")
+    try:
+        ensemble = TeacherEnsemble([m for m, _ in loaded], weights, student_mean or IMAGENET_MEAN,
+                                   student_std or IMAGENET_STD)
+    except ValueError as e:
+        fail(f"--teacher-weights: {e}")
+    return ensemble, [info for _, info in loaded]
 
 
 def _teacher_run_summary(path: str | os.PathLike) -> dict:
@@ -230,16 +247,8 @@ class Distill(Method):
         super().__init__(model, num_classes, args, total_iters)
         if not args.teacher_ckpt:
             fail("kd needs --teacher-ckpt PATH (examples/kd.py trains the teachers named by --teacher first)")
-        loaded = [load_teacher(p) for p in args.teacher_ckpt]
-        self.teacher_info = [info for _, info in loaded]
-        for info in self.teacher_info:
-            if info["num_classes"] != num_classes:
-                fail(f"--teacher-ckpt '{info['ckpt']}' has {info['num_classes']} classes, the data {num_classes}")
-        try:
-            self.teacher = TeacherEnsemble([m for m, _ in loaded], args.teacher_weights,
-                                           model.mean or IMAGENET_MEAN, model.std or IMAGENET_STD)
-        except ValueError as e:
-            fail(f"--teacher-weights: {e}")
+        self.teacher, self.teacher_info = load_teachers(args.teacher_ckpt, num_classes, model.mean, model.std,
+                                                        args.teacher_weights)
         if args.kd_T <= 0:
             fail(f"--kd-T must be positive, got {args.kd_T}")
         self.kd = KnowledgeDistillationLoss(args.kd_T)

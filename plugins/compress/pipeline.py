@@ -21,8 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..classifier import ImageClassifier, load_classifier
-from ..datasets import (IMAGENET_MEAN, IMAGENET_STD, TensorImageDataset, build_transform, dataset_spec,
-                        domain_letter, load_images, read_image_list)
+from ..datasets import (TensorImageDataset, build_transform, dataset_spec, domain_letter, load_images,
+                        read_image_list)
 from ..engine import iterations_per_epoch
 from ..metrics import classification_metrics, count_flops, file_size_mb, predict
 from ..utils import OneLineParser
@@ -276,14 +276,10 @@ def load_ft_teacher(path: Optional[str], student: ImageClassifier, rec: dict) ->
     uncompressed student)."""
     if not path:
         return None, {"ckpt": None, "what": "the uncompressed student (self-distillation)"}
-    from ..distill import TeacherEnsemble, load_teacher
+    from ..distill import load_teachers
 
-    if not os.path.isfile(path):
-        fail(f"--ft-teacher-ckpt '{path}' does not exist")
-    model, info = load_teacher(path)
-    if info["num_classes"] != rec["num_classes"]:
-        fail(f"--ft-teacher-ckpt '{path}' has {info['num_classes']} classes, the student {rec['num_classes']}")
-    return TeacherEnsemble([model], None, student.mean or IMAGENET_MEAN, student.std or IMAGENET_STD), info
+    ensemble, infos = load_teachers([path], rec["num_classes"], student.mean, student.std, flag="--ft-teacher-ckpt")
+    return ensemble, infos[0]
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
