@@ -354,6 +354,12 @@ class Distill(Method):
                 "student_method": self.student_method.name if self.student_method else None,
                 "student_method_config": self.student_method.config() if self.student_method else None}
 
+    def resume_fields(self) -> str:
+        return (f"cache={int(bool(self.cache))}|T={self.kd.T}|kd={self.kd_weight}|feat={self.feat_kd_weight}|"
+                f"pseudo={self.pseudo.threshold if self.pseudo else 0.0}|"
+                f"student={self.student_method.name if self.student_method else None}|"
+                f"tw={','.join(f'{w:.4g}' for w in self.teacher.weights.tolist())}")
+
 
 def student_method(name: str, model: nn.Module, num_classes: int, args: argparse.Namespace,
                    total_iters: int) -> Method:

@@ -133,8 +133,10 @@ class Trainer:
     def resume_key(self) -> str:
         """Settings a resumed run must share with its checkpoint (--epochs may grow: training continues)."""
         c = self.cfg
-        return (f"{self.method.name}|iters={c.iters_per_epoch}|lr={c.lr}|wd={c.weight_decay}|"
-                f"gamma={c.lr_gamma}|decay={c.lr_decay}|trade_off={c.trade_off}")
+        key = (f"{self.method.name}|iters={c.iters_per_epoch}|lr={c.lr}|wd={c.weight_decay}|"
+               f"gamma={c.lr_gamma}|decay={c.lr_decay}|trade_off={c.trade_off}")
+        extra = self.method.resume_fields()
+        return f"{key}|{extra}" if extra else key
 
     # ------------------------------------------------------------------ training
     def _autocast(self):

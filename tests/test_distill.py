@@ -235,3 +235,17 @@ def test_bad_teacher_input_is_one_line(run_args, capsys, extra, needle):
     assert run_cli(run_kd, run_args(*extra)) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_resume_refuses_a_kd_checkpoint_made_with_other_distillation_settings(run_args, tmp_path, capsys):
+    """Online and cached teacher outputs are two recipes: a run must not switch between them half-way."""
+    from plugins.runner import main
+
+    main("source_only", "source_only", run_args("-i", "2", *TINY_NET, log="teacher"))
+    kd = run_args("-i", "2", *TINY_NET, "--teacher-ckpt", str(tmp_path / "teacher" / "model.pt"), log="kd")
+    run_kd(kd)
+    assert run_cli(run_kd, kd + ["--epochs", "2", "--resume", "--teacher-cache"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "other settings" in err and "cache=0" in err and len(err.splitlines()) == 1
+    run_kd(kd + ["--epochs", "2", "--resume"])  # the same settings resume
+    assert json.loads((tmp_path / "kd" / "results.json").read_text())["epochs"] == 2

@@ -73,3 +73,8 @@ class Method(nn.Module):
     def config(self) -> dict:
         """Method knobs recorded in the run JSON."""
         return {}
+
+    def resume_fields(self) -> str:
+        """Method settings a resumed run must share with its checkpoint, beyond the engine's own ("" = none):
+        resuming under other settings would silently mix two recipes in one run."""
+        return ""
