@@ -215,6 +215,52 @@ def validator_table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+
+def _validators(r: dict) -> dict[str, Optional[float]]:
+    snd = _last_history_value(Path(r["_path"]).parent / "history.csv", "target_test_snd") if "_path" in r else None
+    return {"IM": r["validator"]["im_score"], "SND": snd}
+
+
+def _spearman(x: list[float], y: list[float]) -> Optional[float]:
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(x, y).statistic if len(set(x)) > 1 and len(set(y)) > 1 else float("nan")
+    return None if rho != rho else float(rho)
+
+
+def validator_agreement(runs: list[dict], min_runs: int = 3) -> tuple[list[str], list[list[str]]]:
+    """How well each label-free validator ranks the trained runs of one task and seed (oracle excluded): the
+    rank correlation with target-test accuracy, and the accuracy of the run it would pick vs the best one.
+    This is the check a user cannot do without labels; it says how far to trust the validator's pick."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in runs:
+        if r.get("regime") != "oracle" and "validator" in r:
+            groups.setdefault((r["task"], r["seed"]), []).append(r)
+    header = ["Task", "runs", "Spearman IM", "IM pick (acc %)", "Spearman SND", "SND pick (acc %)", "best acc %"]
+    body, picks = [], {"IM": [], "SND": [], "best": []}
+    tasks = order_tasks(t for t, _ in groups)
+    for (task, seed), rs in sorted(groups.items(), key=lambda kv: (tasks.index(kv[0][0]), kv[0][1])):
+        if len(rs) < min_runs:
+            continue
+        acc = [r["target_test"]["acc"] for r in rs]
+        vals = [_validators(r) for r in rs]
+        row = [f"{task} s{seed}", str(len(rs))]
+        for name in ("IM", "SND"):
+            v = [x[name] for x in vals]
+            if any(x is None for x in v):
+                row += ["–", "–"]
+                continue
+            k = max(range(len(rs)), key=v.__getitem__)
+            rho = _spearman(v, acc)
+            row += ["–" if rho is None else f"{rho:+.2f}", f"{row_label(rs[k]['method'])} ({acc[k]:.1f})"]
+            picks[name].append(acc[k])
+        picks["best"].append(max(acc))
+        body.append(row + [f"{max(acc):.1f}"])
+    if body:
+        mean = lambda xs: f"{statistics.fmean(xs):.1f}" if len(xs) == len(body) else "–"  # noqa: E731
+        body.append(["mean", "", "", mean(picks["IM"]), "", mean(picks["SND"]), mean(picks["best"])])
+    return header, body
+
 def _last_history_value(path: Path, key: str) -> Optional[float]:
     import csv
 
@@ -364,6 +410,9 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
         "## Label-free validators vs target accuracy", "Computed from target predictions only (no labels); "
         "higher should mean better adaptation. Use them, not target accuracy, to choose a method or teacher.",
         "", to_markdown(*validator_table(runs)),
+        "How well each validator ranks a task's trained runs (rank correlation with target-test accuracy; the "
+        "run it would pick and that run's accuracy, vs the best run; computed afterwards, with labels):", "",
+        to_markdown(*validator_agreement(runs)),
         "## What helped and what did not", what_helped(all_rows), "",
     ])
     md_imgs = "\n".join(f"### {k}\n![{k}]({p.name})" for k, p in figs.items())

@@ -54,3 +54,24 @@ def test_rows_in_pipeline_order_with_teachers_named():
     assert row_order(runs) == ["source_only", "cdan", "cdan-tf_efficientnet_lite0", "kd", "compressed", "oracle"]
     assert row_label("cdan-tf_efficientnet_lite0") == "teacher: cdan tf_efficientnet_lite0"
     assert row_label("shot_im") == "shot_im" and row_label("kd") == "distilled student"
+
+
+def test_validator_agreement_ranks_runs_and_scores_the_pick():
+    from plugins.report import validator_agreement
+
+    def run(method, task, acc, im, regime="adapt"):
+        return {"method": method, "task": task, "seed": 0, "regime": regime, "target_test": {"acc": acc},
+                "validator": {"im_score": im}}
+
+    runs = [run("source_only", "W2A", 60.0, 0.1), run("dann", "W2A", 80.0, 0.3), run("cdan", "W2A", 70.0, 0.5),
+            run("oracle", "W2A", 99.0, 0.9, regime="oracle"),  # never a candidate
+            run("dann", "A2W", 50.0, 0.2), run("cdan", "A2W", 55.0, 0.4), run("mcc", "A2W", 65.0, 0.6)]
+    header, body = validator_agreement(runs)
+    assert header[2] == "Spearman IM"
+    a2w, w2a, mean = body
+    assert a2w[:4] == ["A2W s0", "3", "+1.00", "mcc (65.0)"] and a2w[-1] == "65.0"
+    # W2A: IM ranks 60 < 80 > 70 as 1, 2, 3: rho = 0.5; it picks CDAN (70) while DANN (80) is best
+    assert w2a[:4] == ["W2A s0", "3", "+0.50", "cdan (70.0)"] and w2a[-1] == "80.0"
+    assert w2a[4] == "–"  # no SND without a history file
+    assert mean[3] == "67.5" and mean[-1] == "72.5"
+    assert validator_agreement(runs[:2])[1] == []  # fewer than 3 runs: no ranking to judge
