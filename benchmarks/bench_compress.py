@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plugins.utils import machine_info, machine_label, run_cli, write_json, atomic_write_text  # noqa: E402
+from plugins.utils import atomic_write_text, machine_info, machine_label, read_json, run_cli, write_json  # noqa: E402
 
 RECIPES: dict[str, list[str]] = {
     "prune-0.5": ["--prune", "0.5"],
@@ -82,6 +82,18 @@ def amp_speed(args, common: list[str], work: Path) -> list[dict]:
     return out
 
 
+def run_recipe(compress, argv: list[str], out: Path) -> dict:
+    """One compress.py call; a finished one with the same command is read back, so an interrupted benchmark
+    resumes at the recipe it stopped in."""
+    done = out / "results.json"
+    if done.is_file():
+        res = read_json(done)
+        if res.get("command") == " ".join(["compress.py"] + argv):
+            print(f"reusing {done}", flush=True)
+            return res
+    return compress(argv)
+
+
 def markdown(rows: list[dict], amp: list[dict], header: str) -> str:
     fmt = {"target_test_acc": "{:.2f}", "delta_acc": "{:+.2f}", "params": "{:,}", "macs": "{:,}",
            "file_mb": "{:.3f}", "latency_ms_p50": "{:.2f}"}
@@ -111,7 +123,7 @@ def main(argv=None) -> None:
     budget += ["--ft-iters", args.ft_iters] if args.ft_iters else []
     rows, runs = [], {}
     for name in names:
-        res = compress(common + budget + RECIPES[name] + ["--out", str(work / name)])
+        res = run_recipe(compress, common + budget + RECIPES[name] + ["--out", str(work / name)], work / name)
         runs[name] = {"command": res["command"], "stages": res["stages"], "after": res["after"]}
         if not rows:
             rows.append(row_of("uncompressed student", res, "before"))

@@ -75,3 +75,48 @@ def test_validator_agreement_ranks_runs_and_scores_the_pick():
     assert w2a[4] == "–"  # no SND without a history file
     assert mean[3] == "67.5" and mean[-1] == "72.5"
     assert validator_agreement(runs[:2])[1] == []  # fewer than 3 runs: no ranking to judge
+
+
+def _bench_module(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_six_task_compression_table_averages_each_technique(tmp_path):
+    from plugins.utils import write_json
+
+    table = _bench_module("compress_table")
+
+    def row(name, acc, delta, mb):
+        return {"technique": name, "target_test_acc": acc, "delta_acc": delta, "params": 1_000_000,
+                "macs": 50e6, "file_mb": mb, "latency_ms_p50": 2.0}
+
+    for task, base, d in (("W2A", 90.0, -1.0), ("A2W", 80.0, -3.0)):
+        rows = [row("uncompressed student", base, 0.0, 4.0), row("ptsq", base + d, d, 1.0)]
+        if task == "W2A":
+            rows.append(row("qat", base, 0.0, 1.0))  # only on one task: no average
+        write_json(tmp_path / f"compress_{task}.json", {"header": f"x; machine {task}", "rows": rows})
+    table.main([str(tmp_path)])
+    header = (tmp_path / "compress_all_tasks.md").read_text()
+    assert "| technique | A→W | W→A | Avg Δ |" in header
+    lines = {l.split(" | ")[0].lstrip("| "): l for l in header.splitlines() if l.startswith("| ")}
+    assert lines["uncompressed student"].startswith("| uncompressed student | 80.0 | 90.0 | 85.0 |")
+    assert lines["ptsq"].startswith("| ptsq | -3.0 | -1.0 | -2.00 | 1.000 M | 50.0 | 1.00 | 2.00 |")
+    assert lines["qat"].startswith("| qat | – | +0.0 | – |")
+
+
+def test_compression_benchmark_reuses_a_finished_recipe(tmp_path):
+    from plugins.utils import write_json
+
+    bench = _bench_module("bench_compress")
+    argv = ["root", "--ckpt", "m.pt", "--out", str(tmp_path / "r")]
+    write_json(tmp_path / "r" / "results.json", {"command": " ".join(["compress.py"] + argv), "x": 1})
+    calls = []
+    assert bench.run_recipe(lambda a: calls.append(a) or {"x": 2}, argv, tmp_path / "r")["x"] == 1 and not calls
+    assert bench.run_recipe(lambda a: calls.append(a) or {"x": 2}, argv + ["--prune", "0.5"], tmp_path / "r")["x"] == 2
