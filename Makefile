@@ -38,6 +38,11 @@ BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8 int8w
 # agrees best with FP32 on unlabeled target-train (benchmarks/int8_fidelity.py --prebuilt). QAT=0: not in the grid.
 QAT ?= 1
 QAT_ARGS ?= --quantize qat --ft-epochs 2 --ft-lr 0.0005
+# The distilled student run at a smaller input size (fewer MACs for every runtime, no weight changed), fine-tuned
+# by distillation from its full-size self on the same crops; deployed FP32/INT8 like the others. LOWRES=0: not in
+# the grid.
+LOWRES ?= 160
+LOWRES_ARGS ?= --ft-epochs 4
 # A teacher larger than the student may get fewer epochs than the rows of the table (a CPU budget; say so).
 TEACHER_EPOCHS ?= $(EPOCHS)
 # Extra distillation flags, e.g. --teacher-cache (teacher outputs computed once per target image: a large teacher
@@ -71,9 +76,10 @@ help:
 	@echo "  make export TASK=W2A       ONNX FP32/FP16/INT8 of the distilled student (DEPLOY=compressed: of the compressed one)"
 	@echo "  make bench TASK=W2A        latency/FPS/size/accuracy per runtime x precision (BENCH_ARGS)"
 	@echo "  make trt-bench TASK=W2A    the same with TensorRT FP16/INT8/FP8 (falls back to ORT without a GPU)"
-	@echo "  make all-tasks             TASKS x SEEDS through every stage (+ METHODS rows, + QAT of the compressed student unless QAT=0), then the report"
+	@echo "  make all-tasks             TASKS x SEEDS through every stage (+ METHODS rows, + QAT of the compressed student unless QAT=0,"
+	@echo "                             + the distilled student at LOWRES=$(LOWRES) px unless LOWRES=0), then the report"
 	@echo "  make report                tables, plots and report from existing runs into RESULTS=$(RESULTS)"
-	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED TEACHER_EPOCHS KD_ARGS EXTRA"
+	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED TEACHER_EPOCHS KD_ARGS LOWRES LOWRES_ARGS EXTRA"
 
 # Installs into the Python that PY names (the current environment by default; use PY=.venv/bin/python for a venv).
 $(DEPS): requirements.txt
@@ -144,6 +150,10 @@ $(call RUN,$(1),compressed,$(2))/deploy/bench.json: | $(call RUN,$(1),compressed
 	@$$(STAGE) "$(1) deploy compressed seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),compressed,$(2)) $(BENCH_ARGS)
 $(call RUN,$(1),compressed_qat,$(2))/results.json: | $(call RUN,$(1),compressed,$(2))/results.json
 	@$$(STAGE) "$(1) QAT seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),compressed,$(2))/compressed.pt --out $(call RUN,$(1),compressed_qat,$(2)) --seed $(2) --no-progress $(QAT_ARGS)
+$(call RUN,$(1),lowres,$(2))/results.json: | $(call RUN,$(1),kd,$(2))/results.json
+	@$$(STAGE) "$(1) lower resolution seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),kd,$(2))/model.pt --out $(call RUN,$(1),lowres,$(2)) --seed $(2) --no-progress --resolution $(LOWRES) $(LOWRES_ARGS)
+$(call RUN,$(1),lowres,$(2))/deploy/bench.json: | $(call RUN,$(1),lowres,$(2))/results.json
+	@$$(STAGE) "$(1) deploy lower resolution seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),lowres,$(2)) $(BENCH_ARGS)
 $(call RUN,$(1),compressed_qat,$(2))/deploy/bench.json: | $(call RUN,$(1),compressed_qat,$(2))/results.json
 	@$$(STAGE) "$(1) deploy QAT seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),compressed_qat,$(2)) $(BENCH_ARGS)
 endef
@@ -151,9 +161,10 @@ $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(eval $(call TASK_SEED_RULES,$(t),$(s
 
 # Stage-major order: with -j the long chains (teacher -> distill -> compress -> deploy) of every task start first.
 QAT_RUN = $(if $(filter 1,$(QAT)),compressed_qat)
-STAGE_ORDER = source_only $(filter-out source_only,$(TEACHER_RUN)) kd compressed $(QAT_RUN) oracle $(filter-out $(TEACHER_RUN),$(METHODS))
+LOWRES_RUN = $(if $(filter-out 0,$(LOWRES)),lowres)
+STAGE_ORDER = source_only $(filter-out source_only,$(TEACHER_RUN)) kd compressed $(QAT_RUN) $(LOWRES_RUN) oracle $(filter-out $(TEACHER_RUN),$(METHODS))
 GRID := $(foreach r,$(STAGE_ORDER),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/results.json))) \
-        $(foreach r,kd compressed $(QAT_RUN),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/deploy/bench.json))) \
+        $(foreach r,kd compressed $(QAT_RUN) $(LOWRES_RUN),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/deploy/bench.json))) \
         $(foreach m,source_only $(METHODS),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(m),$(s))/tsne.png)))
 N_STAGES := $(words $(GRID))
 

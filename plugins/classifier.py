@@ -51,10 +51,13 @@ def build_classifier(arch: str, num_classes: int, pretrained: bool | str = True,
     return ImageClassifier(backbone, num_classes, bottleneck_dim, finetune=pretrained is not False)
 
 
-def model_record(model: ImageClassifier, arch: str, classes: list[str], crop_size: int, bottleneck_dim: int) -> dict:
-    """What ``model.pt`` holds: enough to rebuild the module offline (weights_only-loadable)."""
+def model_record(model: ImageClassifier, arch: str, classes: list[str], crop_size: int, bottleneck_dim: int,
+                 resize_size: Optional[int] = None) -> dict:
+    """What ``model.pt`` holds: enough to rebuild the module offline (weights_only-loadable), with its test
+    transform (resize, then centre crop) when known."""
     return {"format": "liteda.classifier/1", "arch": arch, "num_classes": model.num_classes,
             "bottleneck_dim": bottleneck_dim, "classes": list(classes), "crop_size": crop_size,
+            **({"resize_size": resize_size} if resize_size else {}),
             "mean": list(model.mean or ()), "std": list(model.std or ()), "state_dict": model.state_dict()}
 
 

@@ -27,6 +27,8 @@ ROW_LABELS = {"source_only": "source-only", "kd": "distilled student", "compress
               "deployed_int8w": "deployed INT8 weights, FP32 compute (ORT, compressed student)",
               "deployed_qat_int8": "deployed INT8 from QAT (ORT QDQ, compressed student)",
               "compressed_qat": "compressed student + QAT",
+              "lowres": "distilled student, lower input resolution",
+              "deployed_lowres_fp32": "deployed FP32, lower input resolution (ORT, distilled student)",
               "oracle": "oracle (target labels)"}
 
 
@@ -53,14 +55,15 @@ def _task_seed(p: Path) -> tuple[str, int]:
     return parts[i - 2], int(parts[i][4:])
 
 
-def compressed_runs(base: Path) -> list[dict]:
+def compressed_runs(base: Path, run: str = "compressed") -> list[dict]:
+    """The compression runs in ``<task>/<run>/seed<k>/`` as table rows named ``run``."""
     out = []
-    for p in sorted(base.glob("*/compressed/seed*/results.json")):
+    for p in sorted(base.glob(f"*/{run}/seed*/results.json")):
         r = _read(p)
         if r and r.get("schema") == "liteda.compress/1":
             task, seed = _task_seed(p)
             a = r["after"]
-            out.append({"method": "compressed", "task": task, "seed": seed, "target_test": a["target_test"],
+            out.append({"method": run, "task": task, "seed": seed, "target_test": a["target_test"],
                         "before": r["before"], "stages": r.get("stages", []),
                         "resources": {"params": a.get("params"), "macs": a.get("macs"), "model_mb": a.get("file_mb")},
                         "latency_ms": a.get("latency_ms_p50"), "techniques": r.get("techniques"), "_path": str(p)})
@@ -93,7 +96,8 @@ def copy_deploy_tables(base: Path, out: Path) -> None:
 # (run, ORT precision) -> accuracy row: static INT8 of the compressed student (the deployed one) and of the
 # distilled student (what INT8 alone costs); weight-only INT8 of the compressed student (the small, exact one)
 DEPLOYED_ROWS = {("compressed", "int8"): "deployed_int8", ("kd", "int8"): "kd_int8",
-                 ("compressed", "int8w"): "deployed_int8w", ("compressed_qat", "int8"): "deployed_qat_int8"}
+                 ("compressed", "int8w"): "deployed_int8w", ("compressed_qat", "int8"): "deployed_qat_int8",
+                 ("lowres", "fp32"): "deployed_lowres_fp32"}
 
 
 def copy_run_records(base: Path, out: Path) -> int:
@@ -128,7 +132,8 @@ def row_order(methods: set[str]) -> list[str]:
     teachers = sorted(m for m in methods if "-" in m)
     others = sorted(methods - set(adapt) - set(teachers) - set(ROW_LABELS))
     head = [m for m in ("source_only",) if m in methods]
-    tail = [m for m in ("kd", "kd_int8", "compressed", "deployed_int8", "deployed_int8w", "deployed_qat_int8", "oracle")
+    tail = [m for m in ("kd", "kd_int8", "lowres", "deployed_lowres_fp32", "compressed", "deployed_int8",
+                        "deployed_int8w", "deployed_qat_int8", "oracle")
             if m in methods]
     return head + adapt + others + teachers + tail
 
@@ -163,7 +168,7 @@ def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[l
         body.append([row_label(m), _f(params, 1e6, 3), _f(macs, 1e6, 1), _f(mb, 1, 2)])
     dh = ["Artifact", "size (MB)", "target-test acc %", "bs1 p50 ms", "bs32 img/s", "tasks"]
     db = []
-    for run in ("kd", "compressed", "compressed_qat"):
+    for run in ("kd", "lowres", "compressed", "compressed_qat"):
         for key in sorted({r["name"] for r in dep if r.get("run") == run}):
             rs = [r for r in dep if r["name"] == key and r.get("run") == run]
             db.append([f"{row_label(run)}: {key}", _f(_mean(r.get("size_mb") for r in rs), 1, 2),
@@ -350,10 +355,10 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
     if not base.is_dir():
         fail(f"no runs for dataset '{dataset}' under '{runs_root}'")
     runs = collect_runs(runs_root, dataset)
-    comp, dep = compressed_runs(base), deploy_rows(base)
+    comp, lowres, dep = compressed_runs(base), compressed_runs(base, "lowres"), deploy_rows(base)
     copy_deploy_tables(base, out)
     copy_run_records(base, out)
-    all_rows = runs + comp + deployed_int8_runs(dep)
+    all_rows = runs + comp + lowres + deployed_int8_runs(dep)
     if not all_rows:
         fail(f"no finished runs under '{base}'")
     out.mkdir(parents=True, exist_ok=True)
@@ -361,7 +366,7 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
     # PROTOCOL.md asks for both: all target images (tllib's transductive number; 80% of them were seen unlabeled)
     ah, ab = accuracy_table(runs, lambda r: (r.get("target_all") or {}).get("acc"))
     sh, sb = accuracy_table(runs, lambda r: (r.get("timing") or {}).get("seconds_per_epoch"))
-    rh, rb, dh, db = resource_table(runs + comp, dep)
+    rh, rb, dh, db = resource_table(runs + comp + lowres, dep)
     protocol = sorted({r.get("protocol", "heldout") for r in runs}) or ["heldout"]
     weights = sorted({r.get("weights", "?") for r in runs})
     seeds = sorted({r["seed"] for r in all_rows})

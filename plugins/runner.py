@@ -230,7 +230,8 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
     trainer = Trainer(model, method, data.labeled, data.unlabeled, data.evals, cfg, run_dir)
     trainer.fit(resume=args.resume)
     model.to(memory_format=torch.contiguous_format)
-    atomic_torch_save(model_record(model, args.arch, data.classes, args.crop_size, args.bottleneck_dim),
+    atomic_torch_save(model_record(model, args.arch, data.classes, args.crop_size, args.bottleneck_dim,
+                                   args.resize_size),
                       run_dir / "model.pt")
     rows = trainer.history.rows
     title = run_name(args, "oracle" if regime == "oracle" else method_name)

@@ -298,3 +298,35 @@ def test_bn_recalibration_matches_data_statistics():
     bn = model[0]
     assert torch.allclose(bn.running_mean, x.mean((0, 2, 3)), atol=1e-4)
     assert bn.momentum == 0.01 and not model.training
+
+
+def test_cli_resolution_cuts_macs_and_deploys_at_its_own_size(run_args, tiny_dataset, tmp_path):
+    """A 64 px student run at 32 px: a quarter of the convolutions' MACs (the Linear tail stays), the smaller size and its test resize recorded with
+    the model, and the ONNX export and benchmark take 32 px inputs preprocessed the same way."""
+    from plugins.compress.pipeline import main
+    from plugins.deploy.cli import bench_main
+    from plugins.deploy.onnx import read_metadata
+    from plugins.runner import main as run_main
+
+    run_main("source_only", "source_only", run_args("--bottleneck-dim", "32", "--crop-size", "64",
+                                                    "--resize-size", "72"))
+    common = [str(tiny_dataset), "-d", "Custom", "-s", "src", "-t", "tgt", "--ft-epochs", "1", "--ft-iters", "2",
+              "-b", "8", "--no-progress", "--latency-runs", "3", "--cache-dir", str(tmp_path / "cache"),
+              "--ckpt", str(tmp_path / "run" / "model.pt")]
+    with pytest.raises(UserError, match=r"--resolution must be in \[16, 64\]"):
+        main(common + ["--resolution", "96"])
+    out = tmp_path / "small"
+    res = main(common + ["--resolution", "32", "--out", str(out)])
+    assert res["techniques"] == ["resolution"]
+    stage = res["stages"][0]
+    assert stage["size"] == 32 and stage["resize"] == 36 and stage["finetune"][0]["teacher_agree"] >= 0
+    assert res["after"]["macs"] < 0.5 * res["before"]["macs"] and res["after"]["params"] == res["before"]["params"]
+    base = torch.load(out / "compressed.pt", weights_only=True)["base"]
+    assert base["crop_size"] == 32 and base["resize_size"] == 36
+    assert res["reload_max_abs_diff"] == 0.0
+    doc = bench_main(["--run", str(out), "--runtime", "ort", "--precision", "fp32", "--iters", "2", "--warmup", "1",
+                      "--threads", "1", "--calib-size", "4", "--cache-dir", str(tmp_path / "cache")])
+    assert read_metadata(out / "deploy" / "model_fp32.onnx")["crop_size"] == 32
+    row = doc["rows"][0]
+    # the ONNX artifact, fed 36 -> 32 px test crops, scores what the compressed PyTorch model scored
+    assert row["acc"] == pytest.approx(res["after"]["target_test"]["acc"], abs=1e-6)

@@ -22,7 +22,7 @@ from ..metrics import time_calls
 from ..utils import atomic_torch_save, atomic_write_bytes, fail
 
 FORMAT = "liteda.compressed/1"
-TECHNIQUES = ("attention", "prune", "lowrank", "quantize")
+TECHNIQUES = ("resolution", "attention", "prune", "lowrank", "quantize")
 _PRIMITIVE = (int, float, bool, str, type(None))
 
 
@@ -48,7 +48,8 @@ def tensor_shapes(model: nn.Module) -> dict[str, list[int]]:
 def compressed_record(model: nn.Module, base: dict, ops: list[dict], float_model: Optional[nn.Module] = None) -> dict:
     """``float_model``: the structure before quantization (shapes/attributes are taken from it)."""
     ref = float_model if float_model is not None else model
-    base = {k: base[k] for k in ("arch", "num_classes", "bottleneck_dim", "classes", "crop_size", "mean", "std")}
+    base = {k: base[k] for k in ("arch", "num_classes", "bottleneck_dim", "classes", "crop_size", "mean", "std")
+            + (("resize_size",) if base.get("resize_size") else ())}
     return {"format": FORMAT, "base": base, "ops": ops, "attributes": module_attributes(ref),
             "shapes": tensor_shapes(ref), "state_dict": model.state_dict()}
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from ..adaptation.base import Method, Step
 from ..distill import KnowledgeDistillationLoss
 from ..engine import Trainer, TrainConfig
+from .resolution import Rescaled
 
 
 class SelfDistill(Method):
@@ -67,11 +68,13 @@ class FinetuneConfig(TrainConfig):
 
 
 def finetune(model: nn.Module, teacher: nn.Module, labeled: DataLoader, unlabeled: DataLoader,
-             cfg: FinetuneConfig, run_dir: Path, epochs: Optional[int] = None) -> list[dict]:
+             cfg: FinetuneConfig, run_dir: Path, epochs: Optional[int] = None,
+             input_size: Optional[int] = None) -> list[dict]:
     """Train ``model`` in place with :class:`SelfDistill` through :class:`plugins.engine.Trainer`.
 
-    ``evals`` stays empty: nothing on the target test set is looked at during compression.
-    Returns the engine's history rows.
+    ``evals`` stays empty: nothing on the target test set is looked at during compression. ``input_size``:
+    the student's own input size when it is smaller than the loaders' crops (the teacher's), see
+    :mod:`plugins.compress.resolution`. Returns the engine's history rows.
     """
     epochs = cfg.epochs if epochs is None else epochs
     if epochs <= 0:
@@ -79,6 +82,8 @@ def finetune(model: nn.Module, teacher: nn.Module, labeled: DataLoader, unlabele
     args = argparse.Namespace(kd_temperature=cfg.kd_temperature)
     num_classes = getattr(model, "num_classes", 0)
     method = SelfDistill(model, num_classes, args, epochs * cfg.iters_per_epoch, teacher=teacher)
+    if input_size is not None:
+        model = Rescaled(model, input_size)
     train_cfg = TrainConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)})
     train_cfg.epochs, train_cfg.channels_last = epochs, False
     run_dir = Path(run_dir)

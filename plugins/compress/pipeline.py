@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime as dt
 import os
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ from .attention import ATTENTIONS, swap_attention
 from .finetune import FinetuneConfig, finetune, recalibrate_bn
 from .lowrank import KXK_METHODS, lowrank_model
 from .prune import IMPORTANCES, check_ratio, prune_model
+from .resolution import Rescaled, check_resolution, scaled_resize
 from .quantize import QUANT_KINDS, float_ops, quantize_dynamic_linear, quantize_qat, quantize_static, quantized_summary
 
 
@@ -45,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="<run folder>/model.pt (its splits/ folder gives the images), or a "
                                                    "float compressed.pt to compress further (e.g. --quantize qat)")
     p.add_argument("--out", default=None, help="output folder (default <run folder>/compress)")
-    g = p.add_argument_group("techniques (applied in the order attention -> prune -> lowrank -> quantize)")
+    g = p.add_argument_group("techniques (applied in the order resolution -> attention -> prune -> lowrank -> "
+                             "quantize)")
+    g.add_argument("--resolution", type=int, default=None, metavar="PX",
+                   help="run the student on PX x PX inputs (e.g. 160: about half the MACs of 224), distilled from "
+                        "the full-size model on the same crops")
     g.add_argument("--attention", choices=tuple(ATTENTIONS), default=None, help="replace the SE blocks")
     g.add_argument("--prune", type=float, default=None, help="fraction of channels to remove, in (0, 1)")
     g.add_argument("--prune-importance", default="magnitude", help=f"{' | '.join(IMPORTANCES)}")
@@ -72,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-estimate BatchNorm statistics on this many source+target batches after each stage")
     f.add_argument("--amp", choices=("none", "bf16"), default="none")
     p.add_argument("-b", "--batch-size", type=int, default=32)
-    p.add_argument("--resize-size", type=int, default=256)
+    p.add_argument("--resize-size", type=int, default=None,
+                   help="test-time resize before the centre crop (default: the checkpoint's, else 8/7 of the crop)")
     p.add_argument("--cache-dir", default=os.environ.get("LITEDA_CACHE", "data/cache"))
     p.add_argument("--latency-runs", type=int, default=50, help="bs1 latency: timed runs after warm-up")
     p.add_argument("--latency-threads", type=int, default=1, help="intra-op threads for the latency runs")
@@ -116,7 +123,8 @@ class CompressData:
     n_target: int
 
 
-def build_data(args, run_dir: Path, rec: dict) -> CompressData:
+def build_data(args, run_dir: Path, rec: dict, resize: Optional[int] = None, crop: Optional[int] = None) -> CompressData:
+    """Loaders at the checkpoint's input size, or at ``resize``/``crop`` (a student of smaller input size)."""
     spec = dataset_spec(args.data, args.root)
     lists = {}
     for role, dom in (("s", args.source), ("t", args.target)):
@@ -127,7 +135,8 @@ def build_data(args, run_dir: Path, rec: dict) -> CompressData:
     labels_max = max(y for items in lists.values() for _, y in items)
     if labels_max >= num_classes:
         fail(f"the run's image lists have label {labels_max}, but '{args.ckpt}' has {num_classes} classes")
-    size, crop = args.resize_size, rec["crop_size"]
+    crop = crop or rec["crop_size"]
+    size = resize or input_resize(args, rec)
     load = lambda items: load_images(args.root, items, size, args.cache_dir, progress=not args.no_progress)  # noqa: E731
     norm = (rec["mean"], rec["std"]) if rec.get("mean") and rec.get("std") else ()
     train_tf, test_tf = build_transform(True, crop, *norm), build_transform(False, crop, *norm)
@@ -141,6 +150,11 @@ def build_data(args, run_dir: Path, rec: dict) -> CompressData:
         calibration=mk(TensorImageDataset(t_tr[0], unl, test_tf, num_classes), False),
         target_test=mk(TensorImageDataset(*t_te, test_tf, num_classes), False),
         num_classes=num_classes, n_source=len(s_tr[1]), n_target=len(t_tr[1]))
+
+
+def input_resize(args, rec: dict) -> int:
+    """The checkpoint's test-time resize: --resize-size, else the one recorded with it, else 8/7 of its crop."""
+    return args.resize_size or rec.get("resize_size") or rec["crop_size"] * 8 // 7
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -168,8 +182,10 @@ class Stages:
     """The ordered compression of ``student``; each stage records what it did and its recovery fine-tune."""
 
     def __init__(self, args, teacher: ImageClassifier, data: CompressData, out: Path, input_size: int,
-                 ft_teacher: Optional[nn.Module] = None):
+                 resize: int, data_at: Callable[[int, int], CompressData], ft_teacher: Optional[nn.Module] = None):
         self.args, self.teacher, self.data, self.out, self.input_size = args, teacher, data, out, input_size
+        # the training loaders' crop (the teacher's view) and how to build loaders for another student size
+        self.view_size, self.resize, self.data_at = input_size, resize, data_at
         self.ft_teacher = ft_teacher if ft_teacher is not None else teacher  # what the fine-tunes distil from
         self.student = copy.deepcopy(teacher)
         self.ops: list[dict] = []
@@ -181,12 +197,14 @@ class Stages:
                                  progress=not args.no_progress)
 
     def recover(self, tag: str, model: Optional[nn.Module] = None) -> list[dict]:
-        rows = finetune(model if model is not None else self.student, self.ft_teacher, self.data.labeled, self.data.unlabeled, self.ft,
-                        self.out / "finetune" / tag)
+        small = self.input_size if self.input_size != self.view_size else None
+        rows = finetune(model if model is not None else self.student, self.ft_teacher, self.data.labeled,
+                        self.data.unlabeled, self.ft, self.out / "finetune" / tag, input_size=small)
         rows = [{k: r[k] for k in ("epoch", "loss", "kd_loss", "teacher_agree", "seconds", "images_per_s") if k in r}
                 for r in rows]
         if model is None:  # float student (QAT's fused fake-quant graph keeps its own observers)
-            n = recalibrate_bn(self.student, [self.data.labeled, self.data.unlabeled], self.args.bn_batches)
+            net = Rescaled(self.student, small) if small else self.student
+            n = recalibrate_bn(net, [self.data.labeled, self.data.unlabeled], self.args.bn_batches)
             rows.append({"bn_recalibration_images": n})
         return rows
 
@@ -197,6 +215,20 @@ class Stages:
         entry["target_test_acc"] = evaluate(self.student, self.data)["acc"]  # reported, never used to choose
         self.report.append(entry)
         print(f"[{op['op']}] params {entry['params']:,} | target-test acc {entry['target_test_acc']:.2f}", flush=True)
+
+    def resolution(self, size: int) -> None:
+        """The student's input becomes ``size`` px: evaluation and calibration loaders at that size (resized in
+        proportion); training loaders keep the teacher's crops, which the student sees downscaled."""
+        check_resolution(size, self.view_size)
+        before = evaluate(self.student, self.data)
+        self.resize = scaled_resize(self.resize, self.input_size, size)
+        small = self.data_at(self.resize, size)
+        self.data = dataclasses.replace(self.data, calibration=small.calibration, target_test=small.target_test)
+        self.input_size = size
+        self.ops.append({"op": "resolution", "size": size, "resize": self.resize})
+        self.log({"op": "resolution", "size": size, "resize": self.resize, "target_test_acc_at_full_size":
+                  before["acc"], **count_flops(self.student, size)}, evaluate(self.student, self.data),
+                 self.recover("resolution"))
 
     def attention(self, kind: str) -> None:
         n = swap_attention(self.student, kind)
@@ -294,13 +326,18 @@ def main(argv: Optional[list[str]] = None) -> dict:
     out = Path(args.out) if args.out else run_dir / "compress"
     out.mkdir(parents=True, exist_ok=True)
     data = build_data(args, run_dir, rec)
-    size = rec["crop_size"]
+    size, resize = rec["crop_size"], input_resize(args, rec)
+    if args.resolution is not None:
+        check_resolution(args.resolution, size)
     teacher.eval()
     before = describe(teacher, data, size, ckpt, args.latency_runs, args.latency_threads)
     print(f"uncompressed: {before['params']:,} params | {before['file_mb']:.2f} MB | "
           f"target-test acc {before['target_test']['acc']:.2f}", flush=True)
 
-    stages = Stages(args, teacher, data, out, size, ft_teacher)
+    stages = Stages(args, teacher, data, out, size, resize, lambda r, c: build_data(args, run_dir, rec, r, c),
+                    ft_teacher)
+    if args.resolution is not None and args.resolution != size:
+        stages.resolution(args.resolution)
     if args.attention:
         stages.attention(args.attention)
     if args.prune is not None:
@@ -311,13 +348,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
         stages.quantize(args.quantize)
     model = stages.student.eval()
 
-    save_compressed(model, rec, prior_ops + stages.ops, out / "compressed.pt", stages.float_model)
+    size = stages.input_size  # the student's own, after a resolution stage
+    base = {**rec, "crop_size": size, "resize_size": stages.resize}
+    save_compressed(model, base, prior_ops + stages.ops, out / "compressed.pt", stages.float_model)
     ts_ok = save_torchscript(model, size, out / "compressed.ts")
     reloaded, _ = load_compressed(out / "compressed.pt")
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         reload_diff = float((reloaded(x) - model(x)).abs().max())
-    after = describe(model, data, size, out / "compressed.pt", args.latency_runs, args.latency_threads,
+    after = describe(model, stages.data, size, out / "compressed.pt", args.latency_runs, args.latency_threads,
                      stages.float_model)
     results = {
         "schema": "liteda.compress/1", "ckpt": str(ckpt), "run": str(run_dir), "task": f"{args.source}2{args.target}",

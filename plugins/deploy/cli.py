@@ -167,7 +167,7 @@ def load_inputs(args) -> DeployInputs:
     if not (root and data and target):
         fail(f"no results.json in '{run_dir}': pass the dataset as 'root -d DATA -s S -t T'")
     crop = int(rec.get("crop_size", 224))
-    resize = args.resize_size or _resize_from_command(res.get("command", "")) or crop * 8 // 7
+    resize = args.resize_size or rec.get("resize_size") or _resize_from_command(res.get("command", "")) or crop * 8 // 7
     split_dir = data_dir / "splits"
     if not split_dir.is_dir():
         print(f"note: '{split_dir}' missing: making default 80/20 splits there", file=sys.stderr)
