@@ -29,6 +29,8 @@ RECIPES: dict[str, list[str]] = {
     "attention-cbam": ["--attention", "cbam"],
     "attention-ulsam": ["--attention", "ulsam"],
     "attention-lsas": ["--attention", "lsas"],
+    "resolution-192": ["--resolution", "192"],
+    "resolution-160": ["--resolution", "160"],
     "ptdq": ["--quantize", "ptdq"],
     "ptsq": ["--quantize", "ptsq"],
     "qat": ["--quantize", "qat"],
@@ -55,7 +57,7 @@ def parse(argv):
     p.add_argument("--ft-epochs", default="2")
     p.add_argument("--ft-iters", default=None)
     p.add_argument("--latency-runs", default="50")
-    p.add_argument("--resize-size", default="256")
+    p.add_argument("--resize-size", default=None, help="default: the checkpoint's test resize")
     p.add_argument("--amp-iters", type=int, default=10, help="iterations for the bf16 speed check (0: skip)")
     p.add_argument("--work", default=None, help="artifacts folder (default <run>/compress_bench)")
     p.add_argument("--results", default="benchmarks/results")
@@ -117,8 +119,8 @@ def main(argv=None) -> None:
     if unknown:
         fail(f"--only: unknown recipe '{unknown[0]}'; choose from {', '.join(RECIPES)}")
     work = Path(args.work) if args.work else Path(args.ckpt).parent / "compress_bench"
-    common = [args.root, "-d", args.data, "-s", args.source, "-t", args.target, "--ckpt", args.ckpt,
-              "--resize-size", args.resize_size, "--no-progress"]
+    common = [args.root, "-d", args.data, "-s", args.source, "-t", args.target, "--ckpt", args.ckpt, "--no-progress"]
+    common += ["--resize-size", args.resize_size] if args.resize_size else []
     budget = ["--ft-epochs", args.ft_epochs, "--latency-runs", args.latency_runs]
     budget += ["--ft-iters", args.ft_iters] if args.ft_iters else []
     rows, runs = [], {}
@@ -131,8 +133,10 @@ def main(argv=None) -> None:
         rows.append(row_of(name, res))
     amp = amp_speed(args, common, work) if args.amp_iters > 0 else []
     task = f"{args.source}2{args.target}"
+    load = os.getloadavg()[0]  # other jobs inflate latency alike for every row: compare rows, not machines
     header = (f"Compression of `{args.ckpt}` ({args.data} {task}); fine-tune {args.ft_epochs} epochs"
-              f"{' x ' + args.ft_iters + ' iters' if args.ft_iters else ''}; {machine_label()}; latency bs1, 1 thread")
+              f"{' x ' + args.ft_iters + ' iters' if args.ft_iters else ''}; {machine_label()}; latency bs1, 1 thread "
+              f"(PyTorch), 1-min load average {load:.1f} at the end")
     out = Path(args.results)
     write_json(out / f"compress_{task}.json", {"header": header, "rows": rows, "amp": amp, "runs": runs,
                                                "machine": machine_info(), "argv": argv or sys.argv[1:]})
