@@ -320,6 +320,7 @@ def test_cli_resolution_cuts_macs_and_deploys_at_its_own_size(run_args, tiny_dat
     assert res["techniques"] == ["resolution"]
     stage = res["stages"][0]
     assert stage["size"] == 32 and stage["resize"] == 36 and stage["finetune"][0]["teacher_agree"] >= 0
+    assert 0 <= stage["target_train_agree_before_ft"] <= 100 and 0 <= stage["target_train_agree"] <= 100
     assert res["after"]["macs"] < 0.5 * res["before"]["macs"] and res["after"]["params"] == res["before"]["params"]
     base = torch.load(out / "compressed.pt", weights_only=True)["base"]
     assert base["crop_size"] == 32 and base["resize_size"] == 36

@@ -186,6 +186,8 @@ class Stages:
         self.args, self.teacher, self.data, self.out, self.input_size = args, teacher, data, out, input_size
         # the training loaders' crop (the teacher's view) and how to build loaders for another student size
         self.view_size, self.resize, self.data_at = input_size, resize, data_at
+        # label-free fidelity: the uncompressed model's top-1 on unlabeled target-train (calibration order)
+        self.reference = predict(teacher.eval(), data.calibration)[0].argmax(1)
         self.ft_teacher = ft_teacher if ft_teacher is not None else teacher  # what the fine-tunes distil from
         self.student = copy.deepcopy(teacher)
         self.ops: list[dict] = []
@@ -208,10 +210,20 @@ class Stages:
             rows.append({"bn_recalibration_images": n})
         return rows
 
+    def agreement(self) -> float:
+        """% of unlabeled target-train images on which the student's top-1 is the uncompressed model's: what a
+        user can check without labels (e.g. to keep or drop a stage's fine-tune)."""
+        return float((predict(self.student, self.data.calibration)[0].argmax(1) == self.reference).float().mean() * 100)
+
+    def measure(self) -> dict:
+        return {**evaluate(self.student, self.data), "agree": self.agreement()}
+
     def log(self, op: dict, before_ft: Optional[dict], history: list[dict]) -> None:
         entry = {**op, "params": count_params_any(self.student), "finetune": history}
         if before_ft is not None:
             entry["target_test_acc_before_ft"] = before_ft["acc"]
+            entry["target_train_agree_before_ft"] = before_ft["agree"]
+        entry["target_train_agree"] = self.agreement()
         entry["target_test_acc"] = evaluate(self.student, self.data)["acc"]  # reported, never used to choose
         self.report.append(entry)
         print(f"[{op['op']}] params {entry['params']:,} | target-test acc {entry['target_test_acc']:.2f}", flush=True)
@@ -227,13 +239,13 @@ class Stages:
         self.input_size = size
         self.ops.append({"op": "resolution", "size": size, "resize": self.resize})
         self.log({"op": "resolution", "size": size, "resize": self.resize, "target_test_acc_at_full_size":
-                  before["acc"], **count_flops(self.student, size)}, evaluate(self.student, self.data),
+                  before["acc"], **count_flops(self.student, size)}, self.measure(),
                  self.recover("resolution"))
 
     def attention(self, kind: str) -> None:
         n = swap_attention(self.student, kind)
         self.ops.append({"op": "attention", "kind": kind})
-        before = evaluate(self.student, self.data)
+        before = self.measure()
         self.log({"op": "attention", "kind": kind, "replaced": n}, before, self.recover("attention"))
 
     def prune(self) -> None:
@@ -252,7 +264,7 @@ class Stages:
         skip = ("head", "backbone.features") if a.lowrank_layers == "linear" else ("head",)
         plan = lowrank_model(self.student, a.lowrank_energy, a.lowrank_ratio, a.lowrank_kxk, skip)
         self.ops.append({"op": "lowrank", "plan": plan})
-        before = evaluate(self.student, self.data)
+        before = self.measure()
         self.log({"op": "lowrank", "energy": a.lowrank_energy, "ratio": a.lowrank_ratio, "layers": len(plan),
                   "plan": plan}, before, self.recover("lowrank"))
 
