@@ -187,6 +187,14 @@ def test_attention_swap_keeps_shapes_and_trains(tiny_model, tmp_path, kind):
         assert torch.equal(r(x), m.eval()(x))
 
 
+def test_fresh_spatial_gate_does_not_saturate():
+    """CBAM's gate starts at 0.5 everywhere, whatever the activations' scale (no saturated sigmoid)."""
+    from plugins.compress.attention import SpatialAttention
+
+    x = torch.randn(2, 16, 8, 8) * 50
+    assert torch.allclose(SpatialAttention(16)(x), 0.5 * x)
+
+
 def test_self_distill_is_zero_against_itself(tiny_model):
     import argparse
 
