@@ -4,7 +4,8 @@ MBV3-Small's nine SE blocks hold about 0.46 M of the 0.93 M feature-extractor pa
 so a cheaper gate is a direct size win. Every module here maps ``x (N, C, H, W) -> x * gate`` like SE does.
 
 - ``eca``: ECA-Net (Wang et al., CVPR 2020): a 1-D conv of adaptive size k(C) across pooled channels.
-- ``cbam``: CBAM's spatial attention (Woo et al., ECCV 2018): a 7x7 conv over [channel-mean, channel-max].
+- ``cbam``: CBAM (Woo et al., ECCV 2018): channel attention (a shared MLP, reduction 16, over average- and
+  max-pooled channels) then spatial attention (a 7x7 conv over [channel-mean, channel-max]).
 - ``ulsam``: ULSAM (Saini et al., WACV 2020): per channel subspace, depthwise 1x1 -> 3x3 max-pool -> 1x1 to one
   map -> spatial softmax; ``out_g = x_g * A_g + x_g``.
 - ``lsas``: LSAS-style (Zhong et al., ICME 2023 use high-order sub-attention to correct a base attention).
@@ -48,20 +49,45 @@ class ECA(nn.Module):
 
 
 class SpatialAttention(nn.Module):
-    """CBAM's spatial branch (its channel branch is what SE/ECA already are)."""
+    """CBAM's spatial branch."""
 
     def __init__(self, channels: int, kernel_size: int = 7):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
-        # Zero weights: the fresh gate starts at a uniform 0.5, a scale the block's projection BN undoes. Random
-        # 7x7 weights over raw channel maxima saturate the sigmoid, and a swapped MobileNetV3 never recovered
-        # (measured, W->A lite0-distilled student: 11% after a 2-epoch fine-tune, SE and ECA 92-95%).
+        # Zero weights: the fresh gate starts at a uniform 0.5 (a scale the next BN undoes) instead of a sigmoid
+        # saturated by random 7x7 weights over raw channel maxima (MobileNetV3 activations reach the hundreds).
         nn.init.zeros_(self.conv.weight)
         self.gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         desc = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
         return x * self.gate(self.conv(desc))
+
+
+class ChannelAttention(nn.Module):
+    """CBAM's channel branch: one MLP (1x1 convs) over the average- and the max-pooled descriptor, summed."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(8, channels // reduction)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.mlp(x.mean((2, 3), keepdim=True)) + self.mlp(x.amax((2, 3), keepdim=True)))
+
+
+class CBAM(nn.Module):
+    """Channel then spatial attention. The spatial branch alone cannot stand in for SE: a trained MobileNetV3
+    relies on SE switching channels off (measured: spatial-only, W->A at chance after a 2-epoch fine-tune)."""
+
+    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7):
+        super().__init__()
+        self.channel = ChannelAttention(channels, reduction)
+        self.spatial = SpatialAttention(channels, kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spatial(self.channel(x))
 
 
 class ULSAM(nn.Module):
@@ -101,7 +127,7 @@ class LSAS(nn.Module):
         return x * gate
 
 
-ATTENTIONS: dict[str, type[nn.Module]] = {"eca": ECA, "cbam": SpatialAttention, "ulsam": ULSAM, "lsas": LSAS}
+ATTENTIONS: dict[str, type[nn.Module]] = {"eca": ECA, "cbam": CBAM, "ulsam": ULSAM, "lsas": LSAS}
 
 
 def is_squeeze_excitation(m: nn.Module) -> bool:
