@@ -77,8 +77,9 @@ def amp_speed(args, common: list[str], work: Path) -> list[dict]:
 
     out = []
     for amp in ("none", "bf16"):
-        res = compress(common + ["--attention", "eca", "--ft-epochs", "1", "--ft-iters", str(args.amp_iters),
-                                 "--amp", amp, "--latency-runs", "3", "--out", str(work / f"amp-{amp}")])
+        res = run_recipe(compress, common + ["--attention", "eca", "--ft-epochs", "1", "--ft-iters",
+                                             str(args.amp_iters), "--amp", amp, "--latency-runs", "3", "--out",
+                                             str(work / f"amp-{amp}")], work / f"amp-{amp}")
         ft = res["stages"][0]["finetune"][0]
         out.append({"amp": amp, "iters": args.amp_iters, "seconds": ft["seconds"], "images_per_s": ft["images_per_s"]})
     return out
