@@ -61,6 +61,12 @@ def model_record(model: ImageClassifier, arch: str, classes: list[str], crop_siz
             "mean": list(model.mean or ()), "std": list(model.std or ()), "state_dict": model.state_dict()}
 
 
+
+def eval_resize(rec: dict, given: Optional[int] = None, legacy: Optional[int] = None) -> int:
+    """A model's test-time resize (then centre crop): ``given`` (a flag), else the one recorded with it, else
+    ``legacy`` (read off an old run's command), else 8/7 of its crop (256 for 224)."""
+    return given or rec.get("resize_size") or legacy or rec["crop_size"] * 8 // 7
+
 def read_record(path) -> dict:
     """``torch.load(weights_only=True)`` of a LiteDA file, with one-line errors (model.pt or compressed.pt)."""
     import os

@@ -153,8 +153,10 @@ def build_data(args, run_dir: Path, rec: dict, resize: Optional[int] = None, cro
 
 
 def input_resize(args, rec: dict) -> int:
-    """The checkpoint's test-time resize: --resize-size, else the one recorded with it, else 8/7 of its crop."""
-    return args.resize_size or rec.get("resize_size") or rec["crop_size"] * 8 // 7
+    """The checkpoint's test-time resize (--resize-size overrides it)."""
+    from ..classifier import eval_resize
+
+    return eval_resize(rec, args.resize_size)
 
 
 # ----------------------------------------------------------------------------- measurements

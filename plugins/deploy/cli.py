@@ -147,6 +147,7 @@ def load_model_file(ckpt: Path) -> tuple[object, dict, Path, dict]:
 
 def load_inputs(args) -> DeployInputs:
     """Model, run metadata and the run's images (same splits as the run)."""
+    from ..classifier import eval_resize
     from ..datasets import IMAGENET_MEAN, IMAGENET_STD, load_images, prepare_domains
 
     if args.run:
@@ -167,7 +168,7 @@ def load_inputs(args) -> DeployInputs:
     if not (root and data and target):
         fail(f"no results.json in '{run_dir}': pass the dataset as 'root -d DATA -s S -t T'")
     crop = int(rec.get("crop_size", 224))
-    resize = args.resize_size or rec.get("resize_size") or _resize_from_command(res.get("command", "")) or crop * 8 // 7
+    resize = eval_resize({**rec, "crop_size": crop}, args.resize_size, _resize_from_command(res.get("command", "")))
     split_dir = data_dir / "splits"
     if not split_dir.is_dir():
         print(f"note: '{split_dir}' missing: making default 80/20 splits there", file=sys.stderr)
