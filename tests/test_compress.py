@@ -187,6 +187,51 @@ def test_attention_swap_keeps_shapes_and_trains(tiny_model, tmp_path, kind):
         assert torch.equal(r(x), m.eval()(x))
 
 
+def test_relu_swap_trains_reloads_and_leaves_fewer_float_islands_in_int8(tiny_model, tmp_path):
+    """Hardswish -> ReLU keeps shapes, trains and reloads; in ONNX Runtime's INT8 graph each Hardswish was a
+    float island (DequantizeLinear -> HardSigmoid/Mul -> QuantizeLinear), ReLU fuses into the INT8 conv."""
+    import onnx
+
+    from plugins.compress.activation import swap_activation
+    from plugins.compress.finetune import FinetuneConfig, finetune
+    from plugins.deploy.onnx import export_onnx
+    from plugins.deploy.ort import quantize_int8
+
+    m = copy.deepcopy(tiny_model)
+    n = swap_activation(m, "relu")
+    assert n > 10 and not any(isinstance(x, nn.Hardswish) for x in m.modules())
+    x = images(8)
+    assert m.eval()(x).shape == (8, 3) and params(m) == params(tiny_model)
+    labeled = DataLoader(TensorDataset(x, torch.arange(8) % 3), batch_size=4)
+    unlabeled = DataLoader(TensorDataset(images(8, 1), torch.full((8,), -1)), batch_size=4)
+    rows = finetune(m, tiny_model, labeled, unlabeled, FinetuneConfig(epochs=1, iters_per_epoch=1), tmp_path)
+    assert torch.isfinite(torch.tensor(rows[0]["loss"]))
+    save_compressed(m, BASE, [{"op": "activation", "kind": "relu"}], tmp_path / "r.pt")
+    r, _ = load_compressed(tmp_path / "r.pt")
+    with torch.no_grad():
+        assert torch.equal(r(x), m.eval()(x))
+
+    def float_islands(model, name):
+        export_onnx(model, tmp_path / f"{name}.onnx", SIZE, check_images=x)
+        quantize_int8(tmp_path / f"{name}.onnx", tmp_path / f"{name}_int8.onnx", x.numpy(), "minmax")
+        ops = [nd.op_type for nd in onnx.load(str(tmp_path / f"{name}_int8.onnx")).graph.node]
+        return sum(o in ("HardSigmoid", "HardSwish") for o in ops), ops.count("DequantizeLinear")
+
+    hs_act, hs_dq = float_islands(tiny_model, "hswish")
+    relu_act, relu_dq = float_islands(m, "relu")
+    assert hs_act >= n and relu_act == hs_act - n  # the SE gates' HardSigmoid stay
+    assert relu_dq < hs_dq
+
+
+def test_activation_swap_refuses_a_model_without_hardswish():
+    from plugins.compress.activation import swap_activation
+
+    with pytest.raises(UserError, match="no Hardswish"):
+        swap_activation(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()), "relu")
+    with pytest.raises(UserError, match="--activation must be one of"):
+        swap_activation(nn.Sequential(nn.Hardswish()), "gelu")
+
+
 def test_fresh_spatial_gate_does_not_saturate():
     """CBAM's gate starts at 0.5 everywhere, whatever the activations' scale (no saturated sigmoid)."""
     from plugins.compress.attention import SpatialAttention
@@ -218,6 +263,7 @@ def test_self_distill_is_zero_against_itself(tiny_model):
     (["--prune-importance", "random"], "--prune-importance must be one of"),
     (["--lowrank-energy", "1.5"], "--lowrank-energy must be in (0, 1]"),
     (["--attention", "se2"], "invalid choice"),
+    (["--activation", "gelu"], "invalid choice"),
     (["--attention", "ulsam", "--prune", "0.3"], "not supported"),
     (["--lowrank-energy", "0.9", "--lowrank-ratio", "0.5"], "one of --lowrank-energy and --lowrank-ratio"),
 ])

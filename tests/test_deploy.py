@@ -243,3 +243,41 @@ def test_bench_of_a_float_compressed_model(tiny_run, tiny_model, capsys):
     save_compressed(quantize_dynamic_linear(copy.deepcopy(model)), base, ops + [{"op": "quantize", "kind": "ptdq"}],
                     out / "compressed.pt", model)
     assert "without --quantize" in _one_line_error(capsys, export_main, ["--run", str(out)])
+
+
+# ----------------------------------------------------------------------------- interleaved latency
+def test_paired_ratio_and_interleaved_blocks():
+    from plugins.deploy.bench import interleaved_latency, paired_ratio
+
+    r = paired_ratio([4.0, 6.0, 8.0, 4.0], [2.0, 3.0, 4.0, 2.0])
+    assert r["speedup_median"] == pytest.approx(2.0) and r["speedup_ci95"] == pytest.approx([2.0, 2.0])
+    calls = []
+    runs = {"a": lambda x: calls.append("a"), "b": lambda x: calls.append("b")}
+    blocks = interleaved_latency(runs, {"a": None, "b": None}, rounds=5, calls=3, warmup=2)
+    assert [len(v) for v in blocks.values()] == [5, 5] and calls.count("a") == calls.count("b") == 2 + 15
+    assert all(v > 0 for b in blocks.values() for v in b)
+
+
+def test_latency_ratio_script_on_a_run(tiny_run, onnx_fp32, capsys):
+    """Eager model.pt vs its ONNX file: every artifact timed, speed-ups with an interval, three report files."""
+    import subprocess
+    import sys
+
+    stem = tiny_run / "ratio"
+    base = str(tiny_run / "run" / "model.pt")
+    out = subprocess.run([sys.executable, "benchmarks/latency_ratio.py", "--baseline", base, "--candidates",
+                          str(onnx_fp32[0]), "--rounds", "3", "--calls", "2", "--warmup", "1", "--out", str(stem)],
+                         capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(stem.with_suffix(".json").read_text())
+    base_row, cand = doc["rows"]
+    assert base_row["runtime"] == "torch" and base_row["speedup"] is None and len(base_row["block_means_ms"]) == 3
+    assert cand["runtime"] == "ort" and cand["input_px"] == SIZE
+    lo, hi = cand["speedup"]["speedup_ci95"]
+    assert lo <= cand["speedup"]["speedup_median"] <= hi
+    assert "speed-up vs baseline" in stem.with_suffix(".md").read_text()
+    assert stem.with_suffix(".csv").read_text().startswith("artifact,runtime")
+    bad = subprocess.run([sys.executable, "benchmarks/latency_ratio.py", "--baseline", base, "--candidates",
+                          "missing.onnx", "--out", str(stem)], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert bad.returncode == 2 and "missing.onnx" in bad.stderr and bad.stderr.count("\n") == 1

@@ -1,4 +1,4 @@
-"""Compression of a trained LiteDA classifier: attention swap -> pruning -> low-rank -> quantization.
+"""Compression of a trained LiteDA classifier: activation/attention swap -> pruning -> low-rank -> quantization.
 
 A compressed model is saved as a weights_only-loadable record (``liteda.compressed/1``): the base classifier's
 description, the ordered list of structural ops (attention kind, low-rank plan, quantization kind), every
@@ -22,7 +22,7 @@ from ..metrics import time_calls
 from ..utils import atomic_torch_save, atomic_write_bytes, fail
 
 FORMAT = "liteda.compressed/1"
-TECHNIQUES = ("resolution", "attention", "prune", "lowrank", "quantize")
+TECHNIQUES = ("resolution", "activation", "attention", "prune", "lowrank", "quantize")
 _PRIMITIVE = (int, float, bool, str, type(None))
 
 
@@ -77,6 +77,7 @@ def resize_to(model: nn.Module, attributes: dict[str, dict], shapes: dict[str, l
 def rebuild(rec: dict, quantize: bool = True) -> nn.Module:
     """The float (or quantized) module of a record, weights loaded when the structure is float."""
     from ..classifier import build_classifier
+    from .activation import swap_activation
     from .attention import swap_attention
     from .lowrank import apply_lowrank_plan
 
@@ -84,7 +85,9 @@ def rebuild(rec: dict, quantize: bool = True) -> nn.Module:
     model = build_classifier(base["arch"], base["num_classes"], pretrained=False, bottleneck_dim=base["bottleneck_dim"])
     quant = None
     for op in rec["ops"]:
-        if op["op"] == "attention":
+        if op["op"] == "activation":
+            swap_activation(model, op["kind"])
+        elif op["op"] == "attention":
             swap_attention(model, op["kind"])
         elif op["op"] == "lowrank":
             apply_lowrank_plan(model, op["plan"])

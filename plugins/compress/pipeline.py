@@ -1,4 +1,5 @@
-"""``examples/compress.py``: a run folder's model.pt -> attention -> prune -> low-rank -> quantize -> results.
+"""``examples/compress.py``: a run folder's model.pt -> resolution -> activation -> attention -> prune -> low-rank
+-> quantize -> results.
 
 Data come from the run folder's own image lists (``<run>/splits/<letter>_{train,test}.txt``) so the images are
 those the model was trained and tested on. Calibration and recovery fine-tuning see labeled source-train and
@@ -30,6 +31,7 @@ from ..utils import OneLineParser
 from ..utils import fail, machine_info, read_json, run_cli, seed_everything, write_json
 from . import (count_params_any, load_compressed, measure_latency, save_compressed, save_torchscript,
                state_dict_mb)
+from .activation import ACTIVATIONS, swap_activation
 from .attention import ATTENTIONS, swap_attention
 from .finetune import FinetuneConfig, finetune, recalibrate_bn
 from .lowrank import KXK_METHODS, lowrank_model
@@ -47,11 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="<run folder>/model.pt (its splits/ folder gives the images), or a "
                                                    "float compressed.pt to compress further (e.g. --quantize qat)")
     p.add_argument("--out", default=None, help="output folder (default <run folder>/compress)")
-    g = p.add_argument_group("techniques (applied in the order resolution -> attention -> prune -> lowrank -> "
-                             "quantize)")
+    g = p.add_argument_group("techniques (applied in the order resolution -> activation -> attention -> prune -> "
+                             "lowrank -> quantize)")
     g.add_argument("--resolution", type=int, default=None, metavar="PX",
                    help="run the student on PX x PX inputs (e.g. 160: about half the MACs of 224), distilled from "
                         "the full-size model on the same crops")
+    g.add_argument("--activation", choices=tuple(ACTIVATIONS), default=None,
+                   help="replace every Hardswish (INT8-friendly: ONNX Runtime fuses Conv+ReLU into one INT8 kernel)")
     g.add_argument("--attention", choices=tuple(ATTENTIONS), default=None, help="replace the SE blocks")
     g.add_argument("--prune", type=float, default=None, help="fraction of channels to remove, in (0, 1)")
     g.add_argument("--prune-importance", default="magnitude", help=f"{' | '.join(IMPORTANCES)}")
@@ -244,6 +248,12 @@ class Stages:
                   before["acc"], **count_flops(self.student, size)}, self.measure(),
                  self.recover("resolution"))
 
+    def activation(self, kind: str) -> None:
+        n = swap_activation(self.student, kind)
+        self.ops.append({"op": "activation", "kind": kind})
+        before = self.measure()
+        self.log({"op": "activation", "kind": kind, "replaced": n}, before, self.recover("activation"))
+
     def attention(self, kind: str) -> None:
         n = swap_attention(self.student, kind)
         self.ops.append({"op": "attention", "kind": kind})
@@ -352,6 +362,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     ft_teacher)
     if args.resolution is not None and args.resolution != size:
         stages.resolution(args.resolution)
+    if args.activation:
+        stages.activation(args.activation)
     if args.attention:
         stages.attention(args.attention)
     if args.prune is not None:

@@ -159,6 +159,39 @@ def run_benchmark(artifacts: Sequence[Artifact], images: np.ndarray, labels: Opt
     return rows
 
 
+def interleaved_latency(runs: dict[str, Runner], inputs: dict[str, np.ndarray], rounds: int = 30, calls: int = 10,
+                        warmup: int = 20, seed: int = 0) -> dict[str, list[float]]:
+    """bs1 latency of several artifacts measured in turn: each round times a block of ``calls`` calls of every
+    artifact, in a fresh random order, and records the block's mean (ms per call).
+
+    On a shared machine the load drifts on a scale of seconds; timing one artifact after the other (as
+    :func:`benchmark_artifact` does) lets that drift into a comparison, interleaving spreads it over all of
+    them, and the per-round ratio of two artifacts is a paired measurement. ``inputs[name]``: its bs1 input.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(runs)
+    for n in names:
+        for _ in range(warmup):
+            runs[n](inputs[n])
+    blocks: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(rounds):
+        for i in rng.permutation(len(names)):
+            n = names[i]
+            blocks[n].append(statistics.fmean(time_calls(lambda: runs[n](inputs[n]), calls, 0)))
+    return blocks
+
+
+def paired_ratio(baseline: Sequence[float], candidate: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Speed-up of ``candidate`` over ``baseline`` from per-round block means: the median of the per-round
+    ratios and a 95% bootstrap interval of that median (rounds resampled with replacement)."""
+    r = np.asarray(baseline, dtype=float) / np.asarray(candidate, dtype=float)
+    rng = np.random.default_rng(seed)
+    boot = np.median(rng.choice(r, size=(n_boot, len(r)), replace=True), axis=1)
+    return {"speedup_median": float(np.median(r)), "speedup_ci95": [float(np.percentile(boot, 2.5)),
+                                                                    float(np.percentile(boot, 97.5))],
+            "rounds": int(len(r))}
+
+
 # ----------------------------------------------------------------------------- reports
 def _fmt(v: Any, nd: int = 2) -> str:
     if v is None:

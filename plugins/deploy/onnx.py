@@ -136,7 +136,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int, opse
     source = "real images"
     if check_images is None:
         check_images, source = torch.randn(4, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)), "random inputs"
-    check = compare_with_torch(net, path, check_images)
+    check = compare_with_torch(net, path, check_images, batch=32 if dynamic_batch else 1)  # a static file takes bs 1
     return {"path": str(path), "opset": opset, "exporter": "torch.onnx.export(dynamo=False)",
             "dynamic_batch": dynamic_batch, "input": [INPUT_NAME, "float32", ["batch" if dynamic_batch else 1, 3, input_size, input_size]],
             **check, "checked_on": f"{len(check_images)} {source}",

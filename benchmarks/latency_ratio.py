@@ -1,0 +1,145 @@
+"""Speed-up of deployed artifacts over a baseline, measured interleaved (bs1, CPU).
+
+    python benchmarks/latency_ratio.py --baseline RUN/kd/seed0/model.pt \\
+        --candidates RUN/lowres/seed0/deploy/model_fp32.onnx openvino:RUN/lowres/seed0/deploy/model_fp32.onnx \\
+        --threads 2 --out benchmarks/results/<folder>/latency_ratio_W2A
+
+A ``.pt`` (model.pt or a float compressed.pt) runs in PyTorch eager, an ``.onnx`` in ONNX Runtime (prefix
+``openvino:`` for OpenVINO). Every round times a block of calls of each artifact in a fresh random order, so a
+shared machine's drifting load reaches all of them alike; the speed-up is the median of the per-round paired
+ratios with a bootstrap 95% interval (``plugins.deploy.bench.interleaved_latency``/``paired_ratio``). Inputs are
+random images at each artifact's own input size (latency does not depend on pixel values). Writes
+<out>.{json,md,csv}.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from plugins.deploy.bench import (interleaved_latency, openvino_artifact, ort_artifact, paired_ratio,  # noqa: E402
+                                  torch_artifact)
+from plugins.utils import (OneLineParser, atomic_write_text, fail, machine_info, machine_label, run_cli,  # noqa: E402
+                           write_json)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = OneLineParser(prog="latency_ratio.py", description=__doc__.splitlines()[0])
+    p.add_argument("--baseline", required=True, help="model.pt / compressed.pt (PyTorch eager) or .onnx")
+    p.add_argument("--candidates", nargs="+", required=True, help="[openvino:]FILE.onnx or another .pt")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads for every runtime")
+    p.add_argument("--rounds", type=int, default=40)
+    p.add_argument("--calls", type=int, default=10, help="timed calls per artifact per round")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="write <OUT>.{json,md,csv}")
+    a = p.parse_args(argv)
+    if min(a.threads, a.rounds, a.calls) < 1 or a.warmup < 0:
+        fail("--threads, --rounds and --calls must be positive, --warmup >= 0")
+    return a
+
+
+def label(spec: str) -> str:
+    """'<run folder>/<file>' (e.g. lowres/model_int8.onnx), prefixed by its runtime when not the default."""
+    runtime, path = split_spec(spec)
+    parts = Path(path).parts
+    run = next((parts[i - 1] for i in range(len(parts) - 1, 0, -1) if parts[i].startswith("seed")), Path(path).parent.name)
+    name = f"{run}/{Path(path).name}"
+    return f"{runtime}:{name}" if runtime == "openvino" else name
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    runtime, _, path = spec.partition(":") if spec.startswith("openvino:") else ("", "", spec)
+    if not Path(path).is_file():
+        fail(f"'{path}' does not exist (--baseline / --candidates)")
+    if runtime != "openvino":
+        runtime = "torch" if path.endswith(".pt") else "ort" if path.endswith(".onnx") else ""
+    if not runtime:
+        fail(f"'{path}': give a .pt (PyTorch eager) or an .onnx file")
+    return runtime, path
+
+
+def build(spec: str, threads: int):
+    """(artifact, its input size) of one spec."""
+    runtime, path = split_spec(spec)
+    if runtime == "torch":
+        from plugins.deploy.cli import load_model_file
+
+        model, rec, _, _ = load_model_file(Path(path))
+        return torch_artifact(model, "fp32", threads, path), int(rec.get("crop_size", 224))
+    from plugins.deploy.onnx import read_metadata
+
+    size = int(read_metadata(path).get("crop_size", 224))
+    precision = str(read_metadata(path).get("precision", "fp32"))
+    art = ort_artifact(path, precision, threads) if runtime == "ort" else openvino_artifact(path, precision, threads)
+    if art.run is None:
+        fail(f"'{spec}': {art.note}")
+    return art, size
+
+
+def markdown(doc: dict) -> str:
+    lines = [f"# bs1 latency, interleaved ({doc['rounds']} rounds x {doc['calls']} calls, {doc['threads']} "
+             f"thread(s))", "", f"Machine: {doc['machine_label']}; load average before/after: "
+             f"{doc['loadavg_before']} / {doc['loadavg_after']}.", "", f"Command: `{doc['command']}`", "",
+             "| artifact | runtime | precision | input px | median ms | p25-p75 ms | speed-up vs baseline (95% CI) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        s = r.get("speedup")
+        sp = "baseline" if s is None else f"{s['speedup_median']:.2f}x ({s['speedup_ci95'][0]:.2f}-{s['speedup_ci95'][1]:.2f})"
+        lines.append(f"| {r['name']} | {r['runtime']} | {r['precision']} | {r['input_px']} | {r['median_ms']:.2f} | "
+                     f"{r['p25_ms']:.2f}-{r['p75_ms']:.2f} | {sp} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> dict:
+    a = parse_args(argv)
+    specs = [a.baseline, *a.candidates]
+    names = [label(s) for s in specs]
+    if len(set(names)) != len(names):
+        fail("--baseline/--candidates name the same artifact twice")
+    built = {n: build(s, a.threads) for n, s in zip(names, specs)}
+    rng = np.random.default_rng(a.seed)
+    inputs = {n: rng.standard_normal((1, 3, size, size)).astype(np.float32) for n, (_, size) in built.items()}
+    load_before = os.getloadavg()
+    blocks = interleaved_latency({n: art.run for n, (art, _) in built.items()}, inputs, a.rounds, a.calls,
+                                 a.warmup, a.seed)
+    load_after = os.getloadavg()
+    rows = []
+    for n, (art, size) in built.items():
+        b = np.asarray(blocks[n])
+        rows.append({"name": n, "runtime": art.runtime, "precision": art.precision, "path": art.path, "input_px": size,
+                     "median_ms": float(np.median(b)), "p25_ms": float(np.percentile(b, 25)),
+                     "p75_ms": float(np.percentile(b, 75)), "block_means_ms": b.tolist(),
+                     "speedup": None if n == names[0] else paired_ratio(blocks[names[0]], blocks[n])})
+    info = machine_info()
+    doc = {"schema": "liteda.latency_ratio/1", "machine": info, "machine_label": machine_label(info),
+           "threads": a.threads, "rounds": a.rounds, "calls": a.calls, "warmup": a.warmup,
+           "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
+           "baseline": names[0], "rows": rows,
+           "command": "python benchmarks/latency_ratio.py " + " ".join(argv)}
+    out = Path(a.out)
+    write_json(f"{out}.json", doc)
+    atomic_write_text(f"{out}.md", markdown(doc))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["artifact", "runtime", "precision", "input_px", "median_ms", "p25_ms", "p75_ms", "speedup_median",
+                "speedup_ci95_low", "speedup_ci95_high"])
+    for r in rows:
+        s = r["speedup"] or {"speedup_median": 1.0, "speedup_ci95": [1.0, 1.0]}
+        w.writerow([r["name"], r["runtime"], r["precision"], r["input_px"], f"{r['median_ms']:.4f}",
+                    f"{r['p25_ms']:.4f}", f"{r['p75_ms']:.4f}", f"{s['speedup_median']:.4f}",
+                    f"{s['speedup_ci95'][0]:.4f}", f"{s['speedup_ci95'][1]:.4f}"])
+    atomic_write_text(f"{out}.csv", buf.getvalue())
+    print(markdown(doc))
+    return doc
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(lambda _argv: main(sys.argv[1:])))
