@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +21,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from plugins.deploy.bench import interleaved_latency  # noqa: E402
 from plugins.deploy.cli import build_parser, load_inputs  # noqa: E402
 from plugins.deploy.ort import make_session, quantize_int8, quantize_weights_int8  # noqa: E402
 from plugins.utils import atomic_write_text, fail, machine_info, machine_label, run_cli, write_json  # noqa: E402
@@ -39,6 +39,7 @@ RECIPES = {
     "float-hardswish": {"exclude": ("hardswish",)},
     "float-depthwise": {"exclude": ("depthwise",)},
     "float-stem-head": {"exclude": ("stem", "head")},
+    "percentile-float-stem": {"method": "percentile", "exclude": ("stem",)},  # the 3-channel stem: slowest in INT8
     "float-gates-hardswish": {"exclude": ("gates", "hardswish")},
     "qoperator": {"fmt": "qoperator"},
     "weight-only": {"weight_only": True},  # INT8 weights, FP32 compute: no activation quantization at all
@@ -81,16 +82,12 @@ def quantize(fp32: Path, dst: Path, recipe: dict, calib: np.ndarray) -> dict:
 
 
 def interleaved_p50_ms(paths: dict, image: np.ndarray, iters: int) -> dict:
-    """bs1 latency, 1 thread, the artifacts called in turn so a busy CPU slows all of them alike."""
+    """bs1 latency, 1 thread, the artifacts timed in interleaved blocks of 10 calls so a busy CPU slows all of
+    them alike: the median block mean per artifact."""
     sessions = {k: make_session(p, threads=1, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
-    times: dict = {k: [] for k in sessions}
-    for i in range(iters + 20):
-        for k, sess in sessions.items():
-            t0 = time.perf_counter()
-            sess.run(None, {sess.get_inputs()[0].name: image})
-            if i >= 20:  # warm-up calls are not timed
-                times[k].append(time.perf_counter() - t0)
-    return {k: 1000.0 * float(np.median(v)) for k, v in times.items()}
+    runs = {k: (lambda x, s=sess: s.run(None, {s.get_inputs()[0].name: x})) for k, sess in sessions.items()}
+    blocks = interleaved_latency(runs, {k: image for k in runs}, rounds=max(1, iters // 10), calls=10)
+    return {k: float(np.median(v)) for k, v in blocks.items()}
 
 
 def prebuilt_path(run: Path, folder: str) -> Path:

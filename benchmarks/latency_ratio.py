@@ -47,11 +47,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def label(spec: str) -> str:
-    """'<run folder>/<file>' (e.g. lowres/model_int8.onnx), prefixed by its runtime when not the default."""
+    """'<run folder>/<file>' (e.g. lowres/model_int8.onnx; a non-default artifact folder is kept:
+    kd/deploy_fs/model_int8.onnx), prefixed by its runtime when that is not the file's default."""
     runtime, path = split_spec(spec)
     parts = Path(path).parts
-    run = next((parts[i - 1] for i in range(len(parts) - 1, 0, -1) if parts[i].startswith("seed")), Path(path).parent.name)
-    name = f"{run}/{Path(path).name}"
+    seed = next((i for i in range(len(parts) - 1, 0, -1) if parts[i].startswith("seed")), None)
+    if seed is None:
+        name = "/".join(parts[-2:])
+    else:
+        name = "/".join([parts[seed - 1], *[q for q in parts[seed + 1:] if q != "deploy"]])
     return f"{runtime}:{name}" if runtime == "openvino" else name
 
 

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import warnings
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
