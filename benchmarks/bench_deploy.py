@@ -5,7 +5,6 @@
 Defaults: torch + ORT (+ OpenVINO when installed), FP32/FP16/INT8, 1 thread (the steadiest number on a shared
 CPU), 300 timed calls. Extra flags are passed to examples/bench.py unchanged (e.g. --runtime trt on a GPU).
 """
-import os
 import sys
 from pathlib import Path
 

@@ -7,7 +7,6 @@ from the last finished epoch.
 """
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import asdict, dataclass, field

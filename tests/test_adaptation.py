@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import TINY, make_folder_dataset
 from torch import nn
 

@@ -1,6 +1,5 @@
 """`make all-tasks` on the embedded default: every stage, the results folder, resume without redoing stages."""
 import html.parser
-import json
 import shutil
 import subprocess
 from pathlib import Path
