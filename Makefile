@@ -43,6 +43,11 @@ QAT_ARGS ?= --quantize qat --ft-epochs 2 --ft-lr 0.0005
 # the grid.
 LOWRES ?= 160
 LOWRES_ARGS ?= --ft-epochs 4
+# The distilled student with ReLU in place of Hardswish (EfficientNet-Lite's quantization recipe), recovered by
+# distillation from itself: ONNX Runtime fuses Conv+ReLU into one INT8 kernel, where each Hardswish was a float
+# island, so its INT8 file is the fast one; deployed FP32/INT8 like the others. RELU=0: not in the grid.
+RELU ?= 1
+RELU_ARGS ?= --activation relu --ft-epochs 4
 # A teacher larger than the student may get fewer epochs than the rows of the table (a CPU budget; say so).
 TEACHER_EPOCHS ?= $(EPOCHS)
 # Extra distillation flags, e.g. --teacher-cache (teacher outputs computed once per target image: a large teacher
@@ -77,9 +82,10 @@ help:
 	@echo "  make bench TASK=W2A        latency/FPS/size/accuracy per runtime x precision (BENCH_ARGS)"
 	@echo "  make trt-bench TASK=W2A    the same with TensorRT FP16/INT8/FP8 (falls back to ORT without a GPU)"
 	@echo "  make all-tasks             TASKS x SEEDS through every stage (+ METHODS rows, + QAT of the compressed student unless QAT=0,"
-	@echo "                             + the distilled student at LOWRES=$(LOWRES) px unless LOWRES=0), then the report"
+	@echo "                             + the distilled student at LOWRES=$(LOWRES) px unless LOWRES=0, + its ReLU version unless"
+	@echo "                             RELU=0), then the report"
 	@echo "  make report                tables, plots and report from existing runs into RESULTS=$(RESULTS)"
-	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED TEACHER_EPOCHS KD_ARGS LOWRES LOWRES_ARGS EXTRA"
+	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED TEACHER_EPOCHS KD_ARGS LOWRES LOWRES_ARGS RELU RELU_ARGS EXTRA"
 
 # Installs into the Python that PY names (the current environment by default; use PY=.venv/bin/python for a venv).
 $(DEPS): requirements.txt
@@ -154,6 +160,10 @@ $(call RUN,$(1),lowres,$(2))/results.json: | $(call RUN,$(1),kd,$(2))/results.js
 	@$$(STAGE) "$(1) lower resolution seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),kd,$(2))/model.pt --out $(call RUN,$(1),lowres,$(2)) --seed $(2) --no-progress --resolution $(LOWRES) $(LOWRES_ARGS)
 $(call RUN,$(1),lowres,$(2))/deploy/bench.json: | $(call RUN,$(1),lowres,$(2))/results.json
 	@$$(STAGE) "$(1) deploy lower resolution seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),lowres,$(2)) $(BENCH_ARGS)
+$(call RUN,$(1),relu,$(2))/results.json: | $(call RUN,$(1),kd,$(2))/results.json
+	@$$(STAGE) "$(1) ReLU student seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),kd,$(2))/model.pt --out $(call RUN,$(1),relu,$(2)) --seed $(2) --no-progress $(RELU_ARGS)
+$(call RUN,$(1),relu,$(2))/deploy/bench.json: | $(call RUN,$(1),relu,$(2))/results.json
+	@$$(STAGE) "$(1) deploy ReLU student seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),relu,$(2)) $(BENCH_ARGS)
 $(call RUN,$(1),compressed_qat,$(2))/deploy/bench.json: | $(call RUN,$(1),compressed_qat,$(2))/results.json
 	@$$(STAGE) "$(1) deploy QAT seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),compressed_qat,$(2)) $(BENCH_ARGS)
 endef
@@ -162,9 +172,10 @@ $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(eval $(call TASK_SEED_RULES,$(t),$(s
 # Stage-major order: with -j the long chains (teacher -> distill -> compress -> deploy) of every task start first.
 QAT_RUN = $(if $(filter 1,$(QAT)),compressed_qat)
 LOWRES_RUN = $(if $(filter-out 0,$(LOWRES)),lowres)
-STAGE_ORDER = source_only $(filter-out source_only,$(TEACHER_RUN)) kd compressed $(QAT_RUN) $(LOWRES_RUN) oracle $(filter-out $(TEACHER_RUN),$(METHODS))
+RELU_RUN = $(if $(filter 1,$(RELU)),relu)
+STAGE_ORDER = source_only $(filter-out source_only,$(TEACHER_RUN)) kd compressed $(QAT_RUN) $(LOWRES_RUN) $(RELU_RUN) oracle $(filter-out $(TEACHER_RUN),$(METHODS))
 GRID := $(foreach r,$(STAGE_ORDER),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/results.json))) \
-        $(foreach r,kd compressed $(QAT_RUN) $(LOWRES_RUN),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/deploy/bench.json))) \
+        $(foreach r,kd compressed $(QAT_RUN) $(LOWRES_RUN) $(RELU_RUN),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/deploy/bench.json))) \
         $(foreach m,source_only $(METHODS),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(m),$(s))/tsne.png)))
 N_STAGES := $(words $(GRID))
 

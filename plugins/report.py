@@ -29,6 +29,9 @@ ROW_LABELS = {"source_only": "source-only", "kd": "distilled student", "compress
               "compressed_qat": "compressed student + QAT",
               "lowres": "distilled student, lower input resolution",
               "deployed_lowres_fp32": "deployed FP32, lower input resolution (ORT, distilled student)",
+              "relu": "distilled student, ReLU activations",
+              "deployed_relu_int8": "deployed INT8, ReLU activations (ORT, distilled student)",
+              "kd_ens": "distilled student, two-teacher ensemble",
               "oracle": "oracle (target labels)"}
 
 
@@ -97,7 +100,7 @@ def copy_deploy_tables(base: Path, out: Path) -> None:
 # distilled student (what INT8 alone costs); weight-only INT8 of the compressed student (the small, exact one)
 DEPLOYED_ROWS = {("compressed", "int8"): "deployed_int8", ("kd", "int8"): "kd_int8",
                  ("compressed", "int8w"): "deployed_int8w", ("compressed_qat", "int8"): "deployed_qat_int8",
-                 ("lowres", "fp32"): "deployed_lowres_fp32"}
+                 ("lowres", "fp32"): "deployed_lowres_fp32", ("relu", "int8"): "deployed_relu_int8"}
 
 
 def copy_run_records(base: Path, out: Path) -> int:
@@ -132,7 +135,8 @@ def row_order(methods: set[str]) -> list[str]:
     teachers = sorted(m for m in methods if "-" in m)
     others = sorted(methods - set(adapt) - set(teachers) - set(ROW_LABELS))
     head = [m for m in ("source_only",) if m in methods]
-    tail = [m for m in ("kd", "kd_int8", "lowres", "deployed_lowres_fp32", "compressed", "deployed_int8",
+    tail = [m for m in ("kd", "kd_ens", "kd_int8", "lowres", "deployed_lowres_fp32", "relu", "deployed_relu_int8",
+                        "compressed", "deployed_int8",
                         "deployed_int8w", "deployed_qat_int8", "oracle")
             if m in methods]
     return head + adapt + others + teachers + tail
@@ -149,7 +153,7 @@ def accuracy_table(runs: list[dict], metric=lambda r: r["target_test"]["acc"]) -
 
 def teachers_used(runs: list[dict]) -> list[str]:
     """'<method> <arch>' of every teacher the distilled-student runs learned from (their results.json)."""
-    found = {f"{t.get('method') or '?'} {t.get('arch', '?')}" for r in runs if r["method"] == "kd"
+    found = {f"{t.get('method') or '?'} {t.get('arch', '?')}" for r in runs if r["method"] in ("kd", "kd_ens")
              for t in (r.get("method_config") or {}).get("teachers", [])}
     return sorted(found)
 
@@ -168,7 +172,7 @@ def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[l
         body.append([row_label(m), _f(params, 1e6, 3), _f(macs, 1e6, 1), _f(mb, 1, 2)])
     dh = ["Artifact", "size (MB)", "target-test acc %", "bs1 p50 ms", "bs32 img/s", "tasks"]
     db = []
-    for run in ("kd", "lowres", "compressed", "compressed_qat"):
+    for run in ("kd", "lowres", "relu", "compressed", "compressed_qat"):
         for key in sorted({r["name"] for r in dep if r.get("run") == run}):
             rs = [r for r in dep if r["name"] == key and r.get("run") == run]
             db.append([f"{row_label(run)}: {key}", _f(_mean(r.get("size_mb") for r in rs), 1, 2),
@@ -355,10 +359,11 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
     if not base.is_dir():
         fail(f"no runs for dataset '{dataset}' under '{runs_root}'")
     runs = collect_runs(runs_root, dataset)
-    comp, lowres, dep = compressed_runs(base), compressed_runs(base, "lowres"), deploy_rows(base)
+    comp, dep = compressed_runs(base), deploy_rows(base)
+    variants = compressed_runs(base, "lowres") + compressed_runs(base, "relu")  # the student, one technique each
     copy_deploy_tables(base, out)
     copy_run_records(base, out)
-    all_rows = runs + comp + lowres + deployed_int8_runs(dep)
+    all_rows = runs + comp + variants + deployed_int8_runs(dep)
     if not all_rows:
         fail(f"no finished runs under '{base}'")
     out.mkdir(parents=True, exist_ok=True)
@@ -366,7 +371,7 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
     # PROTOCOL.md asks for both: all target images (tllib's transductive number; 80% of them were seen unlabeled)
     ah, ab = accuracy_table(runs, lambda r: (r.get("target_all") or {}).get("acc"))
     sh, sb = accuracy_table(runs, lambda r: (r.get("timing") or {}).get("seconds_per_epoch"))
-    rh, rb, dh, db = resource_table(runs + comp + lowres, dep)
+    rh, rb, dh, db = resource_table(runs + comp + variants, dep)
     protocol = sorted({r.get("protocol", "heldout") for r in runs}) or ["heldout"]
     weights = sorted({r.get("weights", "?") for r in runs})
     seeds = sorted({r["seed"] for r in all_rows})

@@ -24,6 +24,9 @@ def collect_runs(runs_root: str | Path, dataset: Optional[str] = None) -> list[d
             continue
         if isinstance(r, dict) and r.get("schema") == "liteda.run/1":
             r["_path"] = str(p)
+            if p.parent.name.startswith("seed") and p.parent.parent.name != r.get("method"):
+                # a run written elsewhere with --log (e.g. kd_ens/: kd from a teacher ensemble) is its own row
+                r["method_name"], r["method"] = r.get("method"), p.parent.parent.name
             out.append(r)
     return out
 

@@ -18,6 +18,7 @@ def make(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
            "BENCH_ARGS=--runtime torch ort --precision fp32 int8 int8w --iters 3 --warmup 1 --calib-size 8 --max-images 16",
            "QAT_ARGS=--quantize qat --ft-epochs 1 --ft-iters 1 --resize-size 36 -b 8 --latency-runs 2",
            "LOWRES=24", "LOWRES_ARGS=--ft-epochs 1 --ft-iters 1 -b 8 --latency-runs 2",
+           "RELU_ARGS=--activation relu --ft-epochs 1 --ft-iters 1 --resize-size 36 -b 8 --latency-runs 2",
            *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900,
                           env={**__import__("os").environ, "LITEDA_THREADS": "1"})
@@ -46,6 +47,7 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
     assert (runs / "compressed" / "seed0" / "deploy" / "model_int8w.onnx").is_file()
     assert (runs / "compressed_qat" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # QAT's own QDQ export
     assert (runs / "lowres" / "seed0" / "deploy" / "model_fp32.onnx").is_file()  # the student at 24 px
+    assert (runs / "relu" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # the ReLU student on ORT INT8
     assert (runs / "source_only" / "seed0" / "tsne.png").is_file()
     res = tmp_path / "results"
     for f in ("accuracy.md", "accuracy.csv", "accuracy_all_target.md", "seconds_per_epoch.md", "resources.md", "report.md",
@@ -54,7 +56,8 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
     acc = (res / "accuracy.md").read_text()
     for row in ("source-only", "dann", "distilled student", "compressed student", "deployed INT8 (ORT, compressed",
                 "deployed INT8 weights, FP32 compute", "deployed INT8 from QAT", "lower input resolution",
-                "deployed FP32, lower input resolution", "oracle"):
+                "deployed FP32, lower input resolution", "ReLU activations", "deployed INT8, ReLU activations",
+                "oracle"):
         assert row in acc, row
     assert "Distilled student's teacher: dann mobilenet_v3_small" in (res / "report.md").read_text()
     for f in ("S2M/dann/seed0/results.json", "S2M/kd/seed0/history.csv", "S2M/compressed/seed0/results.json",

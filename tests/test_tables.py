@@ -120,3 +120,21 @@ def test_compression_benchmark_reuses_a_finished_recipe(tmp_path):
     calls = []
     assert bench.run_recipe(lambda a: calls.append(a) or {"x": 2}, argv, tmp_path / "r")["x"] == 1 and not calls
     assert bench.run_recipe(lambda a: calls.append(a) or {"x": 2}, argv + ["--prune", "0.5"], tmp_path / "r")["x"] == 2
+
+
+def test_a_run_logged_under_its_own_folder_is_its_own_row(tmp_path):
+    """kd.py --log .../kd_ens/seed0 (a teacher ensemble) must not merge into the kd row of the same task."""
+    import json
+
+    from plugins.report import row_label, row_order
+    from plugins.tables import collect_runs
+
+    for folder in ("kd", "kd_ens"):
+        d = tmp_path / "Digits" / "S2M" / folder / "seed0"
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps({"schema": "liteda.run/1", "method": "kd", "task": "S2M",
+                                                    "seed": 0, "target_test": {"acc": 50.0}}))
+    runs = collect_runs(tmp_path, "Digits")
+    assert sorted(r["method"] for r in runs) == ["kd", "kd_ens"]
+    assert row_order({"kd", "kd_ens", "relu", "oracle"}) == ["kd", "kd_ens", "relu", "oracle"]
+    assert row_label("kd_ens") == "distilled student, two-teacher ensemble"
