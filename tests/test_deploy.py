@@ -161,6 +161,8 @@ def test_bench_cli_on_a_run_writes_reports(tiny_run):
     assert "| ort-int8 |" in stem.with_suffix(".md").read_text()
     assert stem.with_suffix(".csv").read_text().startswith("name,runtime,precision")
     assert (tiny_run / "run" / "deploy" / "model_int8.onnx").is_file()
+    recipe = read_metadata(tiny_run / "run" / "deploy" / "model_int8.onnx")["int8_recipe"]
+    assert recipe["exclude"] == ["stem"] and recipe["excluded_nodes"] == 1  # the default keeps the stem in float
     assert doc["rows"][3]["size_mb"] < ort_row["size_mb"] / 3
 
 

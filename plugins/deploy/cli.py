@@ -46,9 +46,11 @@ def build_parser(prog: str, bench: bool) -> argparse.ArgumentParser:
     p.add_argument("--calib-size", type=int, default=128, help="unlabeled target-train images for calibration")
     p.add_argument("--int8-format", choices=("qdq", "qoperator"), default="qdq")
     p.add_argument("--int8-weights", choices=("s8", "u8"), default="s8")
-    p.add_argument("--int8-exclude", nargs="*", default=[], metavar="GROUP",
-                   help="node groups kept in float: stem depthwise head gates hardswish "
-                        "(benchmarks/int8_fidelity.py measures each without target labels)")
+    p.add_argument("--int8-exclude", nargs="*", default=["stem"], metavar="GROUP",
+                   help="node groups kept in float: stem depthwise head gates hardswish (default: stem, the "
+                        "3-input-channel conv whose INT8 kernel is slower than FP32 on CPUs (README); give the "
+                        "flag alone to quantize every node; benchmarks/int8_fidelity.py measures each group "
+                        "without target labels)")
     p.add_argument("--no-reduce-range", dest="reduce_range", action="store_false",
                    help="8-bit instead of 7-bit INT8 weights (fine on VNNI CPUs and GPUs; costs accuracy on AVX2)")
     p.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor INT8 weights")
