@@ -29,6 +29,7 @@ RECIPES: dict[str, list[str]] = {
     "attention-cbam": ["--attention", "cbam"],
     "attention-ulsam": ["--attention", "ulsam"],
     "attention-lsas": ["--attention", "lsas"],
+    "activation-relu": ["--activation", "relu"],
     "resolution-192": ["--resolution", "192"],
     "resolution-160": ["--resolution", "160"],
     "ptdq": ["--quantize", "ptdq"],
