@@ -249,3 +249,25 @@ def test_resume_refuses_a_kd_checkpoint_made_with_other_distillation_settings(ru
     assert "other settings" in err and "cache=0" in err and len(err.splitlines()) == 1
     run_kd(kd + ["--epochs", "2", "--resume"])  # the same settings resume
     assert json.loads((tmp_path / "kd" / "results.json").read_text())["epochs"] == 2
+
+
+def test_teacher_ensemble_benchmark_scores_each_teacher_and_their_mix(run_args, tmp_path):
+    """benchmarks/teacher_ensemble.py on a kd run with the same teacher given twice: each teacher scores what its
+    own run recorded, and the ensemble of two identical teachers scores the same."""
+    import importlib.util
+    from pathlib import Path
+
+    from plugins.runner import main
+
+    main("source_only", "source_only", run_args("-i", "3", *TINY_NET, log="teacher"))
+    ckpt = str(tmp_path / "teacher" / "model.pt")
+    run_kd(run_args(*TINY_NET, "-i", "1", "--teacher-ckpt", ckpt, "--teacher-ckpt", ckpt, log="kd2"))
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "teacher_ensemble.py"
+    spec = importlib.util.spec_from_file_location("teacher_ensemble", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    row = mod.score_run(tmp_path / "kd2")
+    recorded = json.loads((tmp_path / "teacher" / "results.json").read_text())["target_test"]["acc"]
+    assert [t["acc"] for t in row["teachers"]] == pytest.approx([recorded, recorded])
+    assert row["ensemble"] == pytest.approx(recorded) and row["weights"] == pytest.approx([0.5, 0.5])
+    assert "| Avg |" in mod.markdown([row], "cmd")
