@@ -45,7 +45,8 @@ LOWRES ?= 160
 LOWRES_ARGS ?= --ft-epochs 4
 # The distilled student with ReLU in place of Hardswish (EfficientNet-Lite's quantization recipe), recovered by
 # distillation from itself: ONNX Runtime fuses Conv+ReLU into one INT8 kernel, where each Hardswish was a float
-# island, so its INT8 file is the fast one; deployed FP32/INT8 like the others. RELU=0: not in the grid.
+# island, so its INT8 file is the fast one; deployed FP32/INT8 like the others. With LOWRES, the ReLU student is
+# also taken to LOWRES px (relu_lowres: the fastest deployable). RELU=0: neither in the grid.
 RELU ?= 1
 RELU_ARGS ?= --activation relu --ft-epochs 4
 # A teacher larger than the student may get fewer epochs than the rows of the table (a CPU budget; say so).
@@ -164,6 +165,10 @@ $(call RUN,$(1),relu,$(2))/results.json: | $(call RUN,$(1),kd,$(2))/results.json
 	@$$(STAGE) "$(1) ReLU student seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),kd,$(2))/model.pt --out $(call RUN,$(1),relu,$(2)) --seed $(2) --no-progress $(RELU_ARGS)
 $(call RUN,$(1),relu,$(2))/deploy/bench.json: | $(call RUN,$(1),relu,$(2))/results.json
 	@$$(STAGE) "$(1) deploy ReLU student seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),relu,$(2)) $(BENCH_ARGS)
+$(call RUN,$(1),relu_lowres,$(2))/results.json: | $(call RUN,$(1),relu,$(2))/results.json
+	@$$(STAGE) "$(1) ReLU student at lower resolution seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),relu,$(2))/compressed.pt --out $(call RUN,$(1),relu_lowres,$(2)) --seed $(2) --no-progress --resolution $(LOWRES) $(LOWRES_ARGS)
+$(call RUN,$(1),relu_lowres,$(2))/deploy/bench.json: | $(call RUN,$(1),relu_lowres,$(2))/results.json
+	@$$(STAGE) "$(1) deploy ReLU student at lower resolution seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),relu_lowres,$(2)) $(BENCH_ARGS)
 $(call RUN,$(1),compressed_qat,$(2))/deploy/bench.json: | $(call RUN,$(1),compressed_qat,$(2))/results.json
 	@$$(STAGE) "$(1) deploy QAT seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),compressed_qat,$(2)) $(BENCH_ARGS)
 endef
@@ -172,7 +177,7 @@ $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(eval $(call TASK_SEED_RULES,$(t),$(s
 # Stage-major order: with -j the long chains (teacher -> distill -> compress -> deploy) of every task start first.
 QAT_RUN = $(if $(filter 1,$(QAT)),compressed_qat)
 LOWRES_RUN = $(if $(filter-out 0,$(LOWRES)),lowres)
-RELU_RUN = $(if $(filter 1,$(RELU)),relu)
+RELU_RUN = $(if $(filter 1,$(RELU)),relu $(if $(LOWRES_RUN),relu_lowres))
 STAGE_ORDER = source_only $(filter-out source_only,$(TEACHER_RUN)) kd compressed $(QAT_RUN) $(LOWRES_RUN) $(RELU_RUN) oracle $(filter-out $(TEACHER_RUN),$(METHODS))
 GRID := $(foreach r,$(STAGE_ORDER),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/results.json))) \
         $(foreach r,kd compressed $(QAT_RUN) $(LOWRES_RUN) $(RELU_RUN),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/deploy/bench.json))) \

@@ -31,6 +31,8 @@ ROW_LABELS = {"source_only": "source-only", "kd": "distilled student", "compress
               "deployed_lowres_fp32": "deployed FP32, lower input resolution (ORT, distilled student)",
               "relu": "distilled student, ReLU activations",
               "deployed_relu_int8": "deployed INT8, ReLU activations (ORT, distilled student)",
+              "relu_lowres": "distilled student, ReLU, lower input resolution",
+              "deployed_relu_lowres_int8": "deployed INT8, ReLU, lower input resolution (ORT, distilled student)",
               "kd_ens": "distilled student, two-teacher ensemble",
               "oracle": "oracle (target labels)"}
 
@@ -100,7 +102,8 @@ def copy_deploy_tables(base: Path, out: Path) -> None:
 # distilled student (what INT8 alone costs); weight-only INT8 of the compressed student (the small, exact one)
 DEPLOYED_ROWS = {("compressed", "int8"): "deployed_int8", ("kd", "int8"): "kd_int8",
                  ("compressed", "int8w"): "deployed_int8w", ("compressed_qat", "int8"): "deployed_qat_int8",
-                 ("lowres", "fp32"): "deployed_lowres_fp32", ("relu", "int8"): "deployed_relu_int8"}
+                 ("lowres", "fp32"): "deployed_lowres_fp32", ("relu", "int8"): "deployed_relu_int8",
+                 ("relu_lowres", "int8"): "deployed_relu_lowres_int8"}
 
 
 def copy_run_records(base: Path, out: Path) -> int:
@@ -136,7 +139,7 @@ def row_order(methods: set[str]) -> list[str]:
     others = sorted(methods - set(adapt) - set(teachers) - set(ROW_LABELS))
     head = [m for m in ("source_only",) if m in methods]
     tail = [m for m in ("kd", "kd_ens", "kd_int8", "lowres", "deployed_lowres_fp32", "relu", "deployed_relu_int8",
-                        "compressed", "deployed_int8",
+                        "relu_lowres", "deployed_relu_lowres_int8", "compressed", "deployed_int8",
                         "deployed_int8w", "deployed_qat_int8", "oracle")
             if m in methods]
     return head + adapt + others + teachers + tail
@@ -172,7 +175,7 @@ def resource_table(runs: list[dict], dep: list[dict]) -> tuple[list[str], list[l
         body.append([row_label(m), _f(params, 1e6, 3), _f(macs, 1e6, 1), _f(mb, 1, 2)])
     dh = ["Artifact", "size (MB)", "target-test acc %", "bs1 p50 ms", "bs32 img/s", "tasks"]
     db = []
-    for run in ("kd", "lowres", "relu", "compressed", "compressed_qat"):
+    for run in ("kd", "lowres", "relu", "relu_lowres", "compressed", "compressed_qat"):
         for key in sorted({r["name"] for r in dep if r.get("run") == run}):
             rs = [r for r in dep if r["name"] == key and r.get("run") == run]
             db.append([f"{row_label(run)}: {key}", _f(_mean(r.get("size_mb") for r in rs), 1, 2),
@@ -360,7 +363,7 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
         fail(f"no runs for dataset '{dataset}' under '{runs_root}'")
     runs = collect_runs(runs_root, dataset)
     comp, dep = compressed_runs(base), deploy_rows(base)
-    variants = compressed_runs(base, "lowres") + compressed_runs(base, "relu")  # the student, one technique each
+    variants = [r for v in ("lowres", "relu", "relu_lowres") for r in compressed_runs(base, v)]  # the student's variants
     copy_deploy_tables(base, out)
     copy_run_records(base, out)
     all_rows = runs + comp + variants + deployed_int8_runs(dep)

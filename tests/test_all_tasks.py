@@ -48,6 +48,7 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
     assert (runs / "compressed_qat" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # QAT's own QDQ export
     assert (runs / "lowres" / "seed0" / "deploy" / "model_fp32.onnx").is_file()  # the student at 24 px
     assert (runs / "relu" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # the ReLU student on ORT INT8
+    assert (runs / "relu_lowres" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # ... and at 24 px
     assert (runs / "source_only" / "seed0" / "tsne.png").is_file()
     res = tmp_path / "results"
     for f in ("accuracy.md", "accuracy.csv", "accuracy_all_target.md", "seconds_per_epoch.md", "resources.md", "report.md",
@@ -57,6 +58,7 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
     for row in ("source-only", "dann", "distilled student", "compressed student", "deployed INT8 (ORT, compressed",
                 "deployed INT8 weights, FP32 compute", "deployed INT8 from QAT", "lower input resolution",
                 "deployed FP32, lower input resolution", "ReLU activations", "deployed INT8, ReLU activations",
+                "ReLU, lower input resolution",
                 "oracle"):
         assert row in acc, row
     assert "Distilled student's teacher: dann mobilenet_v3_small" in (res / "report.md").read_text()
