@@ -88,17 +88,28 @@ def build(spec: str, threads: int):
     return art, size
 
 
+def fp32_sibling(name: str, art, built: dict) -> str | None:
+    """The artifact timed here that is the FP32 ONNX file beside ``art`` on the same runtime (how much faster
+    is the INT8 file than the FP32 one it was made from), or None."""
+    if art.precision == "fp32" or not art.path or not str(art.path).endswith(".onnx"):
+        return None
+    target = str(Path(art.path).with_name("model_fp32.onnx"))
+    return next((n for n, (a, _) in built.items() if n != name and a.runtime == art.runtime
+                 and a.path and str(a.path) == target), None)
+
+
 def markdown(doc: dict) -> str:
     lines = [f"# bs1 latency, interleaved ({doc['rounds']} rounds x {doc['calls']} calls, {doc['threads']} "
              f"thread(s))", "", f"Machine: {doc['machine_label']}; load average before/after: "
              f"{doc['loadavg_before']} / {doc['loadavg_after']}.", "", f"Command: `{doc['command']}`", "",
-             "| artifact | runtime | precision | input px | median ms | p25-p75 ms | speed-up vs baseline (95% CI) |",
-             "|---|---|---|---|---|---|---|"]
+             "| artifact | runtime | precision | input px | median ms | p25-p75 ms | speed-up vs baseline (95% CI) "
+             "| vs its FP32 file (95% CI) |", "|---|---|---|---|---|---|---|---|"]
+    ratio = lambda s: f"{s['speedup_median']:.2f}x ({s['speedup_ci95'][0]:.2f}-{s['speedup_ci95'][1]:.2f})"  # noqa: E731
     for r in doc["rows"]:
-        s = r.get("speedup")
-        sp = "baseline" if s is None else f"{s['speedup_median']:.2f}x ({s['speedup_ci95'][0]:.2f}-{s['speedup_ci95'][1]:.2f})"
+        sp = "baseline" if r.get("speedup") is None else ratio(r["speedup"])
+        fp = "–" if r.get("vs_fp32_file") is None else ratio(r["vs_fp32_file"])
         lines.append(f"| {r['name']} | {r['runtime']} | {r['precision']} | {r['input_px']} | {r['median_ms']:.2f} | "
-                     f"{r['p25_ms']:.2f}-{r['p75_ms']:.2f} | {sp} |")
+                     f"{r['p25_ms']:.2f}-{r['p75_ms']:.2f} | {sp} | {fp} |")
     return "\n".join(lines) + "\n"
 
 
@@ -118,10 +129,12 @@ def main(argv: list[str]) -> dict:
     rows = []
     for n, (art, size) in built.items():
         b = np.asarray(blocks[n])
+        sib = fp32_sibling(n, art, built)
         rows.append({"name": n, "runtime": art.runtime, "precision": art.precision, "path": art.path, "input_px": size,
                      "median_ms": float(np.median(b)), "p25_ms": float(np.percentile(b, 25)),
                      "p75_ms": float(np.percentile(b, 75)), "block_means_ms": b.tolist(),
-                     "speedup": None if n == names[0] else paired_ratio(blocks[names[0]], blocks[n])})
+                     "speedup": None if n == names[0] else paired_ratio(blocks[names[0]], blocks[n]),
+                     "vs_fp32_file": None if sib is None else {"fp32": sib, **paired_ratio(blocks[sib], blocks[n])}})
     info = machine_info()
     doc = {"schema": "liteda.latency_ratio/1", "machine": info, "machine_label": machine_label(info),
            "threads": a.threads, "rounds": a.rounds, "calls": a.calls, "warmup": a.warmup,
@@ -134,12 +147,14 @@ def main(argv: list[str]) -> dict:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["artifact", "runtime", "precision", "input_px", "median_ms", "p25_ms", "p75_ms", "speedup_median",
-                "speedup_ci95_low", "speedup_ci95_high"])
+                "speedup_ci95_low", "speedup_ci95_high", "vs_fp32_file_median"])
     for r in rows:
         s = r["speedup"] or {"speedup_median": 1.0, "speedup_ci95": [1.0, 1.0]}
+        f = r["vs_fp32_file"]
         w.writerow([r["name"], r["runtime"], r["precision"], r["input_px"], f"{r['median_ms']:.4f}",
                     f"{r['p25_ms']:.4f}", f"{r['p75_ms']:.4f}", f"{s['speedup_median']:.4f}",
-                    f"{s['speedup_ci95'][0]:.4f}", f"{s['speedup_ci95'][1]:.4f}"])
+                    f"{s['speedup_ci95'][0]:.4f}", f"{s['speedup_ci95'][1]:.4f}",
+                    "" if f is None else f"{f['speedup_median']:.4f}"])
     atomic_write_text(f"{out}.csv", buf.getvalue())
     print(markdown(doc))
     return doc

@@ -267,12 +267,15 @@ def test_latency_ratio_script_on_a_run(tiny_run, onnx_fp32, capsys):
 
     stem = tiny_run / "ratio"
     base = str(tiny_run / "run" / "model.pt")
+    int8 = onnx_fp32[0].with_name("model_int8.onnx")
+    quantize_int8(onnx_fp32[0], int8, np.random.default_rng(0).standard_normal((4, 3, SIZE, SIZE)).astype(np.float32))
     out = subprocess.run([sys.executable, "benchmarks/latency_ratio.py", "--baseline", base, "--candidates",
-                          str(onnx_fp32[0]), "--rounds", "3", "--calls", "2", "--warmup", "1", "--out", str(stem)],
+                          str(onnx_fp32[0]), str(int8), "--rounds", "3", "--calls", "2", "--warmup", "1", "--out", str(stem)],
                          capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.returncode == 0, out.stderr
     doc = json.loads(stem.with_suffix(".json").read_text())
-    base_row, cand = doc["rows"]
+    base_row, cand, q = doc["rows"]
+    assert cand["vs_fp32_file"] is None and q["precision"] == "int8" and q["vs_fp32_file"]["fp32"] == cand["name"]
     assert base_row["runtime"] == "torch" and base_row["speedup"] is None and len(base_row["block_means_ms"]) == 3
     assert cand["runtime"] == "ort" and cand["input_px"] == SIZE
     lo, hi = cand["speedup"]["speedup_ci95"]
