@@ -51,6 +51,9 @@ RELU ?= 1
 RELU_ARGS ?= --activation relu --ft-epochs 4
 # A teacher larger than the student may get fewer epochs than the rows of the table (a CPU budget; say so).
 TEACHER_EPOCHS ?= $(EPOCHS)
+# More teachers for the distill stage: run folders of the same task and seed (e.g. EXTRA_TEACHERS=mcc, a METHODS
+# row), their probabilities averaged with the main teacher's (kd.py --teacher-ckpt, repeated).
+EXTRA_TEACHERS ?=
 # Extra distillation flags, e.g. --teacher-cache (teacher outputs computed once per target image: a large teacher
 # then costs one pass, not one per step) or --pseudo-threshold 0.9.
 KD_ARGS ?=
@@ -86,7 +89,7 @@ help:
 	@echo "                             + the distilled student at LOWRES=$(LOWRES) px unless LOWRES=0, + its ReLU version unless"
 	@echo "                             RELU=0), then the report"
 	@echo "  make report                tables, plots and report from existing runs into RESULTS=$(RESULTS)"
-	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED TEACHER_EPOCHS KD_ARGS LOWRES LOWRES_ARGS RELU RELU_ARGS EXTRA"
+	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED TEACHER_EPOCHS EXTRA_TEACHERS KD_ARGS LOWRES LOWRES_ARGS RELU RELU_ARGS EXTRA"
 
 # Installs into the Python that PY names (the current environment by default; use PY=.venv/bin/python for a venv).
 $(DEPS): requirements.txt
@@ -143,8 +146,8 @@ $(if $(filter $(TEACHER_RUN),source_only $(METHODS)),,
 $(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json: | $(DEPS)
 	@$$(STAGE) "$(1) teacher $(TEACHER_RUN) seed $(2)" -- $(PY) examples/$(TEACHER_METHOD).py $(call run_args,$(1),$(2)) --epochs $(TEACHER_EPOCHS) -a $(TEACHER) $(if $(TEACHER_PRETRAINED),--pretrained $(TEACHER_PRETRAINED))
 )
-$(call RUN,$(1),kd,$(2))/results.json: | $(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json
-	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) --teacher-ckpt $(call RUN,$(1),$(TEACHER_RUN),$(2))/model.pt $(KD_ARGS)
+$(call RUN,$(1),kd,$(2))/results.json: | $(foreach r,$(TEACHER_RUN) $(EXTRA_TEACHERS),$(call RUN,$(1),$(r),$(2))/results.json)
+	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) $(foreach r,$(TEACHER_RUN) $(EXTRA_TEACHERS),--teacher-ckpt $(call RUN,$(1),$(r),$(2))/model.pt) $(KD_ARGS)
 $(call RUN,$(1),compressed,$(2))/results.json: | $(call RUN,$(1),kd,$(2))/results.json
 	@$$(STAGE) "$(1) compress seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),kd,$(2))/model.pt --out $(call RUN,$(1),compressed,$(2)) --seed $(2) --no-progress $(COMPRESS_ARGS)
 $(foreach m,source_only $(METHODS),

@@ -76,3 +76,17 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
     third = make(tmp_path)
     started = [ln for ln in third.stdout.splitlines() if ln.startswith("[stage]") and ln.endswith("start")]
     assert started == ["[stage] S2M oracle seed 0: start"], third.stdout[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_extra_teachers_join_the_distill_stage(tmp_path):
+    """EXTRA_TEACHERS=mcc: the distill stage waits for the task's mcc run and gives kd.py both teachers."""
+    goal = tmp_path / "OfficeCaltech" / "A2W" / "kd" / "seed0" / "results.json"
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), str(goal), f"RUNS={tmp_path}", "DATASET=OfficeCaltech",
+                          "METHODS=cdan mcc", "TEACHER=mobilenet_v3_small", "TEACHER_METHOD=cdan",
+                          "EXTRA_TEACHERS=mcc", "DEPS="], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    kd = next(ln for ln in out.stdout.splitlines() if "examples/kd.py" in ln)
+    run = tmp_path / "OfficeCaltech" / "A2W"
+    assert f"--teacher-ckpt {run}/cdan/seed0/model.pt --teacher-ckpt {run}/mcc/seed0/model.pt" in kd
+    assert out.stdout.index("A2W mcc seed 0") < out.stdout.index("A2W distill seed 0")
