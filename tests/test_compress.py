@@ -197,7 +197,7 @@ def test_relu_swap_trains_reloads_and_leaves_fewer_float_islands_in_int8(tiny_mo
     from plugins.deploy.onnx import export_onnx
     from plugins.deploy.ort import quantize_int8
 
-    m = copy.deepcopy(tiny_model)
+    m = copy.deepcopy(tiny_model).requires_grad_(True)  # earlier tests used tiny_model as a (frozen) teacher
     n = swap_activation(m, "relu")
     assert n > 10 and not any(isinstance(x, nn.Hardswish) for x in m.modules())
     x = images(8)
