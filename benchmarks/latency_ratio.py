@@ -80,8 +80,8 @@ def build(spec: str, threads: int):
         return torch_artifact(model, "fp32", threads, path), int(rec.get("crop_size", 224))
     from plugins.deploy.onnx import read_metadata
 
-    size = int(read_metadata(path).get("crop_size", 224))
-    precision = str(read_metadata(path).get("precision", "fp32"))
+    meta = read_metadata(path)
+    size, precision = int(meta.get("crop_size", 224)), str(meta.get("precision", "fp32"))
     art = ort_artifact(path, precision, threads) if runtime == "ort" else openvino_artifact(path, precision, threads)
     if art.run is None:
         fail(f"'{spec}': {art.note}")
