@@ -286,3 +286,17 @@ def test_latency_ratio_script_on_a_run(tiny_run, onnx_fp32, capsys):
                           "missing.onnx", "--out", str(stem)], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert bad.returncode == 2 and "missing.onnx" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_ort_profile_splits_convolutions_by_kind(onnx_fp32):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "ort_profile", Path(__file__).resolve().parents[1] / "benchmarks" / "ort_profile.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    doc = mod.profile(str(onnx_fp32[0]), runs=3)
+    kinds = " ".join(doc["ms_per_call"])
+    assert doc["calls"] == 3 and doc["input_px"] == SIZE and doc["total_kernel_ms"] > 0
+    assert "(stem)" in kinds and "(1x1)" in kinds and "(depthwise 3x3)" in kinds
