@@ -54,6 +54,9 @@ TEACHER_EPOCHS ?= $(EPOCHS)
 # More teachers for the distill stage: run folders of the same task and seed (e.g. EXTRA_TEACHERS=mcc, a METHODS
 # row), their probabilities averaged with the main teacher's (kd.py --teacher-ckpt, repeated).
 EXTRA_TEACHERS ?=
+# One adapted teacher for every student seed: TEACHER_SEED=0 distils seeds 1, 2, ... from the seed-0 teacher runs
+# (a CPU budget: the student's seed spread then leaves out the teacher's). Empty: each seed its own teacher.
+TEACHER_SEED ?=
 # Extra distillation flags, e.g. --teacher-cache (teacher outputs computed once per target image: a large teacher
 # then costs one pass, not one per step) or --pseudo-threshold 0.9.
 KD_ARGS ?=
@@ -70,6 +73,11 @@ W_ARGS = $(if $(PRETRAINED),--pretrained $(PRETRAINED))
 T_ARGS = --teacher $(TEACHER) $(if $(TEACHER_PRETRAINED),--teacher-pretrained $(TEACHER_PRETRAINED)) --teacher-method $(TEACHER_METHOD)
 run_args = $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --seed $(2) --epochs $(EPOCHS) --runs-root $(RUNS) --resume --no-progress $(EXTRA)
 RUN = $(RUNS)/$(DATASET)/$(1)/$(2)/seed$(3)
+tseed = $(or $(TEACHER_SEED),$(1))
+TEACHER_SEEDS = $(if $(TEACHER_SEED),$(TEACHER_SEED),$(SEEDS))
+# A teacher that is a table row (source_only or a METHODS run of the student's arch) has its rule per SEEDS already
+TEACHER_ROW = $(filter $(TEACHER_RUN),source_only $(METHODS))
+TEACHER_RULE_SEEDS = $(if $(TEACHER_ROW),$(filter-out $(SEEDS),$(TEACHER_SEEDS)),$(TEACHER_SEEDS))
 STAGE = $(PY) -m plugins.stage --log $(RUNS)/$(DATASET)/.stages.jsonl --total $(N_STAGES) --name
 
 .PHONY: help deps demo test pretrain adapt distill compress export bench trt-bench all-tasks report clean-demo
@@ -89,7 +97,7 @@ help:
 	@echo "                             + the distilled student at LOWRES=$(LOWRES) px unless LOWRES=0, + its ReLU version unless"
 	@echo "                             RELU=0), then the report"
 	@echo "  make report                tables, plots and report from existing runs into RESULTS=$(RESULTS)"
-	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED TEACHER_EPOCHS EXTRA_TEACHERS KD_ARGS LOWRES LOWRES_ARGS RELU RELU_ARGS EXTRA"
+	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED TEACHER_EPOCHS TEACHER_SEED EXTRA_TEACHERS KD_ARGS LOWRES LOWRES_ARGS RELU RELU_ARGS EXTRA"
 
 # Installs into the Python that PY names (the current environment by default; use PY=.venv/bin/python for a venv).
 $(DEPS): requirements.txt
@@ -142,12 +150,8 @@ $(foreach m,$(METHODS),
 $(call RUN,$(1),$(m),$(2))/results.json: | $(DEPS)
 	@$$(STAGE) "$(1) $(m) seed $(2)" -- $(PY) examples/$(m).py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS)
 )
-$(if $(filter $(TEACHER_RUN),source_only $(METHODS)),,
-$(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json: | $(DEPS)
-	@$$(STAGE) "$(1) teacher $(TEACHER_RUN) seed $(2)" -- $(PY) examples/$(TEACHER_METHOD).py $(call run_args,$(1),$(2)) --epochs $(TEACHER_EPOCHS) -a $(TEACHER) $(if $(TEACHER_PRETRAINED),--pretrained $(TEACHER_PRETRAINED))
-)
-$(call RUN,$(1),kd,$(2))/results.json: | $(foreach r,$(TEACHER_RUN) $(EXTRA_TEACHERS),$(call RUN,$(1),$(r),$(2))/results.json)
-	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) $(foreach r,$(TEACHER_RUN) $(EXTRA_TEACHERS),--teacher-ckpt $(call RUN,$(1),$(r),$(2))/model.pt) $(KD_ARGS)
+$(call RUN,$(1),kd,$(2))/results.json: | $(foreach r,$(TEACHER_RUN) $(EXTRA_TEACHERS),$(call RUN,$(1),$(r),$(call tseed,$(2)))/results.json)
+	@$$(STAGE) "$(1) distill seed $(2)" -- $(PY) examples/kd.py $(call run_args,$(1),$(2)) -a $(ARCH) $(W_ARGS) $(foreach r,$(TEACHER_RUN) $(EXTRA_TEACHERS),--teacher-ckpt $(call RUN,$(1),$(r),$(call tseed,$(2)))/model.pt) $(KD_ARGS)
 $(call RUN,$(1),compressed,$(2))/results.json: | $(call RUN,$(1),kd,$(2))/results.json
 	@$$(STAGE) "$(1) compress seed $(2)" -- $(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(1)) -t $(call tgt,$(1)) --ckpt $(call RUN,$(1),kd,$(2))/model.pt --out $(call RUN,$(1),compressed,$(2)) --seed $(2) --no-progress $(COMPRESS_ARGS)
 $(foreach m,source_only $(METHODS),
@@ -175,14 +179,21 @@ $(call RUN,$(1),relu_lowres,$(2))/deploy/bench.json: | $(call RUN,$(1),relu_lowr
 $(call RUN,$(1),compressed_qat,$(2))/deploy/bench.json: | $(call RUN,$(1),compressed_qat,$(2))/results.json
 	@$$(STAGE) "$(1) deploy QAT seed $(2)" -- $(PY) examples/bench.py --run $(call RUN,$(1),compressed_qat,$(2)) $(BENCH_ARGS)
 endef
+# The teacher (when it is not a METHODS row) of each seed that some student distils from
+define TEACHER_RULE
+$(call RUN,$(1),$(TEACHER_RUN),$(2))/results.json: | $(DEPS)
+	@$$(STAGE) "$(1) teacher $(TEACHER_RUN) seed $(2)" -- $(PY) examples/$(TEACHER_METHOD).py $(call run_args,$(1),$(2)) --epochs $(TEACHER_EPOCHS) -a $(TEACHER) $(if $(TEACHER_PRETRAINED),--pretrained $(TEACHER_PRETRAINED))
+endef
 $(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(eval $(call TASK_SEED_RULES,$(t),$(s)))))
+$(foreach t,$(TASKS),$(foreach s,$(TEACHER_RULE_SEEDS),$(eval $(call TEACHER_RULE,$(t),$(s)))))
 
 # Stage-major order: with -j the long chains (teacher -> distill -> compress -> deploy) of every task start first.
 QAT_RUN = $(if $(filter 1,$(QAT)),compressed_qat)
 LOWRES_RUN = $(if $(filter-out 0,$(LOWRES)),lowres)
 RELU_RUN = $(if $(filter 1,$(RELU)),relu $(if $(LOWRES_RUN),relu_lowres))
-STAGE_ORDER = source_only $(filter-out source_only,$(TEACHER_RUN)) kd compressed $(QAT_RUN) $(LOWRES_RUN) $(RELU_RUN) oracle $(filter-out $(TEACHER_RUN),$(METHODS))
-GRID := $(foreach r,$(STAGE_ORDER),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/results.json))) \
+STAGE_ORDER = $(filter-out $(TEACHER_RUN),source_only kd compressed $(QAT_RUN) $(LOWRES_RUN) $(RELU_RUN) oracle $(METHODS))
+TEACHER_GRID = $(foreach t,$(TASKS),$(foreach s,$(sort $(TEACHER_SEEDS) $(if $(TEACHER_ROW),$(SEEDS))),$(call RUN,$(t),$(TEACHER_RUN),$(s))/results.json))
+GRID := $(TEACHER_GRID) $(foreach r,$(STAGE_ORDER),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/results.json))) \
         $(foreach r,kd compressed $(QAT_RUN) $(LOWRES_RUN) $(RELU_RUN),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(r),$(s))/deploy/bench.json))) \
         $(foreach m,source_only $(METHODS),$(foreach t,$(TASKS),$(foreach s,$(SEEDS),$(call RUN,$(t),$(m),$(s))/tsne.png)))
 N_STAGES := $(words $(GRID))

@@ -155,10 +155,22 @@ def accuracy_table(runs: list[dict], metric=lambda r: r["target_test"]["acc"]) -
 
 
 def teachers_used(runs: list[dict]) -> list[str]:
-    """'<method> <arch>' of every teacher the distilled-student runs learned from (their results.json)."""
-    found = {f"{t.get('method') or '?'} {t.get('arch', '?')}" for r in runs if r["method"] in ("kd", "kd_ens")
-             for t in (r.get("method_config") or {}).get("teachers", [])}
-    return sorted(found)
+    """'<method> <arch>' of every teacher the distilled-student runs learned from (their results.json), and which
+    teacher seeds taught which student seeds when they differ (make TEACHER_SEED=0: one teacher, several students)."""
+    pairs: dict[str, set] = {}
+    for r in runs:
+        if r["method"] not in ("kd", "kd_ens"):
+            continue
+        for t in (r.get("method_config") or {}).get("teachers", []):
+            pairs.setdefault(f"{t.get('method') or '?'} {t.get('arch', '?')}", set()).add((t.get("seed"), r.get("seed")))
+    out = []
+    for name, seeds in sorted(pairs.items()):
+        if any(ts != ss for ts, ss in seeds):
+            by_teacher = {ts: sorted(ss for t2, ss in seeds if t2 == ts) for ts, _ in seeds}
+            name += " (" + "; ".join(f"teacher seed {ts} for student seeds {', '.join(map(str, sv))}"
+                                     for ts, sv in sorted(by_teacher.items(), key=str)) + ")"
+        out.append(name)
+    return out
 
 
 def _mean(vals) -> Optional[float]:

@@ -90,3 +90,17 @@ def test_extra_teachers_join_the_distill_stage(tmp_path):
     run = tmp_path / "OfficeCaltech" / "A2W"
     assert f"--teacher-ckpt {run}/cdan/seed0/model.pt --teacher-ckpt {run}/mcc/seed0/model.pt" in kd
     assert out.stdout.index("A2W mcc seed 0") < out.stdout.index("A2W distill seed 0")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_teacher_seed_distils_every_student_seed_from_one_teacher(tmp_path):
+    """TEACHER_SEED=0 with SEEDS=1 2: one teacher run (seed 0) per task, both students learn from it."""
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), "all-tasks", f"RUNS={tmp_path}", "DATASET=OfficeCaltech",
+                          "TASKS=A2W", "SEEDS=1 2", "TEACHER_SEED=0", "METHODS=cdan", "TEACHER=resnet18",
+                          "TEACHER_METHOD=mcc", "DEPS="], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    teachers = [ln for ln in out.stdout.splitlines() if "examples/mcc.py" in ln]
+    assert len(teachers) == 1 and "--seed 0 " in teachers[0] and "-a resnet18" in teachers[0]
+    kds = [ln for ln in out.stdout.splitlines() if "examples/kd.py" in ln]
+    assert len(kds) == 2 and all(f"--teacher-ckpt {tmp_path}/OfficeCaltech/A2W/mcc-resnet18/seed0/model.pt" in k
+                                 for k in kds)

@@ -56,6 +56,17 @@ def test_rows_in_pipeline_order_with_teachers_named():
     assert row_label("shot_im") == "shot_im" and row_label("kd") == "distilled student"
 
 
+def test_teachers_named_with_their_seed_when_students_share_one():
+    from plugins.report import teachers_used
+
+    def kd(seed, tseed):
+        return {"method": "kd", "seed": seed, "method_config": {"teachers": [
+            {"method": "cdan-tf_efficientnet_lite0", "arch": "tf_efficientnet_lite0", "seed": tseed}]}}
+    assert teachers_used([kd(0, 0), kd(1, 1)]) == ["cdan-tf_efficientnet_lite0 tf_efficientnet_lite0"]
+    assert teachers_used([kd(0, 0), kd(1, 0), kd(2, 0)]) == [
+        "cdan-tf_efficientnet_lite0 tf_efficientnet_lite0 (teacher seed 0 for student seeds 0, 1, 2)"]
+
+
 def test_validator_agreement_ranks_runs_and_scores_the_pick():
     from plugins.report import validator_agreement
 
