@@ -232,12 +232,18 @@ def test_activation_swap_refuses_a_model_without_hardswish():
         swap_activation(nn.Sequential(nn.Hardswish()), "gelu")
 
 
-def test_fresh_spatial_gate_does_not_saturate():
-    """CBAM's gate starts at 0.5 everywhere, whatever the activations' scale (no saturated sigmoid)."""
-    from plugins.compress.attention import SpatialAttention
+def test_fresh_cbam_gates_do_not_saturate_and_still_learn():
+    """Both CBAM gates start at 0.5 everywhere, whatever the activations' scale (no saturated sigmoid, no channel
+    switched off at random), and the channel MLP gets a gradient from the first step."""
+    from plugins.compress.attention import CBAM, SpatialAttention
 
     x = torch.randn(2, 16, 8, 8) * 50
     assert torch.allclose(SpatialAttention(16)(x), 0.5 * x)
+    cbam = CBAM(16)
+    y = cbam(x)
+    assert torch.allclose(y, 0.25 * x)
+    (y * torch.randn_like(y)).sum().backward()
+    assert cbam.channel.mlp[2].weight.grad.abs().sum() > 0
 
 
 def test_self_distill_is_zero_against_itself(tiny_model):
