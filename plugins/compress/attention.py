@@ -54,10 +54,10 @@ class SpatialAttention(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 7):
         super().__init__()
         # BatchNorm on the two descriptor maps: in MobileNetV3 the channel maxima reach the hundreds, and the 7x7
-        # conv's updates scale with them; unnormalized, one fine-tune step saturated the gate and the student sat at
-        # chance (measured on W->A: 9.9% after 12 steps; with this norm 90.6%). CBAM's own code normalizes after
-        # the conv; before it, a zero-initialized conv still starts the gate at 0.5 (BN of a constant map would
-        # divide by ~0).
+        # conv's updates scale with them; unnormalized, the first fine-tune steps saturated the gate and the student
+        # sat at chance (compress_bench W->A: CBAM 9.4% before this norm, 91.7% after). CBAM's own code normalizes
+        # after the conv; before it, a zero-initialized conv still starts the gate at 0.5 (BN of a constant map
+        # would divide by ~0).
         self.norm = nn.BatchNorm2d(2)
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
         # Zero weights: the fresh gate starts at a uniform 0.5 (a scale the next BN undoes) instead of a sigmoid
@@ -78,8 +78,7 @@ class ChannelAttention(nn.Module):
         hidden = max(8, channels // reduction)
         self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
         # Zero last layer: the fresh gate starts at 0.5 everywhere rather than at a random sigmoid of raw maxima
-        # (hundreds in MobileNetV3) that switches channels off before any step (channel branch alone, W->A: 89.6%
-        # after 12 fine-tune steps).
+        # (hundreds in MobileNetV3) that switches channels off before any step.
         nn.init.zeros_(self.mlp[2].weight)
         nn.init.zeros_(self.mlp[2].bias)
         self.gate = nn.Sigmoid()
