@@ -310,6 +310,15 @@ def test_cdan_flags_and_cdan_e_default():
     assert build_parser(CDAN, "adapt").parse_args(base + ["-E"]).entropy
 
 
+def test_cdan_with_entropy_flag_is_logged_as_cdan_e(run_args, tmp_path):
+    """cdan.py -E is CDAN+E: its own run folder and table row, never the CDAN run's."""
+    argv = [a for a in run_args() if a not in ("--log", str(tmp_path / "run"))]
+    res = main("cdan", "adapt", argv + ["-E"])
+    assert res["method"] == "cdan_e" and res["method_config"]["entropy"]
+    assert list((tmp_path / "runs" / "Custom").glob("*/*/seed0/results.json"))[0].parts[-3] == "cdan_e"
+    assert main("cdan_e", "adapt", argv + ["--phase", "test"])["method"] == "cdan_e"
+
+
 @pytest.mark.parametrize("method,flag", [("dann", "--randomized"), ("dan", "--margin"), ("mcc", "-E"),
                                          ("coral", "--temperature")])
 def test_flag_of_another_method_is_a_one_line_error(method, flag, capsys):

@@ -58,6 +58,12 @@ class Method(nn.Module):
     def add_args(parser: argparse.ArgumentParser) -> None:
         """Method-specific flags (defaults from the method's paper)."""
 
+    @classmethod
+    def run_name(cls, args: argparse.Namespace, registered: str) -> str:
+        """The run folder's method name: the registry name, unless a flag turns the method into a named variant
+        (``cdan.py -E`` is CDAN+E and must not overwrite the CDAN run)."""
+        return registered
+
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         return step.logits_s.new_zeros(()), {}
 

@@ -102,6 +102,10 @@ class CDAN(Method):
                             help="randomized multilinear map (for many classes x wide features)")
         parser.add_argument("--randomized-dim", type=int, default=1024, help="width of the randomized map")
 
+    @classmethod
+    def run_name(cls, args: argparse.Namespace, registered: str) -> str:
+        return "cdan_e" if args.entropy and registered == "cdan" else registered
+
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         loss = self.domain_adv(step.logits_s, step.f_s, step.logits_t, step.f_t)
         return loss, {"domain_acc": self.domain_adv.domain_discriminator_accuracy}
