@@ -284,7 +284,7 @@ def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional
         fail(f"unknown regime '{regime}'")
     method_cls = get_method(method_name)
     args = build_parser(method_cls, regime).parse_args(argv)
-    method_name = method_cls.run_name(args, method_name)
+    method_name = method_cls.variant_name(args, method_name)  # e.g. cdan -E -> cdan_e
     name = "oracle" if regime == "oracle" else method_name
     if args.pretrained and not os.path.isfile(args.pretrained):
         fail(f"--pretrained '{args.pretrained}' does not exist")

@@ -59,9 +59,9 @@ class Method(nn.Module):
         """Method-specific flags (defaults from the method's paper)."""
 
     @classmethod
-    def run_name(cls, args: argparse.Namespace, registered: str) -> str:
-        """The run folder's method name: the registry name, unless a flag turns the method into a named variant
-        (``cdan.py -E`` is CDAN+E and must not overwrite the CDAN run)."""
+    def variant_name(cls, args: argparse.Namespace, registered: str) -> str:
+        """The method's name in run folders and tables (runner.run_name adds the arch): the registry name, unless
+        a flag turns the method into a named variant (``cdan.py -E`` is CDAN+E and must not overwrite CDAN's run)."""
         return registered
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:

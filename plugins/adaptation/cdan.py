@@ -103,7 +103,7 @@ class CDAN(Method):
         parser.add_argument("--randomized-dim", type=int, default=1024, help="width of the randomized map")
 
     @classmethod
-    def run_name(cls, args: argparse.Namespace, registered: str) -> str:
+    def variant_name(cls, args: argparse.Namespace, registered: str) -> str:
         return "cdan_e" if args.entropy and registered == "cdan" else registered
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
