@@ -37,7 +37,7 @@ BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8 int8w
 # as INT8 QDQ: a static INT8 whose scales are trained, not calibrated. The learning rate is the one whose export
 # agrees best with FP32 on unlabeled target-train (benchmarks/int8_fidelity.py --prebuilt). QAT=0: not in the grid.
 QAT ?= 1
-QAT_ARGS ?= --quantize qat --ft-epochs 2 --ft-lr 0.0005
+QAT_ARGS ?= --quantize qat --ft-epochs 2 --qat-lr 0.0005
 # The distilled student run at a smaller input size (fewer MACs for every runtime, no weight changed), fine-tuned
 # by distillation from its full-size self on the same crops; deployed FP32/INT8 like the others. LOWRES=0: not in
 # the grid.

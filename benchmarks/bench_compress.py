@@ -34,15 +34,16 @@ RECIPES: dict[str, list[str]] = {
     "resolution-160": ["--resolution", "160"],
     "ptdq": ["--quantize", "ptdq"],
     "ptsq": ["--quantize", "ptsq"],
-    "qat": ["--quantize", "qat"],
+    "qat": ["--quantize", "qat", "--qat-lr", "0.0005"],
     # size-target recipes (<= 1.0 MB): SE -> ECA drops ~0.46 M params; pruning or low-rank shrinks the
     # 576->1024->256 Linears. INT8 files measured on the 10-class model: eca+p0.3 1.01 MB, eca+p0.35 0.93 MB,
     # eca+Linear low-rank ratio 0.25 0.97 MB; eca+p0.35 with channels rounded to multiples of 8 0.90 MB
     # (round-to-8: INT8 fbgemm kernels measured 17 -> 12 ms bs1 at 224 px vs odd channel counts)
     "combined-eca-p0.35-ptsq": ["--attention", "eca", "--prune", "0.35", "--prune-round-to", "8", "--quantize", "ptsq"],
-    "combined-eca-p0.35-qat": ["--attention", "eca", "--prune", "0.35", "--prune-round-to", "8", "--quantize", "qat"],
+    "combined-eca-p0.35-qat": ["--attention", "eca", "--prune", "0.35", "--prune-round-to", "8", "--quantize", "qat",
+                               "--qat-lr", "0.0005"],
     "combined-eca-lrlin0.25-qat": ["--attention", "eca", "--lowrank-ratio", "0.25", "--lowrank-layers", "linear",
-                                   "--quantize", "qat"],
+                                   "--quantize", "qat", "--qat-lr", "0.0005"],
 }
 COLUMNS = ("technique", "target_test_acc", "delta_acc", "params", "macs", "file_mb", "latency_ms_p50")
 

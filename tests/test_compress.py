@@ -327,8 +327,10 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
     res = main(common + ["--ckpt", str(tmp_path / "run" / "model.pt"), "--attention", "eca", "--out", str(flt),
                          "--ft-teacher-ckpt", str(teacher)])
     assert res["finetune_teacher"]["ckpt"] == str(teacher) and res["stages"][0]["finetune"][0]["teacher_agree"] >= 0
-    res = main(common + ["--ckpt", str(flt / "compressed.pt"), "--quantize", "qat", "--out", str(qat)])
+    res = main(common + ["--ckpt", str(flt / "compressed.pt"), "--quantize", "qat", "--qat-lr", "0.001",
+                         "--out", str(qat)])
     assert res["techniques"] == ["attention", "quantize:qat"] and res["run"] == str(tmp_path / "run")
+    assert res["stages"][-1]["lr"] == 0.001  # QAT fine-tunes at its own (lower) lr, not --ft-lr
     assert res["after"]["file_mb"] < 0.5 * res["before"]["file_mb"]
     doc = bench_main(["--run", str(qat), "--runtime", "torch", "ort", "--iters", "2", "--warmup", "1",
                       "--threads", "1", "--calib-size", "4", "--cache-dir", str(tmp_path / "cache")])

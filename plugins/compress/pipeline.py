@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--ft-epochs", type=int, default=2, help="epochs after each stage (0: none)")
     f.add_argument("--ft-iters", type=int, default=None, help="iterations per epoch (default: PROTOCOL.md's)")
     f.add_argument("--ft-lr", type=float, default=0.005)
+    f.add_argument("--qat-lr", type=float, default=0.0005,
+                   help="QAT's fine-tune lr (10x below --ft-lr: at 0.005 fake quantization cost W->A 8 pt)")
     f.add_argument("--kd-temperature", type=float, default=4.0)
     f.add_argument("--ft-teacher-ckpt", default=None, metavar="PATH",
                    help="distil the recovery fine-tunes from this LiteDA model.pt (e.g. the distilled student's own "
@@ -204,10 +206,11 @@ class Stages:
                                  kd_temperature=args.kd_temperature, trade_off=args.trade_off, amp=args.amp,
                                  progress=not args.no_progress)
 
-    def recover(self, tag: str, model: Optional[nn.Module] = None) -> list[dict]:
+    def recover(self, tag: str, model: Optional[nn.Module] = None, lr: Optional[float] = None) -> list[dict]:
         small = self.input_size if self.input_size != self.view_size else None
+        cfg = self.ft if lr is None else dataclasses.replace(self.ft, lr=lr)
         rows = finetune(model if model is not None else self.student, self.ft_teacher, self.data.labeled,
-                        self.data.unlabeled, self.ft, self.out / "finetune" / tag, input_size=small)
+                        self.data.unlabeled, cfg, self.out / "finetune" / tag, input_size=small)
         rows = [{k: r[k] for k in ("epoch", "loss", "kd_loss", "teacher_agree", "seconds", "images_per_s") if k in r}
                 for r in rows]
         if model is None:  # float student (QAT's fused fake-quant graph keeps its own observers)
@@ -291,8 +294,9 @@ class Stages:
             self.student, n = quantize_static(self.student, self.input_size, calib)
             extra["calibration_images"] = n
         else:
+            extra["lr"] = self.args.qat_lr
             self.student = quantize_qat(self.student, self.input_size,
-                                        lambda m: history.extend(self.recover("qat", m)))
+                                        lambda m: history.extend(self.recover("qat", m, self.args.qat_lr)))
         if kind in ("ptsq", "qat"):
             extra["float_ops"] = dict(Counter(o["op"] for o in float_ops(self.student)))  # measured on the graph
             extra.update(quantized_summary(self.student))
