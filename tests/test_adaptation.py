@@ -292,6 +292,26 @@ def test_iwan_importance_weights_mean_one_and_favour_target_like_samples():
     assert w.mean().item() == pytest.approx(1.0) and w[0] > w[1] > w[2] and not w.requires_grad
 
 
+def test_iwan_entropy_weight_warms_up_with_the_reversal_unless_disabled():
+    from plugins.adaptation.base import Step
+
+    base = ["root", "-s", "a", "-t", "b", "--grl-max-iters", "5"]
+    model = nn.Module()
+    model.features_dim = 5
+    f_s, f_t, logits_t = feats(4), feats(4, seed=1), torch.randn(4, 3)
+    ramps = {}
+    for warmup in ("grl", "none"):
+        args = build_parser(get_method("iwan"), "adapt").parse_args(base + ["--entropy-warmup", warmup])
+        torch.manual_seed(0)
+        method = get_method("iwan")(model, 3, args, 50)
+        ramps[warmup] = [method(Step(None, None, torch.randn(4, 3), f_s, None, logits_t, f_t))[1]["entropy_ramp"]
+                         for _ in range(30)]
+        assert method.config()["entropy_warmup"] == warmup
+    assert ramps["none"] == [1.0] * 30
+    assert ramps["grl"] == sorted(ramps["grl"]) and ramps["grl"][0] < 0.2 and ramps["grl"][-1] > 0.99
+    assert ramps["grl"] == pytest.approx([warm_start_coeff(i + 1, max_iters=5) for i in range(30)])
+
+
 # ----------------------------------------------------------------------------- registry and flags
 def test_every_method_is_registered_and_declares_its_needs():
     for name in ADAPT:
@@ -308,6 +328,17 @@ def test_cdan_flags_and_cdan_e_default():
     assert a.randomized and a.randomized_dim == 64 and not a.entropy
     assert build_parser(get_method("cdan_e"), "adapt").parse_args(base).entropy
     assert build_parser(CDAN, "adapt").parse_args(base + ["-E"]).entropy
+
+
+def test_non_default_trade_off_and_iwan_without_warmup_are_named_variants():
+    """A run with another weighting must not overwrite (or be tabled as) the default run of its method."""
+    base = ["root", "-s", "a", "-t", "b"]
+
+    def name(method, extra):
+        return get_method(method).variant_name(build_parser(get_method(method), "adapt").parse_args(base + extra), method)
+    assert name("coral", []) == "coral" and name("coral", ["--trade-off", "10"]) == "coral_tradeoff10"
+    assert name("cdan", ["-E", "--trade-off", "0.3"]) == "cdan_e_tradeoff0.3"
+    assert name("iwan", []) == "iwan" and name("iwan", ["--entropy-warmup", "none"]) == "iwan_nowarmup"
 
 
 def test_cdan_with_entropy_flag_is_logged_as_cdan_e(run_args, tmp_path):

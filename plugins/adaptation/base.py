@@ -61,8 +61,10 @@ class Method(nn.Module):
     @classmethod
     def variant_name(cls, args: argparse.Namespace, registered: str) -> str:
         """The method's name in run folders and tables (runner.run_name adds the arch): the registry name, unless
-        a flag turns the method into a named variant (``cdan.py -E`` is CDAN+E and must not overwrite CDAN's run)."""
-        return registered
+        a flag turns the method into a named variant (``cdan.py -E`` is CDAN+E and must not overwrite CDAN's run).
+        A ``--trade-off`` other than 1 is a variant of every method: ``coral.py --trade-off 10`` -> ``coral_tradeoff10``."""
+        trade_off = getattr(args, "trade_off", 1.0)
+        return registered if trade_off == 1.0 else f"{registered}_tradeoff{trade_off:g}"
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         return step.logits_s.new_zeros(()), {}

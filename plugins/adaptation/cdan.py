@@ -104,7 +104,7 @@ class CDAN(Method):
 
     @classmethod
     def variant_name(cls, args: argparse.Namespace, registered: str) -> str:
-        return "cdan_e" if args.entropy and registered == "cdan" else registered
+        return super().variant_name(args, "cdan_e" if args.entropy and registered == "cdan" else registered)
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         loss = self.domain_adv(step.logits_s, step.f_s, step.logits_t, step.f_t)

@@ -5,8 +5,13 @@ Two discriminators on bottleneck features:
   ``w(x_s) = 1 - D(f_s)``, normalised to mean 1 and detached. Source samples that look like the target
   (classes the target shares) get large weights; source-only classes get small ones.
 - ``D0`` plays DANN's game through gradient reversal, with the source terms weighted by ``w``.
-Plus target entropy minimisation. Transfer loss = ``d0_weight * L_D0(w) + L_D + entropy_weight * H(p_t)``
-(tllib: ``1.5 * trade_off * L_D0 + trade_off * (L_D + H)``).
+Plus target entropy minimisation. Transfer loss = ``d0_weight * L_D0(w) + L_D + entropy_weight * r * H(p_t)``
+(tllib: ``1.5 * trade_off * L_D0 + trade_off * (L_D + H)``, i.e. ``r = 1``).
+
+``r`` (``--entropy-warmup grl``, the default) is the reversal's own warm-start coefficient, 0 at step 0 rising to 1:
+entropy minimisation on the still-unadapted target's predictions locks in their mistakes. Seen with ``r = 1``
+(A->W, a run stopped at epoch 11 of 30): target entropy collapsed in the first epochs while the prediction diversity
+fell, and target accuracy sat far below source-only's — a failure the label-free validators log each epoch. ``--entropy-warmup none``: ``r = 1``.
 
 Design choice: the weights act on the adversarial loss, as in the paper and tllib. The source cross-entropy
 stays the engine's plain one (the paper does not weight it), so ``uses_source_labels`` keeps its default.
@@ -46,7 +51,8 @@ class IWAN(Method):
         super().__init__(model, num_classes, args, total_iters)
         require_positive(args, "hidden_size")
         self.knobs = {"hidden_size": args.hidden_size, "grl_max_iters": grl_horizon(args, total_iters),
-                      "d0_weight": args.d0_weight, "entropy_weight": args.entropy_weight}
+                      "d0_weight": args.d0_weight, "entropy_weight": args.entropy_weight,
+                      "entropy_warmup": args.entropy_warmup}
         d = DomainDiscriminator(model.features_dim, args.hidden_size)
         self.domain_adv_d = DomainAdversarialLoss(d, grl=nn.Identity())  # sees detached features: no reversal
         self.importance = ImportanceWeightModule(d)
@@ -58,6 +64,16 @@ class IWAN(Method):
         add_adversarial_args(parser)
         parser.add_argument("--d0-weight", type=float, default=1.5, help="weight of the weighted adversarial loss")
         parser.add_argument("--entropy-weight", type=float, default=1.0, help="weight of target entropy")
+        parser.add_argument("--entropy-warmup", choices=["grl", "none"], default="grl",
+                            help="grl: the entropy weight ramps with the reversal coefficient (0 -> 1); none: full from step 0")
+
+    @classmethod
+    def variant_name(cls, args: argparse.Namespace, registered: str) -> str:
+        return super().variant_name(args, registered + ("_nowarmup" if args.entropy_warmup == "none" else ""))
+
+    def entropy_ramp(self) -> float:
+        """The entropy term's share of its weight at this step."""
+        return self.domain_adv_d0.grl.coeff if self.knobs["entropy_warmup"] == "grl" else 1.0
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         loss_d = self.domain_adv_d(step.f_s.detach(), step.f_t.detach())
@@ -68,9 +84,10 @@ class IWAN(Method):
         self.importance.discriminator.train(was_training)
         loss_d0 = self.domain_adv_d0(step.f_s, step.f_t, w_s=w_s)
         ent = entropy(F.softmax(step.logits_t, dim=1)).mean()
-        loss = self.knobs["d0_weight"] * loss_d0 + loss_d + self.knobs["entropy_weight"] * ent
+        ramp = self.entropy_ramp()
+        loss = self.knobs["d0_weight"] * loss_d0 + loss_d + self.knobs["entropy_weight"] * ramp * ent
         return loss, {"domain_acc": self.domain_adv_d0.domain_discriminator_accuracy,
-                      "weight_std": float(w_s.std()) if len(w_s) > 1 else 0.0}
+                      "weight_std": float(w_s.std()) if len(w_s) > 1 else 0.0, "entropy_ramp": ramp}
 
     def config(self) -> dict:
         return dict(self.knobs)
