@@ -34,7 +34,10 @@ ROW_LABELS = {"source_only": "source-only", "kd": "distilled student", "compress
               "relu_lowres": "distilled student, ReLU, lower input resolution",
               "deployed_relu_lowres_int8": "deployed INT8, ReLU, lower input resolution (ORT, distilled student)",
               "kd_ens": "distilled student, two-teacher ensemble",
+              "kd_mcc": "distilled student + MCC on the student",
               "oracle": "oracle (target labels)"}
+
+KD_ROWS = ("kd", "kd_ens", "kd_mcc")  # distilled-student runs (their results.json name the teachers)
 
 
 def row_label(run: str) -> str:
@@ -138,7 +141,7 @@ def row_order(methods: set[str]) -> list[str]:
     teachers = sorted(m for m in methods if "-" in m)
     others = sorted(methods - set(adapt) - set(teachers) - set(ROW_LABELS))
     head = [m for m in ("source_only",) if m in methods]
-    tail = [m for m in ("kd", "kd_ens", "kd_int8", "lowres", "deployed_lowres_fp32", "relu", "deployed_relu_int8",
+    tail = [m for m in (*KD_ROWS, "kd_int8", "lowres", "deployed_lowres_fp32", "relu", "deployed_relu_int8",
                         "relu_lowres", "deployed_relu_lowres_int8", "compressed", "deployed_int8",
                         "deployed_int8w", "deployed_qat_int8", "oracle")
             if m in methods]
@@ -159,7 +162,7 @@ def teachers_used(runs: list[dict]) -> list[str]:
     teacher seeds taught which student seeds when they differ (make TEACHER_SEED=0: one teacher, several students)."""
     pairs: dict[str, set] = {}
     for r in runs:
-        if r["method"] not in ("kd", "kd_ens"):
+        if r["method"] not in KD_ROWS:
             continue
         for t in (r.get("method_config") or {}).get("teachers", []):
             pairs.setdefault(f"{t.get('method') or '?'} {t.get('arch', '?')}", set()).add((t.get("seed"), r.get("seed")))

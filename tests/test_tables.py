@@ -149,3 +149,4 @@ def test_a_run_logged_under_its_own_folder_is_its_own_row(tmp_path):
     assert sorted(r["method"] for r in runs) == ["kd", "kd_ens"]
     assert row_order({"kd", "kd_ens", "relu", "oracle"}) == ["kd", "kd_ens", "relu", "oracle"]
     assert row_label("kd_ens") == "distilled student, two-teacher ensemble"
+    assert row_order({"kd_mcc", "kd", "mcc", "oracle"}) == ["mcc", "kd", "kd_mcc", "oracle"]  # kd.py --student-method mcc
