@@ -165,6 +165,22 @@ def test_lowrank_model_energy_and_reload(tiny_model, tmp_path):
         assert torch.equal(r(x), m.eval()(x))
 
 
+def test_lowrank_layer_sets_pick_the_tail_the_se_convs_or_both(tiny_model):
+    from plugins.compress.lowrank import layer_selection, lowrank_model, se_convs
+
+    se = se_convs(tiny_model)
+    assert len(se) == 2 * 9 and all(n.startswith("backbone.features.") for n in se)  # fc1, fc2 of 9 SE blocks
+    plans = {}
+    for layers in ("linear", "se", "linear+se"):
+        m = copy.deepcopy(tiny_model)
+        plans[layers] = set(lowrank_model(m, ratio=0.25, select=layer_selection(m, layers)))
+        assert plans[layers] and "head" not in plans[layers]
+    assert plans["se"] <= se and not plans["linear"] & se
+    assert plans["linear+se"] == plans["linear"] | plans["se"]
+    with pytest.raises(UserError, match="--lowrank-layers"):
+        layer_selection(tiny_model, "attention")
+
+
 # ----------------------------------------------------------------------------- attention
 @pytest.mark.parametrize("kind", ["eca", "cbam", "ulsam", "lsas"])
 def test_attention_swap_keeps_shapes_and_trains(tiny_model, tmp_path, kind):

@@ -34,7 +34,7 @@ from . import (count_params_any, load_compressed, measure_latency, save_compress
 from .activation import ACTIVATIONS, swap_activation
 from .attention import ATTENTIONS, swap_attention
 from .finetune import FinetuneConfig, finetune, recalibrate_bn
-from .lowrank import KXK_METHODS, lowrank_model
+from .lowrank import KXK_METHODS, LAYER_SETS, layer_selection, lowrank_model
 from .prune import IMPORTANCES, check_ratio, prune_model
 from .resolution import Rescaled, check_resolution, scaled_resize
 from .quantize import QUANT_KINDS, float_ops, quantize_dynamic_linear, quantize_qat, quantize_static, quantized_summary
@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lowrank-energy", type=float, default=None, help="SVD/Tucker rank keeping this energy")
     g.add_argument("--lowrank-ratio", type=float, default=None, help="or: factors hold this fraction of weights")
     g.add_argument("--lowrank-kxk", default="tucker2", help=f"dense kxk convs: {' | '.join(KXK_METHODS)}")
-    g.add_argument("--lowrank-layers", choices=("all", "linear"), default="all",
-                   help="linear: only the pre-logits and bottleneck Linears (the 0.85 M-param tail)")
+    g.add_argument("--lowrank-layers", choices=LAYER_SETS, default="all",
+                   help="linear: only the pre-logits and bottleneck Linears (the 0.85 M-param tail); se: only the "
+                        "squeeze-excite 1x1 convs (0.46 M params, few MACs); linear+se: both")
     g.add_argument("--quantize", default="none", help=f"{' | '.join(QUANT_KINDS)}")
     g.add_argument("--calib-batches", type=int, default=10, help="PTSQ: batches of unlabeled target-train images")
     f = p.add_argument_group("recovery fine-tuning (self-distillation through the engine)")
@@ -276,8 +277,8 @@ class Stages:
 
     def lowrank(self) -> None:
         a = self.args
-        skip = ("head", "backbone.features") if a.lowrank_layers == "linear" else ("head",)
-        plan = lowrank_model(self.student, a.lowrank_energy, a.lowrank_ratio, a.lowrank_kxk, skip)
+        plan = lowrank_model(self.student, a.lowrank_energy, a.lowrank_ratio, a.lowrank_kxk,
+                             select=layer_selection(self.student, a.lowrank_layers))
         self.ops.append({"op": "lowrank", "plan": plan})
         before = self.measure()
         self.log({"op": "lowrank", "energy": a.lowrank_energy, "ratio": a.lowrank_ratio, "layers": len(plan),
