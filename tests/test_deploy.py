@@ -12,7 +12,7 @@ from conftest import make_folder_dataset
 from plugins.classifier import build_classifier
 from plugins.deploy.bench import Artifact, benchmark_artifact, ort_artifact
 from plugins.deploy.cli import bench_main, export_main
-from plugins.deploy.onnx import export_onnx, onnx_logits, read_metadata
+from plugins.deploy.onnx import compact_onnx, export_onnx, onnx_logits, read_metadata
 from plugins.deploy.ort import (convert_fp16, excluded_nodes, make_session, name_unnamed_nodes, quantize_int8,
                                  quantize_weights_int8)
 from plugins.deploy.tensorrt import trt_unavailable_reason
@@ -76,6 +76,22 @@ def test_fp16_and_int8_agree_with_fp32(onnx_fp32, images, tmp_path):
         assert agree >= need, (p, agree)
     assert read_metadata(tmp_path / "int8.onnx")["precision"] == "int8"
     assert (tmp_path / "int8.onnx").stat().st_size < path.stat().st_size / 2
+
+
+def test_compaction_keeps_outputs_and_shrinks_an_int8_file(onnx_fp32, images, tmp_path):
+    import onnx
+
+    src, dst = tmp_path / "q.onnx", tmp_path / "q_compact.onnx"
+    quantize_int8(onnx_fp32[0], src, images[:8].numpy())
+    dst.write_bytes(src.read_bytes())
+    size = compact_onnx(dst)
+    assert size["mb_after"] < size["mb_before"] == os.path.getsize(src) / 1e6
+    np.testing.assert_array_equal(onnx_logits(dst, images.numpy()), onnx_logits(src, images.numpy()))
+    proto = onnx.load(str(dst))
+    assert {o.domain for o in proto.opset_import} <= {"", "ai.onnx"}  # portable: no ORT-only op or domain
+    assert sum(n.op_type == "DequantizeLinear" for n in proto.graph.node) > 0  # still INT8 weights, not folded
+    assert read_metadata(dst)["compacted_from_mb"] == round(size["mb_before"], 6)
+    assert read_metadata(dst)["classes"] == ["a", "b", "c"]
 
 
 def test_histogram_calibration_with_an_uneven_image_count(onnx_fp32, images, tmp_path):

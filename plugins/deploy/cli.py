@@ -196,13 +196,15 @@ def _ckpt_sha(path: Path) -> str:
     return file_sha256(path)
 
 
-def _up_to_date(path: Path, sha: str, recipe: Optional[dict] = None) -> bool:
+def _up_to_date(path: Path, sha: str, recipe: Optional[dict] = None, compacted: bool = False) -> bool:
+    """``compacted``: an INT8 file written before ``compact_onnx`` existed is out of date (same maths, larger)."""
     from .onnx import read_metadata
 
     if not path.is_file():
         return False
     meta = read_metadata(path)
-    return meta.get("source_sha256") == sha and (recipe is None or meta.get("recipe_args") == recipe)
+    return (meta.get("source_sha256") == sha and (recipe is None or meta.get("recipe_args") == recipe)
+            and (not compacted or "compacted_from_mb" in meta))
 
 
 def export_torch_int8(args, inp: DeployInputs, out: Path, sha: str, report: dict) -> dict:
@@ -216,7 +218,7 @@ def export_torch_int8(args, inp: DeployInputs, out: Path, sha: str, report: dict
     p = out / "model_int8.onnx"
     recipe = f"PyTorch FX {kind.upper()} exported as QDQ (scales from PyTorch, no ORT calibration)"
     info: dict = {"reused": True}
-    if args.force or not _up_to_date(p, sha):
+    if args.force or not _up_to_date(p, sha, compacted=True):
         info = export_onnx(inp.model, p, int(inp.rec.get("crop_size", 224)), args.opset, True,
                            model_meta(inp.rec, {"source_sha256": sha, "task": inp.task, "int8_recipe": recipe}),
                            torch.from_numpy(inp.test_x[:32]))
@@ -240,7 +242,7 @@ def export_all(args, inp: DeployInputs, out: Path) -> dict:
     """FP32 ONNX always (every other artifact derives from it); FP16/INT8 as asked; TRT engines on a GPU."""
     import torch
 
-    from .onnx import export_onnx, model_meta, read_metadata
+    from .onnx import compact_onnx, export_onnx, model_meta, read_metadata
     from .ort import convert_fp16, quantize_int8, quantize_weights_int8
 
     out.mkdir(parents=True, exist_ok=True)
@@ -270,18 +272,20 @@ def export_all(args, inp: DeployInputs, out: Path) -> dict:
         recipe_args = {"method": args.calib_method.lower(), "fmt": args.int8_format, "per_channel": args.per_channel,
                        "reduce_range": args.reduce_range, "weight_type": args.int8_weights,
                        "exclude": sorted(args.int8_exclude), "calib_size": int(len(inp.calib)), "seed": args.seed}
-        if args.force or not _up_to_date(p, sha, recipe_args):
+        if args.force or not _up_to_date(p, sha, recipe_args, compacted=True):
             recipe = quantize_int8(fp32, p, inp.calib, method=args.calib_method, fmt=args.int8_format,
                                    per_channel=args.per_channel, reduce_range=args.reduce_range,
                                    weight_type=args.int8_weights, exclude=sorted(args.int8_exclude))
             _tag(p, {"recipe_args": recipe_args})
-            print(f"int8 ONNX: {p} ({recipe})")
+            size = compact_onnx(p)
+            print(f"int8 ONNX: {p} ({recipe}; {size['mb_before']:.3f} -> {size['mb_after']:.3f} MB compacted)")
         report["artifacts"]["int8"] = {"path": str(p), "recipe": read_metadata(p).get("int8_recipe")}
     if "int8w" in want:
         p = out / "model_int8w.onnx"
-        if args.force or not _up_to_date(p, sha):
+        if args.force or not _up_to_date(p, sha, compacted=True):
             recipe = quantize_weights_int8(fp32, p)
-            print(f"int8 weight-only ONNX: {p} ({recipe})")
+            size = compact_onnx(p)
+            print(f"int8 weight-only ONNX: {p} ({recipe}; {size['mb_before']:.3f} -> {size['mb_after']:.3f} MB compacted)")
         report["artifacts"]["int8w"] = {"path": str(p), "recipe": read_metadata(p).get("int8w_recipe")}
     if "trt" in args.runtime:
         from .tensorrt import build_engine
