@@ -35,7 +35,7 @@ def technique_table(tasks: dict[str, dict]) -> tuple[list[str], list[list[str]]]
             names += [r["technique"]] if r["technique"] not in names else []
             cell[(r["technique"], task)] = r
     header = (["technique"] + [f"{t[0]}→{t[-1]}" if len(t) == 3 else t for t in tasks]
-              + ["Avg Δ", "params", "MACs (M)", "file MB", "latency ms"])
+              + ["Avg Δ", "params", "MACs (M)", "file MB", "INT8 ONNX MB", "latency ms"])
     body = []
     for n in names:
         rows = [cell.get((n, t)) for t in tasks]
@@ -50,6 +50,7 @@ def technique_table(tasks: dict[str, dict]) -> tuple[list[str], list[list[str]]]
                      "–" if mean("params") is None else f"{mean('params') / 1e6:.3f} M",
                      "–" if mean("macs") is None else f"{mean('macs') / 1e6:.1f}",
                      "–" if mean("file_mb") is None else f"{mean('file_mb'):.2f}",
+                     "–" if mean("onnx_int8_mb") is None else f"{mean('onnx_int8_mb'):.3f}",
                      "–" if mean("latency_ms_p50") is None else f"{mean('latency_ms_p50'):.2f}"])
     return header, body
 

@@ -104,12 +104,12 @@ def test_six_task_compression_table_averages_each_technique(tmp_path):
 
     table = _bench_module("compress_table")
 
-    def row(name, acc, delta, mb):
+    def row(name, acc, delta, mb, onnx_mb=None):
         return {"technique": name, "target_test_acc": acc, "delta_acc": delta, "params": 1_000_000,
-                "macs": 50e6, "file_mb": mb, "latency_ms_p50": 2.0}
+                "macs": 50e6, "file_mb": mb, "onnx_int8_mb": onnx_mb, "latency_ms_p50": 2.0}
 
     for task, base, d in (("W2A", 90.0, -1.0), ("A2W", 80.0, -3.0)):
-        rows = [row("uncompressed student", base, 0.0, 4.0), row("ptsq", base + d, d, 1.0)]
+        rows = [row("uncompressed student", base, 0.0, 4.0), row("ptsq", base + d, d, 1.0, 0.9)]
         if task == "W2A":
             rows.append(row("qat", base, 0.0, 1.0))  # only on one task: no average
         write_json(tmp_path / f"compress_{task}.json", {"header": f"x; machine {task}", "rows": rows})
@@ -118,7 +118,7 @@ def test_six_task_compression_table_averages_each_technique(tmp_path):
     assert "| technique | A→W | W→A | Avg Δ |" in header
     lines = {l.split(" | ")[0].lstrip("| "): l for l in header.splitlines() if l.startswith("| ")}
     assert lines["uncompressed student"].startswith("| uncompressed student | 80.0 | 90.0 | 85.0 |")
-    assert lines["ptsq"].startswith("| ptsq | -3.0 | -1.0 | -2.00 | 1.000 M | 50.0 | 1.00 | 2.00 |")
+    assert lines["ptsq"].startswith("| ptsq | -3.0 | -1.0 | -2.00 | 1.000 M | 50.0 | 1.00 | 0.900 | 2.00 |")
     assert lines["qat"].startswith("| qat | – | +0.0 | – |")
 
 
