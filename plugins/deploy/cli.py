@@ -224,7 +224,7 @@ def export_torch_int8(args, inp: DeployInputs, out: Path, sha: str, report: dict
                            torch.from_numpy(inp.test_x[:32]))
         print(f"int8 QDQ ONNX from PyTorch {kind}: {p} ({info['size_mb']:.2f} MB), top-1 agreement with PyTorch "
               f"{info['top1_agree_vs_torch']:.1f}% on {info['checked_on']}")
-    report["artifacts"]["int8"] = {**info, "path": str(p), "recipe": recipe}
+    report["artifacts"]["int8"] = {**info, "path": str(p), "recipe": recipe, **_sizes(p)}
     if "trt" in args.runtime:  # explicit quantization: TensorRT builds INT8 from the Q/DQ nodes, no calibrator
         from .tensorrt import build_engine
 
@@ -279,14 +279,14 @@ def export_all(args, inp: DeployInputs, out: Path) -> dict:
             _tag(p, {"recipe_args": recipe_args})
             size = compact_onnx(p)
             print(f"int8 ONNX: {p} ({recipe}; {size['mb_before']:.3f} -> {size['mb_after']:.3f} MB compacted)")
-        report["artifacts"]["int8"] = {"path": str(p), "recipe": read_metadata(p).get("int8_recipe")}
+        report["artifacts"]["int8"] = {"path": str(p), "recipe": read_metadata(p).get("int8_recipe"), **_sizes(p)}
     if "int8w" in want:
         p = out / "model_int8w.onnx"
         if args.force or not _up_to_date(p, sha, compacted=True):
             recipe = quantize_weights_int8(fp32, p)
             size = compact_onnx(p)
             print(f"int8 weight-only ONNX: {p} ({recipe}; {size['mb_before']:.3f} -> {size['mb_after']:.3f} MB compacted)")
-        report["artifacts"]["int8w"] = {"path": str(p), "recipe": read_metadata(p).get("int8w_recipe")}
+        report["artifacts"]["int8w"] = {"path": str(p), "recipe": read_metadata(p).get("int8w_recipe"), **_sizes(p)}
     if "trt" in args.runtime:
         from .tensorrt import build_engine
 
@@ -296,6 +296,14 @@ def export_all(args, inp: DeployInputs, out: Path) -> dict:
             print(f"TensorRT {prec} engine: {eng}")
     write_json(out / "export.json", report)
     return report
+
+
+def _sizes(path: Path) -> dict:
+    """The file's MB, and before compaction when it was compacted (``compact_onnx`` writes that in its metadata)."""
+    from .onnx import read_metadata
+
+    before = read_metadata(path).get("compacted_from_mb")
+    return {"size_mb": path.stat().st_size / 1e6, **({"size_mb_before_compaction": before} if before else {})}
 
 
 def _tag(path: Path, extra: dict) -> None:
