@@ -278,7 +278,7 @@ class Distill(Method):
                             help="repeatable: model.pt of an already trained/adapted LiteDA teacher (skips training)")
         parser.add_argument("--teacher-pretrained", action="append", default=None, metavar="PATH",
                             help="repeatable, one per --teacher: local ImageNet state_dict for that teacher")
-        parser.add_argument("--teacher-method", default="cdan",
+        parser.add_argument("--teacher-method", default="mcc",
                             help="how a teacher trained here is adapted to the target (default %(default)s; "
                                  "source_only: not adapted); run folder runs/<dataset>/<task>/<method>-<arch>/seed<k>")
         parser.add_argument("--teacher-epochs", type=int, default=None,
