@@ -92,6 +92,9 @@ def test_compaction_keeps_outputs_and_shrinks_an_int8_file(onnx_fp32, images, tm
     assert sum(n.op_type == "DequantizeLinear" for n in proto.graph.node) > 0  # still INT8 weights, not folded
     assert read_metadata(dst)["compacted_from_mb"] == round(size["mb_before"], 6)
     assert read_metadata(dst)["classes"] == ["a", "b", "c"]
+    again = compact_onnx(dst)  # nothing left to fold: the file stays as it is (up to the metadata line)
+    assert abs(again["mb_after"] - size["mb_after"]) < 1e-3
+    np.testing.assert_array_equal(onnx_logits(dst, images.numpy()), onnx_logits(src, images.numpy()))
 
 
 def test_histogram_calibration_with_an_uneven_image_count(onnx_fp32, images, tmp_path):

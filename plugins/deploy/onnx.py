@@ -171,7 +171,7 @@ def compact_onnx(path: str | os.PathLike) -> dict[str, float]:
         if os.path.exists(tmp):
             os.remove(tmp)
     if any(n.domain not in ("", "ai.onnx") for n in proto.graph.node):
-        return {"mb_before": before, "mb_after": before}
+        return _mark_uncompacted(path, before)
     used = [o for o in proto.opset_import if o.domain in ("", "ai.onnx")]
     del proto.opset_import[:]
     proto.opset_import.extend(used)
@@ -180,9 +180,19 @@ def compact_onnx(path: str | os.PathLike) -> dict[str, float]:
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
     if len(data) / 1e6 >= before:  # e.g. a fold that turned INT8 weights back into float: keep the original
-        return {"mb_before": before, "mb_after": before}
+        return _mark_uncompacted(path, before)
     atomic_write_bytes(path, data)
     return {"mb_before": before, "mb_after": len(data) / 1e6}
+
+
+def _mark_uncompacted(path: str, before: float) -> dict[str, float]:
+    """Keep the file's graph but record that compaction was tried (so the exporter does not redo it each run)."""
+    import onnx
+
+    proto = onnx.load(path)
+    set_metadata(proto, {"compacted_from_mb": round(before, 6)})
+    save_onnx(proto, path)
+    return {"mb_before": before, "mb_after": os.path.getsize(path) / 1e6}
 
 
 def _shorten_tensor_names(graph) -> None:
