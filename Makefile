@@ -136,7 +136,7 @@ bench: $(DEPS)
 	$(PY) examples/bench.py --run $(call RUN,$(TASK),$(DEPLOY),$(SEED)) $(BENCH_ARGS)
 
 trt-bench: $(DEPS)
-	$(PY) examples/bench.py --run $(call RUN,$(TASK),$(DEPLOY),$(SEED)) --runtime torch ort trt --precision fp32 fp16 int8 fp8
+	$(PY) examples/bench.py --run $(call RUN,$(TASK),$(DEPLOY),$(SEED)) --runtime torch ort trt cuda --precision fp32 fp16 bf16 int8 fp8
 
 # ----------------------------------------------------------------------------- the grid (file targets)
 # Each stage's target is its run's results.json: a finished stage is not run again, an interrupted one resumes

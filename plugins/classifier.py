@@ -58,7 +58,8 @@ def model_record(model: ImageClassifier, arch: str, classes: list[str], crop_siz
     return {"format": "liteda.classifier/1", "arch": arch, "num_classes": model.num_classes,
             "bottleneck_dim": bottleneck_dim, "classes": list(classes), "crop_size": crop_size,
             **({"resize_size": resize_size} if resize_size else {}),
-            "mean": list(model.mean or ()), "std": list(model.std or ()), "state_dict": model.state_dict()}
+            "mean": list(model.mean or ()), "std": list(model.std or ()),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}  # loads without a GPU
 
 
 

@@ -161,6 +161,7 @@ class TeacherEnsemble(nn.Module):
         """Per-teacher logits stacked ``(K, B, C)`` and, if asked, the weighted mean of their L2-normalised
         bottleneck features ``(B, D)``."""
         logits, feats = [], []
+        x = x.to(self.weights.device)  # offline labelling feeds CPU loader batches
         for teacher, renorm in zip(self.teachers, self.renorms):
             f = teacher.extract(renorm(x))
             logits.append(teacher.head(f).float())

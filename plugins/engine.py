@@ -36,11 +36,19 @@ class TrainConfig:
     lr_gamma: float = 0.001
     lr_decay: float = 0.75
     trade_off: float = 1.0
-    amp: str = "none"  # "bf16": torch.autocast on CPU / GPU
+    amp: str = "none"  # "bf16": torch.autocast on CPU / GPU; "fp16": autocast + GradScaler, GPU only
     channels_last: bool = False
     print_freq: int = 0  # 0: a tqdm bar per epoch
     device: str = "cpu"
     progress: bool = True
+
+
+def autocast_for(device: str, amp: str) -> torch.autocast:
+    """``--amp``: none, bf16 (CPU or GPU) or fp16 (GPU, with the Trainer's GradScaler)."""
+    device_type = device.split(":")[0]
+    if amp in ("bf16", "fp16"):
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    return torch.autocast(device_type=device_type, enabled=False)
 
 
 def lr_lambda(gamma: float, decay: float) -> Callable[[int], float]:
@@ -90,6 +98,8 @@ class Trainer:
         groups = [g for g in groups if g["params"]]
         self.optimizer = SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
         self.scheduler = LambdaLR(self.optimizer, lr_lambda(cfg.lr_gamma, cfg.lr_decay))
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
         self.history = History()
         self.start_epoch = 0
         self.train_seconds = 0.0
@@ -106,6 +116,7 @@ class Trainer:
             "epoch": epoch, "model": self.model.state_dict(), "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "history": self.history.rows, "train_seconds": self.train_seconds, "resume_key": self.resume_key(),
+            "scaler": self.scaler.state_dict(),
             "rng": torch.get_rng_state(),
         }, self.ckpt_path)
 
@@ -123,6 +134,8 @@ class Trainer:
         self.method.load_state_dict(ck["method"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
         self.history.rows = list(ck["history"])
         self.train_seconds = float(ck["train_seconds"])
         torch.set_rng_state(ck["rng"])
@@ -139,9 +152,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _autocast(self):
-        if self.cfg.amp == "bf16":
-            return torch.autocast(device_type=self.cfg.device.split(":")[0], dtype=torch.bfloat16)
-        return torch.autocast(device_type="cpu", enabled=False)
+        return autocast_for(self.cfg.device, self.cfg.amp)
 
     def _to(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.cfg.device, non_blocking=True)
@@ -171,9 +182,12 @@ class Trainer:
         if not torch.isfinite(loss):
             fail(f"loss became {loss.item()} at iteration {iteration}; lower --lr or --trade-off")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
+        self.scaler.scale(loss).backward()
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimizer)  # a plain optimizer.step() when the scaler is disabled
+        self.scaler.update()
+        if scale is None or self.scaler.get_scale() >= scale:  # fp16: a step skipped for inf gradients
+            self.scheduler.step()                              # leaves the lr schedule where it was
         return {"loss": loss.item(), "cls_loss": float(cls_loss.detach()), "transfer_loss": float(transfer.detach()),
                 "train_acc": accuracy(step.logits_s.detach(), labels_s), "images": len(x), **stats}
 

@@ -24,8 +24,8 @@ from .datasets import (DATASETS, DomainSplit, TensorImageDataset, UnlabeledImage
 from .engine import Trainer, TrainConfig, config_dict, iterations_per_epoch
 from .metrics import classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict
 from .plots import plot_confusion, plot_history
-from .utils import (OneLineParser, atomic_torch_save, fail, machine_info, read_json, run_cli, seed_everything,
-                    write_json)
+from .utils import (OneLineParser, atomic_torch_save, fail, machine_info, read_json, resolve_device, run_cli,
+                    seed_everything, write_json)
 
 REGIMES = ("source_only", "oracle", "adapt")
 
@@ -67,7 +67,10 @@ def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentPars
     p.add_argument("--test-ratio", type=float, default=0.2)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--cache-dir", default=os.environ.get("LITEDA_CACHE", "data/cache"))
-    p.add_argument("--amp", choices=("none", "bf16"), default="none", help="mixed precision training")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+                   help="mixed precision training: bf16 autocast (CPU or GPU), fp16 autocast + GradScaler (GPU only)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when a GPU is visible, as "
+                   "tllib's examples do)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="channels_last is the default: faster MBV3 training on CPU (benchmarks/)")
     p.add_argument("--log", default=None, help="run folder (default runs/<dataset>/<task>/<method>/seed<k>)")
@@ -189,11 +192,11 @@ def init_from_source(model: ImageClassifier, args, run_dir: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- phases
-def evaluate_all(model, data: Data, run_dir: Path) -> dict:
+def evaluate_all(model, data: Data, run_dir: Path, device: str = "cpu") -> dict:
     out = {}
     for name, loader in (("target_test", data.evals["target_test"]), ("target_all", data.target_all()),
                          ("source_test", data.evals["source_test"])):
-        logits, labels = predict(model, loader)
+        logits, labels = predict(model, loader, device)
         out[name] = classification_metrics(logits, labels, data.num_classes)
         if name == "target_test":
             out["validator"] = info_max_score(logits)
@@ -219,13 +222,14 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
     cfg = TrainConfig(epochs=args.epochs, iters_per_epoch=iters, lr=args.lr, momentum=args.momentum,
                       weight_decay=args.wd, lr_gamma=args.lr_gamma, lr_decay=args.lr_decay,
                       trade_off=args.trade_off, amp=args.amp, channels_last=args.channels_last,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, device=args.device)
     method_cls = get_method(method_name)
     init = None
     if method_cls.needs_source_model:
         init = init_from_source(model, args, run_dir)
     method = method_cls(model, data.num_classes, args, args.epochs * iters)
     method.name = method_name
+    model.to(args.device), method.to(args.device)  # the teacher and discriminators live in the method
     method.prepare(data.unlabeled_eval)
     trainer = Trainer(model, method, data.labeled, data.unlabeled, data.evals, cfg, run_dir)
     trainer.fit(resume=args.resume)
@@ -240,8 +244,8 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
     return {
         **run_header(args, method_name, regime, data),
         "config": config_dict(cfg), "method_config": method.config(), "init_from": init,
-        **evaluate_all(model, data, run_dir),
-        "resources": resources(model, args, run_dir),
+        **evaluate_all(model, data, run_dir, args.device),
+        "resources": resources(model.cpu(), args, run_dir),
         "timing": {"train_seconds": trainer.train_seconds, "seconds_per_epoch": trainer.train_seconds / epochs_done,
                    "images_per_s": sum(r["images_per_s"] for r in rows) / epochs_done},
     }
@@ -294,6 +298,7 @@ def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional
         fail("--epochs and -b must be positive")
     if args.source == args.target and regime != "oracle":
         fail(f"source and target are the same domain ('{args.source}')")
+    args.device = resolve_device(args.device, args.amp)
     run_dir = run_dir_for(args, name)
     run_dir.mkdir(parents=True, exist_ok=True)
     if args.phase != "train" and not (run_dir / "model.pt").is_file():

@@ -20,6 +20,22 @@ def fail(msg: str) -> None:
     raise UserError(msg)
 
 
+def resolve_device(device: str, amp: str = "none") -> str:
+    """``--device``: ``auto`` is ``cuda`` when a GPU is visible, else ``cpu``; a GPU asked for and absent, or fp16
+    AMP on a CPU, is a one-line error rather than a crash mid-run."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        fail(f"--device '{device}': expected cpu, cuda, cuda:N or auto")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device {device}: no CUDA GPU is visible to torch {torch.__version__}")
+    if amp == "fp16" and not device.startswith("cuda"):
+        fail("--amp fp16 needs a CUDA GPU (its GradScaler is for CUDA); on a CPU use --amp bf16")
+    return device
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line and exit 2 (no usage dump): raises UserError for run_cli."""
 

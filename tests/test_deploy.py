@@ -319,3 +319,22 @@ def test_ort_profile_splits_convolutions_by_kind(onnx_fp32):
     kinds = " ".join(doc["ms_per_call"])
     assert doc["calls"] == 3 and doc["input_px"] == SIZE and doc["total_kernel_ms"] > 0
     assert "(stem)" in kinds and "(1x1)" in kinds and "(depthwise 3x3)" in kinds
+
+
+def test_cuda_runtime_rows_say_why_they_did_not_run(tiny_model):
+    from plugins.deploy.bench import cuda_artifact
+
+    art = cuda_artifact(tiny_model, "int8")
+    assert art.run is None and ("fp32/fp16/bf16" in art.note or "no CUDA GPU" in art.note)
+    if not torch.cuda.is_available():
+        assert cuda_artifact(tiny_model, "fp16").note == "skipped: no CUDA GPU visible to torch"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_replay_matches_eager(tiny_model, images):
+    from plugins.deploy.bench import cuda_artifact
+
+    x = images[:4].numpy()
+    eager, graph = cuda_artifact(tiny_model, "fp32", graphs=False), cuda_artifact(tiny_model, "fp32", graphs=True)
+    np.testing.assert_allclose(graph.run(x), eager.run(x), atol=1e-3)
+    np.testing.assert_allclose(graph.run(x[::-1].copy()), eager.run(x[::-1].copy()), atol=1e-3)  # replay, new data

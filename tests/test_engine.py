@@ -65,3 +65,24 @@ def test_cli_exit_code_and_single_line(tmp_path):
                         "-s", "A", "-t", "W", "--scratch"], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
+
+
+def test_device_flag_resolves_and_rejects_what_cannot_run():
+    from plugins.utils import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UserError, match="--device 'gpu0'"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            resolve_device("cuda:0")
+        with pytest.raises(UserError, match="--amp fp16 needs a CUDA GPU"):
+            resolve_device("auto", "fp16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_the_gpu_with_fp16_amp_writes_a_cpu_loadable_model(run_args, tmp_path):
+    main("dann", "adapt", run_args("--device", "cuda", "--amp", "fp16"))
+    rec = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert all(v.device.type == "cpu" for v in rec["state_dict"].values())

@@ -21,7 +21,7 @@ from ..utils import OneLineParser, fail, read_json, run_cli, write_json
 
 # int8w: INT8 weights, FP32 compute (weight-only; a size format). int8: ORT static INT8 compute.
 PRECISIONS = ("fp32", "fp16", "int8", "int8w", "fp8", "bf16")
-RUNTIMES = ("ort", "torch", "trt", "openvino")
+RUNTIMES = ("ort", "torch", "trt", "openvino", "cuda")  # cuda: PyTorch on the GPU
 ONNX_PRECISIONS = ("fp32", "fp16", "int8", "int8w")
 
 
@@ -330,10 +330,13 @@ def export_main(argv: Optional[list[str]] = None) -> dict:
 
 # ----------------------------------------------------------------------------- bench
 def bench_artifacts(args, inp: DeployInputs, out: Path, report: dict) -> list:
-    from .bench import openvino_artifact, ort_artifact, torch_artifact, trt_artifact
+    from .bench import cuda_artifact, openvino_artifact, ort_artifact, torch_artifact, trt_artifact
 
     arts = []
     prec = list(dict.fromkeys(args.precision))
+    if "cuda" in args.runtime and not inp.rec.get("torch_int8"):
+        arts += [cuda_artifact(inp.model, p, graphs, str(inp.ckpt)) for p in ("fp32", "fp16", "bf16")
+                 if p in prec for graphs in (False, True)]
     if "torch" in args.runtime:
         arts.append(torch_artifact(inp.model, "int8" if inp.rec.get("torch_int8") else "fp32", args.threads,
                                    str(inp.ckpt)))
