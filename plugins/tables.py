@@ -62,12 +62,24 @@ def accuracy_grid(runs: Sequence[dict], metric: Callable[[dict], Optional[float]
     return {"rows": rows, "tasks": tasks, "grid": grid}
 
 
+def _complete_seeds(cells: dict[str, dict[int, float]], tasks: Sequence[str]) -> list[int]:
+    """Seeds that have every task (the only ones an Avg can use)."""
+    if not tasks or not all(t in cells for t in tasks):
+        return []
+    return sorted(set.intersection(*(set(cells[t]) for t in tasks)))
+
+
 def _avg_values(cells: dict[str, dict[int, float]], tasks: Sequence[str]) -> list[float]:
     """Per-seed average over tasks, only for seeds that have every task (else no Avg)."""
-    if not all(t in cells for t in tasks):
-        return []
-    seeds = set.intersection(*(set(cells[t]) for t in tasks)) if tasks else set()
-    return [statistics.fmean(cells[t][s] for t in tasks) for s in sorted(seeds)]
+    return [statistics.fmean(cells[t][s] for t in tasks) for s in _complete_seeds(cells, tasks)]
+
+
+def _seeds_label(cells: dict[str, dict[int, float]], tasks: Sequence[str]) -> str:
+    """``0,1,2``; when some seeds lack a task, which seeds the Avg is over: ``0,1,2 (Avg: 0)``."""
+    seeds = sorted({s for t in cells.values() for s in t})
+    complete = _complete_seeds(cells, tasks)
+    label = ",".join(map(str, seeds))
+    return label if complete == seeds or not complete else f"{label} (Avg: {','.join(map(str, complete))})"
 
 
 def table_rows(g: dict) -> tuple[list[str], list[list[str]]]:
@@ -75,9 +87,8 @@ def table_rows(g: dict) -> tuple[list[str], list[list[str]]]:
     body = []
     for m in g["rows"]:
         cells = g["grid"][m]
-        seeds = sorted({s for t in cells.values() for s in t})
         body.append([m] + [fmt_ms(list(cells.get(t, {}).values())) for t in g["tasks"]]
-                    + [fmt_ms(_avg_values(cells, g["tasks"])), ",".join(map(str, seeds))])
+                    + [fmt_ms(_avg_values(cells, g["tasks"])), _seeds_label(cells, g["tasks"])])
     return header, body
 
 

@@ -19,6 +19,13 @@ def test_mean_std_over_seeds_and_avg_column():
     assert body[0][2] == "–" and body[0][3] == "–"  # source-only lacks W2A: no average
     assert "| dann |" in to_markdown(header, body)
     assert to_csv(header, body).splitlines()[0].startswith("Method,")
+    assert dann[4] == "0,1" and body[0][4] == "0"
+
+
+def test_seeds_column_says_which_seeds_the_average_is_over():
+    runs = [_run("kd", "A2W", 0, 90.0), _run("kd", "W2A", 0, 80.0), _run("kd", "A2W", 1, 94.0)]
+    header, body = table_rows(accuracy_grid(runs))
+    assert body[0][3] == "85.0" and body[0][4] == "0,1 (Avg: 0)"  # seed 1 lacks W2A: not in the Avg
 
 
 def test_compression_table_rows_follow_the_stages():
