@@ -27,7 +27,8 @@ def load_tasks(folder: Path) -> dict[str, dict]:
 
 
 def technique_table(tasks: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
-    """Rows in the order the benchmark ran them; a technique missing on a task shows '–' and gets no average."""
+    """Rows in the order the benchmark ran them; a technique missing on a task shows '–', and its average over the
+    tasks it ran on is labelled with their count, e.g. ``-1.20 (4/6)``."""
     names: list[str] = []
     cell: dict[tuple[str, str], dict] = {}
     for task, doc in tasks.items():
@@ -45,7 +46,8 @@ def technique_table(tasks: dict[str, dict]) -> tuple[list[str], list[list[str]]]
                     for r in rows]
         got = [r for r in rows if r is not None]
         mean = lambda k: statistics.fmean(r[k] for r in got) if got and all(r.get(k) is not None for r in got) else None  # noqa: E731
-        avg = "–" if not full else (f"{mean('target_test_acc'):.1f}" if base else f"{mean('delta_acc'):+.2f}")
+        avg = f"{mean('target_test_acc'):.1f}" if base and full else f"{mean('delta_acc'):+.2f}" if got and not base else "–"
+        avg += f" ({len(got)}/{len(rows)})" if got and not full and avg != "–" else ""  # over fewer tasks: say so
         body.append([n, *per_task, avg,
                      "–" if mean("params") is None else f"{mean('params') / 1e6:.3f} M",
                      "–" if mean("macs") is None else f"{mean('macs') / 1e6:.1f}",

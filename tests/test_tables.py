@@ -118,7 +118,7 @@ def test_six_task_compression_table_averages_each_technique(tmp_path):
     for task, base, d in (("W2A", 90.0, -1.0), ("A2W", 80.0, -3.0)):
         rows = [row("uncompressed student", base, 0.0, 4.0), row("ptsq", base + d, d, 1.0, 0.9)]
         if task == "W2A":
-            rows.append(row("qat", base, 0.0, 1.0))  # only on one task: no average
+            rows.append(row("qat", base, 0.0, 1.0))  # only on one task: its average says so
         write_json(tmp_path / f"compress_{task}.json", {"header": f"x; machine {task}", "rows": rows})
     table.main([str(tmp_path)])
     header = (tmp_path / "compress_all_tasks.md").read_text()
@@ -126,7 +126,7 @@ def test_six_task_compression_table_averages_each_technique(tmp_path):
     lines = {l.split(" | ")[0].lstrip("| "): l for l in header.splitlines() if l.startswith("| ")}
     assert lines["uncompressed student"].startswith("| uncompressed student | 80.0 | 90.0 | 85.0 |")
     assert lines["ptsq"].startswith("| ptsq | -3.0 | -1.0 | -2.00 | 1.000 M | 50.0 | 1.00 | 0.900 | 2.00 |")
-    assert lines["qat"].startswith("| qat | – | +0.0 | – |")
+    assert lines["qat"].startswith("| qat | – | +0.0 | +0.00 (1/2) |")
 
 
 def test_compression_benchmark_reuses_a_finished_recipe(tmp_path):
