@@ -182,11 +182,13 @@ def main() -> None:
             v = statistics.median(rates[c.name])
             doc["results"][c.name] = {"img_per_s": v, "speedup_vs_tllib_style": v / ref, "all_rounds": rates[c.name]}
             rows.append([c.name, f"{v:.1f}", f"{v / ref:.2f}×"])
+    busy = (" (other jobs were running: absolute img/s are low, ratios are the result)"
+            if max(load) > 0.5 * (os.cpu_count() or 1) else "")
     where = f"{doc['machine'].get('gpu')} GPU (data pipeline on the CPU, {a.workers} LiteDA loader workers)" \
         if a.device != "cpu" else f"{a.threads} threads"
     md = (f"# Training throughput (MobileNetV3-Small, bs 32 per domain, 224 px, Office-Caltech {a.source}→{a.target})\n\n"
-          f"Machine: {machine_label(doc['machine'])}, {where}; 1-min load average {load[0]:.1f} → {load[1]:.1f} "
-          f"(other jobs were running: absolute img/s are low, ratios are the result); median of {a.rounds} rounds × {a.iters} steps. "
+          f"Machine: {machine_label(doc['machine'])}, {where}; 1-min load average {load[0]:.1f} → {load[1]:.1f}"
+          f"{busy}; median of {a.rounds} rounds × {a.iters} steps. "
           f"Images/s count source + target images.\nRegenerate: `python benchmarks/train_speed.py --iters {a.iters} "
           f"--rounds {a.rounds} --threads {a.threads} --out {a.out}"
           + (f" --device {a.device} --amp {' '.join(a.amp)} --workers {a.workers}" if a.device != "cpu" else "") + "`\n\n"
