@@ -6,6 +6,7 @@ N x 3 x H x W float32 arrays. Builders for each runtime are below; :func:`benchm
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import os
@@ -67,8 +68,6 @@ def cuda_artifact(model, precision: str = "fp32", graphs: bool = True, path: Opt
     if precision not in ("fp32", "fp16", "bf16"):
         return Artifact(name, "cuda", precision, None, path, note=f"skipped: PyTorch CUDA runs fp32/fp16/bf16, not {precision}")
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    import copy
-
     net = copy.deepcopy(model).eval().to("cuda", dtype).to(memory_format=torch.channels_last)
     static: dict[tuple, tuple] = {}  # shape -> (graph, input buffer, output buffer)
 
