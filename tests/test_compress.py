@@ -181,6 +181,50 @@ def test_lowrank_layer_sets_pick_the_tail_the_se_convs_or_both(tiny_model):
         layer_selection(tiny_model, "attention")
 
 
+def test_whitened_svd_reproduces_at_full_rank_and_fits_the_data_better_at_low_rank():
+    from plugins.compress.lowrank import factorize_linear, input_second_moments, whitening_factor
+
+    torch.manual_seed(0)
+    lin = nn.Linear(32, 24)
+    # correlated inputs with a few dominant directions: what plain SVD ignores and whitening exploits
+    x = torch.randn(400, 6) @ torch.randn(6, 32) * 3 + 0.1 * torch.randn(400, 32)
+    cov = input_second_moments(nn.Sequential(lin), ["0"], [x[:200], x[200:]])["0"]
+    assert torch.allclose(cov, (x.double().T @ x.double()) / 400, atol=1e-6)
+    for kind in ("diag", "full"):
+        s = whitening_factor(cov, kind)
+        assert torch.allclose(factorize_linear(lin, 24, s)(x), lin(x), atol=1e-3)
+    with torch.no_grad():
+        err = {k: (factorize_linear(lin, 4, whitening_factor(cov, k))(x) - lin(x)).norm().item()
+               for k in ("none", "full")}
+    assert err["full"] < 0.5 * err["none"]
+
+
+def test_global_allocation_keeps_the_budget_and_favours_rich_spectra():
+    from plugins.compress.lowrank import shared_energy_ranks, svd_cost
+
+    flat = torch.ones(40)  # every direction matters
+    steep = 0.5 ** torch.arange(40.0)  # two directions hold almost everything
+    spectra = {"flat": (flat, 40, 40), "steep": (steep, 40, 40)}
+    ranks = shared_energy_ranks(spectra, 0.25)
+    assert sum(svd_cost(40, 40, r) for r in ranks.values()) <= 0.25 * 2 * 40 * 40
+    assert ranks["flat"] > ranks["steep"] and ranks["steep"] <= 3
+
+
+def test_lowrank_global_whitened_plan_reloads(tiny_model, tmp_path):
+    from plugins.compress.lowrank import layer_selection, lowrank_model
+
+    m = copy.deepcopy(tiny_model)
+    plan = lowrank_model(m, ratio=0.3, select=layer_selection(m, "linear+se"), allocation="global", whiten="full",
+                         batches=[images(8, 1), images(8, 2)])
+    assert plan and params(m) < params(tiny_model)
+    save_compressed(m, BASE, [{"op": "lowrank", "plan": plan}], tmp_path / "w.pt")
+    r, _ = load_compressed(tmp_path / "w.pt")
+    with torch.no_grad():
+        assert torch.equal(r(images(4)), m.eval()(images(4)))
+    with pytest.raises(UserError, match="--lowrank-alloc global"):
+        lowrank_model(copy.deepcopy(tiny_model), energy=0.9, allocation="global")
+
+
 # ----------------------------------------------------------------------------- attention
 @pytest.mark.parametrize("kind", ["eca", "cbam", "ulsam", "lsas"])
 def test_attention_swap_keeps_shapes_and_trains(tiny_model, tmp_path, kind):
@@ -288,6 +332,8 @@ def test_self_distill_is_zero_against_itself(tiny_model):
     (["--activation", "gelu"], "invalid choice"),
     (["--attention", "ulsam", "--prune", "0.3"], "not supported"),
     (["--lowrank-energy", "0.9", "--lowrank-ratio", "0.5"], "one of --lowrank-energy and --lowrank-ratio"),
+    (["--lowrank-energy", "0.9", "--lowrank-alloc", "global"], "--lowrank-alloc global"),
+    (["--lowrank-ratio", "0.3", "--lowrank-whiten", "chol"], "invalid choice"),
 ])
 def test_cli_bad_input_one_line(extra, msg, tmp_path):
     from plugins.compress.pipeline import main

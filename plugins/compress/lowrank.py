@@ -6,7 +6,14 @@
 
 Depthwise convs (``groups == in_channels``) are excluded: each filter sees one channel, so the weight has no
 input-channel mode to factor and only k*k (9 or 25) numbers per channel; any factorisation adds parameters.
-Ranks come from an energy threshold (fraction of the squared singular values kept) or a parameter ratio.
+Ranks come from an energy threshold (fraction of the squared singular values kept) or a parameter ratio, per
+layer (``uniform``) or as one budget over all the selected layers (``global``: the energy threshold shared by
+every layer that fits the budget, so each layer keeps the same fraction of its spectrum).
+
+Whitening (``diag`` / ``full``) makes the SVD data-aware: it truncates ``W S`` instead of ``W``, where ``S`` is
+the square root of the layer's input second moment on unlabeled target-train images (its diagonal, as ASVD,
+Yuan et al. 2023; or its Cholesky factor, as SVD-LLM, Wang et al. 2024), so the discarded part is the one that
+moves the layer's outputs least on the target domain; ``A`` is then mapped back by ``S^-1``.
 """
 from __future__ import annotations
 
@@ -20,6 +27,8 @@ from ..utils import fail
 
 KXK_METHODS = ("tucker2", "cp", "none")
 LAYER_SETS = ("all", "linear", "se", "linear+se")
+ALLOCATIONS = ("uniform", "global")
+WHITENINGS = ("none", "diag", "full")
 
 
 # ----------------------------------------------------------------------------- rank selection
@@ -93,16 +102,65 @@ def factorized_shell(layer: nn.Module, spec: dict) -> nn.Sequential:
 
 
 # ----------------------------------------------------------------------------- SVD
-def svd_factors(weight2d: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``W ~ B @ A`` with the singular values split evenly (balanced factor scales for fine-tuning)."""
-    u, s, vh = torch.linalg.svd(weight2d.double(), full_matrices=False)
+def svd_factors(weight2d: torch.Tensor, rank: int,
+                whiten: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W ~ B @ A`` with the singular values split evenly (balanced factor scales for fine-tuning).
+    ``whiten``: an invertible ``S`` (n x n, from :func:`whitening_factor`); the SVD is then of ``W S``."""
+    w = weight2d.double()
+    if whiten is not None:
+        w = w @ whiten
+    u, s, vh = torch.linalg.svd(w, full_matrices=False)
     root = s[:rank].sqrt()
-    return (u[:, :rank] * root).float(), (root[:, None] * vh[:rank]).float()
+    a = root[:, None] * vh[:rank]
+    if whiten is not None:
+        a = torch.linalg.solve(whiten, a, left=False)  # A S^-1: the factors act on the layer's real inputs
+    return (u[:, :rank] * root).float(), a.float()
 
 
-def factorize_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
+def whitening_factor(second_moment: torch.Tensor, kind: str, damping: float = 1e-3) -> Optional[torch.Tensor]:
+    """``S`` with ``S S^T`` ~ the input second moment ``E[x x^T]`` (n x n): its diagonal's square root (``diag``)
+    or its Cholesky factor (``full``), damped by ``damping`` x its mean diagonal so that inputs the statistics
+    never excite (dead channels, fewer images than dimensions) stay invertible; ``none``: no whitening."""
+    if kind == "none":
+        return None
+    c = second_moment.double()
+    eps = damping * c.diagonal().mean().clamp_min(1e-12)
+    if kind == "diag":
+        return torch.diag((c.diagonal() + eps).sqrt())
+    return torch.linalg.cholesky(c + eps * torch.eye(len(c), dtype=c.dtype))
+
+
+@torch.no_grad()
+def input_second_moments(model: nn.Module, names: list[str], batches) -> dict[str, torch.Tensor]:
+    """``E[x x^T]`` of each named Linear / 1x1 conv's input over ``batches`` (unlabeled images; every spatial
+    position of a conv input is one sample), read by forward hooks in eval mode."""
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def hook(name):
+        def fn(module, inputs, output):
+            x = inputs[0].detach().double()
+            x = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.dim() == 4 else x.reshape(-1, x.shape[-1])
+            sums[name] = sums.get(name, 0) + x.T @ x
+            counts[name] = counts.get(name, 0) + len(x)
+        return fn
+
+    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+    was = model.training
+    model.eval()
+    try:
+        for x in batches:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return {n: sums[n] / counts[n] for n in sums}
+
+
+def factorize_linear(layer: nn.Linear, rank: int, whiten: Optional[torch.Tensor] = None) -> nn.Sequential:
     """``Linear(n, m)`` -> ``Linear(n, r, bias=False)`` + ``Linear(r, m)``."""
-    b, a = svd_factors(layer.weight.detach(), rank)
+    b, a = svd_factors(layer.weight.detach(), rank, whiten)
     first, second = linear_shell(layer, rank)
     with torch.no_grad():
         first.weight.copy_(a)
@@ -112,10 +170,10 @@ def factorize_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
     return nn.Sequential(first, second)
 
 
-def factorize_pointwise(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+def factorize_pointwise(conv: nn.Conv2d, rank: int, whiten: Optional[torch.Tensor] = None) -> nn.Sequential:
     """A 1x1 ``Conv2d`` as two 1x1 convs (the stride stays on the first)."""
     w = conv.weight.detach().flatten(1)
-    b, a = svd_factors(w, rank)
+    b, a = svd_factors(w, rank, whiten)
     first, second = pointwise_shell(conv, rank)
     with torch.no_grad():
         first.weight.copy_(a[:, :, None, None])
@@ -212,11 +270,13 @@ def lowrank_candidates(model: nn.Module, skip: tuple[str, ...] = ("head",),
     return out
 
 
-def build_factorized(layer: nn.Module, spec: dict) -> nn.Sequential:
-    """The factorised replacement of ``layer`` for a plan entry (also used to rebuild saved models)."""
+def build_factorized(layer: nn.Module, spec: dict, whiten: Optional[torch.Tensor] = None) -> nn.Sequential:
+    """The factorised replacement of ``layer`` for a plan entry; ``whiten`` applies to SVD entries."""
     kind, ranks = spec["kind"], spec["ranks"]
     if kind == "svd":
-        return factorize_linear(layer, ranks[0]) if isinstance(layer, nn.Linear) else factorize_pointwise(layer, ranks[0])
+        if isinstance(layer, nn.Linear):
+            return factorize_linear(layer, ranks[0], whiten)
+        return factorize_pointwise(layer, ranks[0], whiten)
     if kind == "tucker2":
         return tucker2_conv(layer, (ranks[0], ranks[1]))
     if kind == "cp":
@@ -229,12 +289,17 @@ def dense_params(layer: nn.Module) -> int:
     return sum(p.numel() for p in layer.parameters())
 
 
-def plan_layer(layer: nn.Module, energy: Optional[float], ratio: Optional[float], kxk: str) -> Optional[dict]:
+def is_svd_layer(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.Linear) or layer.kernel_size == (1, 1)
+
+
+def plan_layer(layer: nn.Module, energy: Optional[float], ratio: Optional[float], kxk: str,
+               whiten: Optional[torch.Tensor] = None) -> Optional[dict]:
     """Pick a factorisation for one layer, or None when it would not save parameters."""
-    if isinstance(layer, nn.Linear) or layer.kernel_size == (1, 1):
+    if is_svd_layer(layer):
         w = layer.weight.detach().flatten(1)
         m, n = w.shape
-        r = choose_rank(w, energy, ratio)
+        r = choose_rank(w if whiten is None else w.double() @ whiten, energy, ratio)
         return {"kind": "svd", "ranks": [r]} if r * (m + n) < m * n else None
     if kxk == "none" or is_depthwise(layer):
         return None
@@ -250,26 +315,79 @@ def plan_layer(layer: nn.Module, energy: Optional[float], ratio: Optional[float]
     return {"kind": "cp", "ranks": [r]} if r * per_rank < layer.weight.numel() else None
 
 
+def svd_cost(m: int, n: int, r: int) -> int:
+    """Weights of an m x n layer at rank r (the dense layer's when factorising would not save)."""
+    return min(r * (m + n), m * n)
+
+
+def shared_energy_ranks(spectra: dict[str, tuple[torch.Tensor, int, int]], ratio: float) -> dict[str, int]:
+    """``global`` allocation: the highest energy threshold at which the layers together hold at most ``ratio``
+    of their dense weights (bisection: cost grows with the threshold); ``{name: rank}``.
+    ``spectra``: ``{name: (singular values, m, n)}``."""
+    budget = ratio * sum(m * n for _, m, n in spectra.values())
+
+    def ranks_at(e: float) -> dict[str, int]:
+        return {k: rank_for_energy(s, e) for k, (s, _, _) in spectra.items()}
+
+    def cost(ranks: dict[str, int]) -> int:
+        return sum(svd_cost(m, n, ranks[k]) for k, (_, m, n) in spectra.items())
+
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cost(ranks_at(mid)) <= budget else (lo, mid)
+    return ranks_at(lo)
+
+
 def lowrank_model(model: nn.Module, energy: Optional[float] = None, ratio: Optional[float] = None,
                   kxk: str = "tucker2", skip: tuple[str, ...] = ("head",),
-                  select: Optional[Callable[[str], bool]] = None) -> dict[str, dict]:
+                  select: Optional[Callable[[str], bool]] = None, allocation: str = "uniform",
+                  whiten: str = "none", batches=None) -> dict[str, dict]:
     """Factorise every layer where it saves parameters; returns the plan ``{layer name: {kind, ranks}}``.
 
     For CP the energy threshold has no closed form, so ``energy`` is used as the parameter ratio there.
+    ``allocation='global'`` (with ``ratio``): SVD ranks from one shared energy threshold under a budget of
+    ``ratio`` x the SVD layers' weights. ``whiten`` (``diag``/``full``) needs ``batches`` of unlabeled images.
     """
     check_energy_ratio(energy, ratio)
     if kxk not in KXK_METHODS:
         fail(f"--lowrank-kxk must be one of {', '.join(KXK_METHODS)}, got '{kxk}'")
+    if allocation not in ALLOCATIONS:
+        fail(f"--lowrank-alloc must be one of {', '.join(ALLOCATIONS)}, got '{allocation}'")
+    if whiten not in WHITENINGS:
+        fail(f"--lowrank-whiten must be one of {', '.join(WHITENINGS)}, got '{whiten}'")
+    if allocation == "global" and ratio is None:
+        fail("--lowrank-alloc global shares a parameter budget: give --lowrank-ratio")
+    layers = lowrank_candidates(model, skip, select)
+    svd_names = [k for k, m in layers.items() if is_svd_layer(m)]
+    moments = input_second_moments(model, svd_names, batches) if whiten != "none" and batches is not None else {}
+    if whiten != "none" and batches is None:
+        fail("--lowrank-whiten needs unlabeled images for the input statistics")
+    factors = {k: whitening_factor(c, whiten) for k, c in moments.items()}
+    shared = {}
+    if allocation == "global":
+        shared = shared_energy_ranks({k: (torch.linalg.svdvals(weighted(layers[k], factors.get(k))),
+                                          *layers[k].weight.flatten(1).shape) for k in svd_names}, ratio)
     plan: dict[str, dict] = {}
-    for name, layer in lowrank_candidates(model, skip, select).items():
-        spec = plan_layer(layer, energy, ratio, kxk)
+    for name, layer in layers.items():
+        if name in shared:
+            m, n = layer.weight.flatten(1).shape
+            spec = {"kind": "svd", "ranks": [shared[name]]} if shared[name] * (m + n) < m * n else None
+        else:
+            spec = plan_layer(layer, energy, ratio, kxk, factors.get(name))
         if spec is None:
             continue
-        new = build_factorized(layer, spec)
+        new = build_factorized(layer, spec, factors.get(name))
         spec = dict(spec, params_before=dense_params(layer), params_after=dense_params(new))
         set_submodule(model, name, new)
         plan[name] = spec
     return plan
+
+
+def weighted(layer: nn.Module, whiten: Optional[torch.Tensor]) -> torch.Tensor:
+    """The matrix whose spectrum decides the rank: ``W`` or the whitened ``W S``."""
+    w = layer.weight.detach().flatten(1).double()
+    return w if whiten is None else w @ whiten
 
 
 def apply_lowrank_plan(model: nn.Module, plan: dict[str, dict]) -> None:

@@ -34,7 +34,7 @@ from . import (count_params_any, load_compressed, measure_latency, save_compress
 from .activation import ACTIVATIONS, swap_activation
 from .attention import ATTENTIONS, swap_attention
 from .finetune import FinetuneConfig, finetune, recalibrate_bn
-from .lowrank import KXK_METHODS, LAYER_SETS, layer_selection, lowrank_model
+from .lowrank import ALLOCATIONS, KXK_METHODS, LAYER_SETS, WHITENINGS, layer_selection, lowrank_model
 from .prune import IMPORTANCES, check_ratio, prune_model
 from .resolution import Rescaled, check_resolution, scaled_resize
 from .quantize import QUANT_KINDS, float_ops, quantize_dynamic_linear, quantize_qat, quantize_static, quantized_summary
@@ -68,8 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lowrank-layers", choices=LAYER_SETS, default="all",
                    help="linear: only the pre-logits and bottleneck Linears (the 0.85 M-param tail); se: only the "
                         "squeeze-excite 1x1 convs (0.46 M params, few MACs); linear+se: both")
+    g.add_argument("--lowrank-alloc", choices=ALLOCATIONS, default="uniform",
+                   help="uniform: every layer at --lowrank-ratio; global: the layers together at --lowrank-ratio, "
+                        "ranks from one shared energy threshold (layers with a flat spectrum keep more)")
+    g.add_argument("--lowrank-whiten", choices=WHITENINGS, default="none",
+                   help="data-aware SVD: truncate W S, S from the layer's input statistics on --calib-batches of "
+                        "unlabeled target-train images (diag: ASVD-style scaling; full: Cholesky, SVD-LLM-style)")
     g.add_argument("--quantize", default="none", help=f"{' | '.join(QUANT_KINDS)}")
-    g.add_argument("--calib-batches", type=int, default=10, help="PTSQ: batches of unlabeled target-train images")
+    g.add_argument("--calib-batches", type=int, default=10,
+                   help="PTSQ and --lowrank-whiten: batches of unlabeled target-train images")
     f = p.add_argument_group("recovery fine-tuning (self-distillation through the engine)")
     f.add_argument("--ft-epochs", type=int, default=2, help="epochs after each stage (0: none)")
     f.add_argument("--ft-iters", type=int, default=None, help="iterations per epoch (default: PROTOCOL.md's)")
@@ -110,6 +117,8 @@ def check_args(args) -> None:
             fail(f"--{flag.replace('_', '-')} must be in (0, 1], got {v}")
     if args.lowrank_energy is not None and args.lowrank_ratio is not None:
         fail("give one of --lowrank-energy and --lowrank-ratio")
+    if args.lowrank_alloc == "global" and args.lowrank_ratio is None:
+        fail("--lowrank-alloc global shares a parameter budget: give --lowrank-ratio")
     if args.prune_steps < 1 or args.ft_epochs < 0 or args.batch_size < 1 or args.calib_batches < 1:
         fail("--prune-steps, -b and --calib-batches must be positive, --ft-epochs >= 0")
     if args.attention == "ulsam" and args.prune is not None:
@@ -278,11 +287,16 @@ class Stages:
     def lowrank(self) -> None:
         a = self.args
         plan = lowrank_model(self.student, a.lowrank_energy, a.lowrank_ratio, a.lowrank_kxk,
-                             select=layer_selection(self.student, a.lowrank_layers))
+                             select=layer_selection(self.student, a.lowrank_layers), allocation=a.lowrank_alloc,
+                             whiten=a.lowrank_whiten, batches=self.calibration_batches())
         self.ops.append({"op": "lowrank", "plan": plan})
         before = self.measure()
-        self.log({"op": "lowrank", "energy": a.lowrank_energy, "ratio": a.lowrank_ratio, "layers": len(plan),
-                  "plan": plan}, before, self.recover("lowrank"))
+        self.log({"op": "lowrank", "energy": a.lowrank_energy, "ratio": a.lowrank_ratio, "allocation": a.lowrank_alloc,
+                  "whiten": a.lowrank_whiten, "layers": len(plan), "plan": plan}, before, self.recover("lowrank"))
+
+    def calibration_batches(self):
+        """The first --calib-batches batches of unlabeled target-train images (test transform), lazily."""
+        return (x for i, (x, _) in enumerate(self.data.calibration) if i < self.args.calib_batches)
 
     def quantize(self, kind: str) -> None:
         self.float_model = copy.deepcopy(self.student).eval()
@@ -291,8 +305,7 @@ class Stages:
         if kind == "ptdq":
             self.student = quantize_dynamic_linear(self.student)
         elif kind == "ptsq":
-            calib = (x for i, (x, _) in enumerate(self.data.calibration) if i < self.args.calib_batches)
-            self.student, n = quantize_static(self.student, self.input_size, calib)
+            self.student, n = quantize_static(self.student, self.input_size, self.calibration_batches())
             extra["calibration_images"] = n
         else:
             extra["lr"] = self.args.qat_lr
