@@ -115,6 +115,35 @@ def test_ptsq_close_to_float_and_smaller(tiny_model, tmp_path):
         assert torch.allclose(r(x), yq)
 
 
+@pytest.mark.parametrize("widen", [False, True])
+def test_dead_channel_bias_fits_int32_in_the_qdq_export(tiny_model, tmp_path, monkeypatch, widen):
+    """An SE output channel with zero weights and a large bias: ORT holds the bias as INT32 at input x weight
+    scale, which the observers' floor weight scale overflows; widened weight scales keep the export exact."""
+    import onnx
+    from onnx import numpy_helper
+    from torchvision.ops.misc import SqueezeExcitation
+
+    from plugins.compress import quantize
+    from plugins.deploy.onnx import export_onnx
+
+    if not widen:
+        monkeypatch.setattr(quantize, "widen_tiny_weight_scales", lambda model, size: 0)
+    m = copy.deepcopy(tiny_model)
+    se = next(mod for mod in m.modules() if isinstance(mod, SqueezeExcitation))
+    with torch.no_grad():
+        se.fc2.weight[0].zero_()
+        se.fc2.bias[0] = 100.0
+    q, _ = quantize.quantize_static(m, SIZE, [images(16, s) for s in range(3)])
+    info = export_onnx(q, tmp_path / "q.onnx", SIZE, check_images=images(16, 7))
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    tensors = [*graph.initializer, *(a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute)]
+    wrapped = any(int(numpy_helper.to_array(t).astype("int64").min()) == -2 ** 31
+                  for t in tensors if t.data_type == onnx.TensorProto.INT32 and t.dims)
+    assert wrapped != widen
+    if widen:
+        assert info["max_abs_diff_vs_torch"] < 0.5
+
+
 def test_ptdq_close_to_float(tiny_model):
     from plugins.compress.quantize import quantize_dynamic_linear
 
@@ -387,8 +416,11 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
     flt, qat = tmp_path / "float", tmp_path / "qat"
     teacher = tmp_path / "run" / "model.pt"  # any LiteDA model.pt may drive the fine-tunes (here: the student)
     res = main(common + ["--ckpt", str(tmp_path / "run" / "model.pt"), "--attention", "eca", "--out", str(flt),
-                         "--ft-teacher-ckpt", str(teacher)])
+                         "--ft-teacher-ckpt", str(teacher), "--ft-guard"])
     assert res["finetune_teacher"]["ckpt"] == str(teacher) and res["stages"][0]["finetune"][0]["teacher_agree"] >= 0
+    guard = res["stages"][0]["finetune"][-1]["ft_guard"]  # kept only if the label-free agreement did not drop
+    assert guard["kept"] == (guard["agree_after"] >= guard["agree_before"])
+    assert res["stages"][0]["target_train_agree"] == pytest.approx(max(guard["agree_before"], guard["agree_after"]))
     res = main(common + ["--ckpt", str(flt / "compressed.pt"), "--quantize", "qat", "--qat-lr", "0.001",
                          "--out", str(qat)])
     assert res["techniques"] == ["attention", "quantize:qat"] and res["run"] == str(tmp_path / "run")

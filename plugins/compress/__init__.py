@@ -98,13 +98,15 @@ def rebuild(rec: dict, quantize: bool = True) -> nn.Module:
         if quant is None:
             model.load_state_dict(rec["state_dict"])
         return model.eval()
-    from .quantize import prepare_static, convert_static, quantize_dynamic_linear
+    from .quantize import convert_static, prepare_static, quantize_dynamic_linear, widen_tiny_weight_scales
 
     if quant == "ptdq":
         model = quantize_dynamic_linear(model)
     else:
         model = convert_static(prepare_static(model, base["crop_size"], qat=quant == "qat"))
     model.load_state_dict(rec["state_dict"])
+    if quant != "ptdq":  # files saved before the widening existed get it on load (idempotent)
+        widen_tiny_weight_scales(model, base["crop_size"])
     return model.eval()
 
 

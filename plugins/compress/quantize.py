@@ -12,7 +12,7 @@ needs both. Weights: per-channel symmetric 7-bit INT8; activations: per-tensor U
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -112,21 +112,70 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     return n
 
 
-def convert_static(model: nn.Module) -> nn.Module:
+def convert_static(model: nn.Module, input_size: Optional[int] = None) -> nn.Module:
+    """Observed/fake-quant model -> ``quantized::`` kernels; with ``input_size``, bias-safe weight scales
+    (:func:`widen_tiny_weight_scales`; a structure-only rebuild, whose weights are loaded next, passes None)."""
     from torch.ao.quantization.quantize_fx import convert_fx
 
     model.eval()
     with _quiet():
         for part in PARTS:
             setattr(model, part, convert_fx(getattr(model, part)))
+    if input_size is not None:
+        widen_tiny_weight_scales(model, input_size)
     return model
+
+
+BIAS_LIMIT = 2 ** 30  # |bias| / (input scale x weight scale) stays below this: int32 with headroom for the sums
+
+
+@torch.no_grad()
+def widen_tiny_weight_scales(model: nn.Module, input_size: int) -> int:
+    """Raise per-channel weight scales so that every bias fits INT32 at the scale INT8 runtimes give it.
+
+    Why: ONNX Runtime and TensorRT hold a conv's bias as INT32 at ``input scale x weight scale``. A channel whose
+    weights are all ~0 (a dead SE output, or a low-rank factor's row) gets the observer's floor scale (1.2e-7);
+    with a bias of 3 and an input scale of 0.009 that is 2.8e9 steps, past INT32, and the QDQ export wraps it to
+    -2^31 (measured: one SE conv of the W->A low-rank recipe, 222 output steps off; ORT 84.4 % vs PyTorch 92.2 %).
+    PyTorch keeps float biases, so only the exported file was wrong. A wider scale for such a channel changes
+    nothing it computes (its weights quantize to ~0 either way). Input scales are static: one zero image reads
+    them. Returns the number of channels widened."""
+    inputs: dict[str, float] = {}
+    layers = {n: m for n, m in model.named_modules() if hasattr(m, "set_weight_bias") and callable(getattr(m, "bias", None))}
+
+    def grab(name):
+        def hook(module, args):
+            if isinstance(args[0], torch.Tensor) and args[0].is_quantized:
+                inputs[name] = float(args[0].q_scale())
+        return hook
+
+    handles = [m.register_forward_pre_hook(grab(n)) for n, m in layers.items()]
+    try:
+        model.eval()(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        for h in handles:
+            h.remove()
+    widened = 0
+    for name, m in layers.items():
+        w, b = m.weight(), m.bias()
+        if b is None or name not in inputs or w.qscheme() not in (torch.per_channel_affine, torch.per_channel_symmetric):
+            continue
+        scales = w.q_per_channel_scales().double()
+        need = b.detach().double().abs() / (inputs[name] * BIAS_LIMIT)
+        if bool((scales < need).any()):
+            new = torch.maximum(scales, need * 1.001)  # margin: the float32 scale must not round below ``need``
+            w2 = torch.quantize_per_channel(w.dequantize(), new, w.q_per_channel_zero_points(), w.q_per_channel_axis(),
+                                            torch.qint8)
+            m.set_weight_bias(w2, b)
+            widened += int((scales < need).sum())
+    return widened
 
 
 def quantize_static(model: nn.Module, input_size: int, calibration: Iterable[torch.Tensor]) -> tuple[nn.Module, int]:
     """PTSQ on a copy-free path: prepare -> calibrate on unlabeled target images -> convert."""
     prepare_static(model, input_size, qat=False)
     n = calibrate(model, calibration)
-    return convert_static(model), n
+    return convert_static(model, input_size), n
 
 
 def quantize_qat(model: nn.Module, input_size: int, train: Callable[[nn.Module], None]) -> nn.Module:
@@ -141,7 +190,7 @@ def quantize_qat(model: nn.Module, input_size: int, train: Callable[[nn.Module],
     model.apply(freeze_bn_stats)
     train(model)
     refresh_weight_ranges(model, input_size)
-    return convert_static(model)
+    return convert_static(model, input_size)
 
 
 @torch.no_grad()
