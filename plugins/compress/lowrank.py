@@ -117,10 +117,14 @@ def svd_factors(weight2d: torch.Tensor, rank: int,
     return (u[:, :rank] * root).float(), a.float()
 
 
-def whitening_factor(second_moment: torch.Tensor, kind: str, damping: float = 1e-3) -> Optional[torch.Tensor]:
+WHITEN_DAMPING = 0.1  # label-free choice: held-out target-train agreement 96.3 % on A->W/W->A/D->A vs 96.0 at 0.01
+
+
+def whitening_factor(second_moment: torch.Tensor, kind: str, damping: float = WHITEN_DAMPING) -> Optional[torch.Tensor]:
     """``S`` with ``S S^T`` ~ the input second moment ``E[x x^T]`` (n x n): its diagonal's square root (``diag``)
-    or its Cholesky factor (``full``), damped by ``damping`` x its mean diagonal so that inputs the statistics
-    never excite (dead channels, fewer images than dimensions) stay invertible; ``none``: no whitening."""
+    or its Cholesky factor (``full``), damped by ``damping`` x its mean diagonal (shrinkage: inputs the statistics
+    barely excite, dead channels or more dimensions than images, stay invertible and are not over-fitted);
+    ``none``: no whitening."""
     if kind == "none":
         return None
     c = second_moment.double()

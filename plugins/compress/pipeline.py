@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -72,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="uniform: every layer at --lowrank-ratio; global: the layers together at --lowrank-ratio, "
                         "ranks from one shared energy threshold (layers with a flat spectrum keep more)")
     g.add_argument("--lowrank-whiten", choices=WHITENINGS, default="none",
-                   help="data-aware SVD: truncate W S, S from the layer's input statistics on --calib-batches of "
+                   help="data-aware SVD: truncate W S, S from the layer's input statistics on source-train and "
                         "unlabeled target-train images (diag: ASVD-style scaling; full: Cholesky, SVD-LLM-style)")
     g.add_argument("--quantize", default="none", help=f"{' | '.join(QUANT_KINDS)}")
     g.add_argument("--calib-batches", type=int, default=10,
-                   help="PTSQ and --lowrank-whiten: batches of unlabeled target-train images")
+                   help="PTSQ: batches of unlabeled target-train images")
     f = p.add_argument_group("recovery fine-tuning (self-distillation through the engine)")
     f.add_argument("--ft-epochs", type=int, default=2, help="epochs after each stage (0: none)")
     f.add_argument("--ft-iters", type=int, default=None, help="iterations per epoch (default: PROTOCOL.md's)")
@@ -307,13 +307,22 @@ class Stages:
         a = self.args
         plan = lowrank_model(self.student, a.lowrank_energy, a.lowrank_ratio, a.lowrank_kxk,
                              select=layer_selection(self.student, a.lowrank_layers), allocation=a.lowrank_alloc,
-                             whiten=a.lowrank_whiten, batches=self.calibration_batches())
+                             whiten=a.lowrank_whiten, batches=self.whitening_batches())
         self.ops.append({"op": "lowrank", "plan": plan})
         before = self.measure()
         self.log({"op": "lowrank", "energy": a.lowrank_energy, "ratio": a.lowrank_ratio, "allocation": a.lowrank_alloc,
                   "whiten": a.lowrank_whiten, "layers": len(plan), "plan": plan}, before, self.recover_float("lowrank", before))
 
-    def calibration_batches(self):
+    def whitening_batches(self) -> Iterator[torch.Tensor]:
+        """--lowrank-whiten's statistics: two augmented passes over labeled source-train (labels unused) and
+        unlabeled target-train. Target-train alone is a few hundred images for inputs of up to 1024 dimensions:
+        the covariance over-fits them (A->W, held-out target-train agreement 79 % from its 128 images, 96 % with
+        the source passes added; benchmarks/lowrank_alloc.py)."""
+        for _ in range(2):
+            for loader in (self.data.labeled, self.data.unlabeled):
+                yield from (x for x, _ in loader)
+
+    def calibration_batches(self) -> Iterator[torch.Tensor]:
         """The first --calib-batches batches of unlabeled target-train images (test transform), lazily."""
         return (x for i, (x, _) in enumerate(self.data.calibration) if i < self.args.calib_batches)
 
