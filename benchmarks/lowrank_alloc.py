@@ -8,6 +8,7 @@ beside it, never used to choose. -> <results>/lowrank_alloc_<task>.{json,md}
 
     python benchmarks/lowrank_alloc.py ../shared/datasets/office_caltech_10 -d OfficeCaltech -s W -t A \\
         --ckpt runs_e30_lite0mcc/OfficeCaltech/W2A/kd/seed0/model.pt --ratio 0.25 --layers linear+se
+    python benchmarks/lowrank_alloc.py --table benchmarks/results/<chain>/lowrank_alloc   # plan x task summary
 """
 from __future__ import annotations
 
@@ -46,7 +47,38 @@ def logits_of(model, batches) -> torch.Tensor:
     return torch.cat([model(x) for x in batches])
 
 
+def summary(folder: Path) -> str:
+    """Plan x task: held-out agreement (and target-test accuracy, reported only) from every per-task JSON."""
+    from plugins.tables import order_tasks
+    from plugins.utils import fail, read_json
+
+    docs = {f.stem.removeprefix("lowrank_alloc_"): read_json(f) for f in sorted(folder.glob("lowrank_alloc_*.json"))
+            if not f.stem.endswith("all_tasks")}
+    if not docs:
+        fail(f"no lowrank_alloc_<task>.json in '{folder}'")
+    tasks = order_tasks(docs)
+    plans = list(dict.fromkeys((r["allocation"], r["whiten"], r["statistics"]) for t in tasks for r in docs[t]["rows"]))
+    cell = {(t, (r["allocation"], r["whiten"], r["statistics"])): r for t in tasks for r in docs[t]["rows"]}
+    lines = ["Held-out target-train top-1 agreement with the uncompressed student (%), no fine-tune; in brackets the "
+             "average target-test accuracy (reported, not used to choose). Per-task files: lowrank_alloc_<task>.md.",
+             "", "| allocation | whiten | statistics | " + " | ".join(tasks) + " | Avg agree | Avg test acc |",
+             "|" + "---|" * (len(tasks) + 5)]
+    for k in plans:
+        rows = [cell[(t, k)] for t in tasks if (t, k) in cell]
+        agree = [f"{cell[(t, k)]['held_out_agree']:.1f}" if (t, k) in cell else "–" for t in tasks]
+        lines.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(agree) +
+                     f" | {sum(r['held_out_agree'] for r in rows) / len(rows):.1f} | "
+                     f"({sum(r['target_test_acc'] for r in rows) / len(rows):.1f}) |")
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(folder / "lowrank_alloc_all_tasks.md", text)
+    return text
+
+
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--table"] and len(argv) == 2:
+        print(summary(Path(argv[1])))
+        return {}
     from plugins.compress.lowrank import layer_selection, lowrank_model
     from plugins.compress.pipeline import build_data, build_parser, evaluate, load_input
     from plugins.metrics import count_params
