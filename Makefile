@@ -35,6 +35,11 @@ endif
 # float result goes to ONNX and ONNX Runtime quantizes it to INT8 (the deploy stage), < 1 MB on disk.
 COMPRESS_ARGS ?= --attention eca --lowrank-ratio 0.25 --lowrank-layers linear --ft-epochs 4
 BENCH_ARGS ?= --runtime torch ort --precision fp32 fp16 int8 int8w
+# The <= 1 MB recipe that keeps SE (`make compress-1mb`, issue #5): SE 1x1 convs and the Linear tail factorised at
+# rank ratio 0.25 by an SVD whitened with each layer's input statistics (source + unlabeled target images), the
+# recovery fine-tune kept only if it raises label-free agreement, static INT8 calibrated on unlabeled target;
+# deploy its INT8 QDQ ONNX with `make bench DEPLOY=compressed_1mb`.
+SMALL_ARGS ?= --lowrank-ratio 0.25 --lowrank-layers linear+se --lowrank-whiten full --ft-guard --quantize ptsq
 # QAT of the compressed student (fake-quant fine-tune, distilled from its float self on unlabeled target), exported
 # as INT8 QDQ: a static INT8 whose scales are trained, not calibrated. The learning rate is the one whose export
 # agrees best with FP32 on unlabeled target-train (benchmarks/int8_fidelity.py --prebuilt). QAT=0: not in the grid.
@@ -82,7 +87,7 @@ TEACHER_ROW = $(filter $(TEACHER_RUN),source_only $(METHODS))
 TEACHER_RULE_SEEDS = $(if $(TEACHER_ROW),$(filter-out $(SEEDS),$(TEACHER_SEEDS)),$(TEACHER_SEEDS))
 STAGE = $(PY) -m plugins.stage --log $(RUNS)/$(DATASET)/.stages.jsonl --total $(N_STAGES) --name
 
-.PHONY: help deps demo test pretrain adapt distill compress export bench trt-bench all-tasks report clean-demo
+.PHONY: help deps demo test pretrain adapt distill compress compress-1mb export bench trt-bench all-tasks report clean-demo
 
 help:
 	@echo "LiteDA make targets (variables: DATASET=$(DATASET) ROOT=$(ROOT) TASK=$(TASK) SEED=$(SEED) METHOD=$(METHOD))"
@@ -92,6 +97,7 @@ help:
 	@echo "  make adapt TASK=A2W METHOD=dann   one adaptation method"
 	@echo "  make distill TASK=A2W      teacher (adapted with TEACHER_METHOD=$(TEACHER_METHOD)) -> student on the target"
 	@echo "  make compress TASK=A2W     prune/quantize/low-rank/attention-swap the distilled student (COMPRESS_ARGS='$(COMPRESS_ARGS)')"
+	@echo "  make compress-1mb TASK=A2W the <= 1 MB INT8 recipe that keeps SE (SMALL_ARGS; deploy: make bench DEPLOY=compressed_1mb)"
 	@echo "  make export TASK=W2A       ONNX FP32/FP16/INT8 of the distilled student (DEPLOY=compressed: of the compressed one)"
 	@echo "  make bench TASK=W2A        latency/FPS/size/accuracy per runtime x precision (BENCH_ARGS)"
 	@echo "  make trt-bench TASK=W2A    the same with TensorRT FP16/INT8/FP8 (falls back to ORT without a GPU)"
@@ -128,6 +134,9 @@ distill: $(DEPS)
 
 compress: $(DEPS)
 	$(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(TASK)) -t $(call tgt,$(TASK)) --ckpt $(call RUN,$(TASK),kd,$(SEED))/model.pt --out $(call RUN,$(TASK),compressed,$(SEED)) --seed $(SEED) --no-progress $(COMPRESS_ARGS)
+
+compress-1mb: $(DEPS)
+	$(PY) examples/compress.py $(ROOT) -d $(DATASET) -s $(call src,$(TASK)) -t $(call tgt,$(TASK)) --ckpt $(call RUN,$(TASK),kd,$(SEED))/model.pt --out $(call RUN,$(TASK),compressed_1mb,$(SEED)) --seed $(SEED) --no-progress $(SMALL_ARGS)
 
 export: $(DEPS)
 	$(PY) examples/export.py --run $(call RUN,$(TASK),$(DEPLOY),$(SEED)) --precision fp32 fp16 int8 int8w
