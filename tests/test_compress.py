@@ -403,9 +403,10 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
               "--cache-dir", str(tmp_path / "cache")]
     out = tmp_path / "cmp"
     res = main(common + ["--ckpt", str(tmp_path / "run" / "model.pt"), "--attention", "eca", "--prune", "0.3",
-                         "--lowrank-energy", "0.9", "--quantize", "ptsq", "--out", str(out)])
+                         "--lowrank-energy", "0.9", "--lowrank-whiten", "full", "--quantize", "ptsq", "--out", str(out)])
     saved = json.loads((out / "results.json").read_text())
     assert saved["techniques"] == ["attention", "prune", "lowrank", "quantize:ptsq"]
+    assert saved["stages"][2]["whiten"] == "full" and saved["stages"][2]["layers"] > 0
     assert res["after"]["params"] < res["before"]["params"]
     assert res["after"]["file_mb"] < 0.25 * res["before"]["file_mb"]
     assert res["reload_max_abs_diff"] == 0.0 and (out / "compressed.ts").is_file()
