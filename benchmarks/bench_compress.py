@@ -11,7 +11,6 @@ Tiny check: add ``--ft-iters 2 --latency-runs 5 --only prune-0.5 ptsq combined-e
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plugins.utils import atomic_write_text, machine_info, machine_label, read_json, run_cli, write_json  # noqa: E402
+from plugins.utils import (atomic_write_text, benchmark_parser, machine_info, machine_label, read_json,  # noqa: E402
+                           run_cli, write_json)
 
 RECIPES: dict[str, list[str]] = {
     "prune-0.5": ["--prune", "0.5"],
@@ -74,12 +74,7 @@ COLUMNS = ("technique", "target_test_acc", "delta_acc", "params", "macs", "file_
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("root")
-    p.add_argument("-d", "--data", default="OfficeCaltech")
-    p.add_argument("-s", "--source", required=True)
-    p.add_argument("-t", "--target", required=True)
-    p.add_argument("--ckpt", required=True)
+    p = benchmark_parser(__doc__)
     p.add_argument("--only", nargs="*", default=None, help=f"subset of: {' '.join(RECIPES)}")
     p.add_argument("--ft-epochs", default="2")
     p.add_argument("--ft-iters", default=None)

@@ -12,7 +12,6 @@ beside it, never used to choose. -> <results>/lowrank_alloc_<task>.{json,md}
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plugins.utils import atomic_write_text, machine_label, run_cli, write_json  # noqa: E402
+from plugins.utils import atomic_write_text, benchmark_parser, machine_label, run_cli, write_json  # noqa: E402
 
 # (allocation, whitening, statistics): "src+tgt" = compress.py's (two augmented source-train passes + target-train
 # images), "tgt" = the target-train half alone (a few hundred images for up to 1024-dimensional inputs)
@@ -29,12 +28,7 @@ COMBOS = [(a, w, "src+tgt") for a in ("uniform", "global") for w in ("none", "di
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("root")
-    p.add_argument("-d", "--data", default="OfficeCaltech")
-    p.add_argument("-s", "--source", required=True)
-    p.add_argument("-t", "--target", required=True)
-    p.add_argument("--ckpt", required=True)
+    p = benchmark_parser(__doc__)
     p.add_argument("--ratio", type=float, default=0.25)
     p.add_argument("--layers", default="linear+se")
     p.add_argument("--results", default="benchmarks/results")

@@ -9,7 +9,7 @@ import random
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 
 class UserError(Exception):
@@ -41,6 +41,17 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         raise UserError(f"{self.prog}: {message}")
+
+
+def benchmark_parser(doc: Optional[str]) -> argparse.ArgumentParser:
+    """The arguments every per-run benchmark script shares: the dataset and task a model.pt was trained on."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root")
+    p.add_argument("-d", "--data", default="OfficeCaltech")
+    p.add_argument("-s", "--source", required=True)
+    p.add_argument("-t", "--target", required=True)
+    p.add_argument("--ckpt", required=True)
+    return p
 
 
 def run_cli(main, argv=None) -> int:
