@@ -24,7 +24,8 @@ from plugins.utils import atomic_write_text, benchmark_parser, machine_label, ru
 
 # (allocation, whitening, statistics): "src+tgt" = compress.py's (two augmented source-train passes + target-train
 # images), "tgt" = the target-train half alone (a few hundred images for up to 1024-dimensional inputs)
-COMBOS = [(a, w, "src+tgt") for a in ("uniform", "global") for w in ("none", "diag", "full")] + [("uniform", "full", "tgt")]
+COMBOS = ([(a, w, "src+tgt") for a in ("uniform", "global") for w in ("none", "diag", "full")]
+          + [("uniform", "full", "tgt")])
 
 
 def parse(argv):
@@ -100,7 +101,8 @@ def main(argv=None) -> dict:
                "target_test_acc": evaluate(m, data)["acc"],
                "ranks": {k: v["ranks"][0] for k, v in plan.items()}}
         rows.append(row)
-        print(f"{alloc:8s} {whiten:5s} {row['statistics']:8s} params {row['params']:,} agree {row['held_out_agree']:.1f} "
+        print(f"{alloc:8s} {whiten:5s} {row['statistics']:8s} params {row['params']:,} "
+              f"agree {row['held_out_agree']:.1f} "
               f"rel.err {row['held_out_rel_err']:.3f} (test acc {row['target_test_acc']:.1f})", flush=True)
     task = f"{a.source}2{a.target}"
     header = (f"Low-rank plans for `{a.ckpt}` ({a.data} {task}), ratio {a.ratio}, layers {a.layers}, no fine-tune; "
@@ -109,7 +111,8 @@ def main(argv=None) -> dict:
               "Target-test accuracy is reported, not used to choose.")
     lines = [header, "", "| allocation | whiten | statistics | params | held-out agree % | held-out rel. logit err | "
              "target-test acc |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['allocation']} | {r['whiten']} | {r['statistics']} | {r['params']:,} | {r['held_out_agree']:.1f} | "
+    lines += [f"| {r['allocation']} | {r['whiten']} | {r['statistics']} | {r['params']:,} | "
+              f"{r['held_out_agree']:.1f} | "
               f"{r['held_out_rel_err']:.3f} | {r['target_test_acc']:.1f} |" for r in rows]
     res = Path(a.results)
     write_json(res / f"lowrank_alloc_{task}.json", {"header": header, "rows": rows, "argv": argv or sys.argv[1:]})

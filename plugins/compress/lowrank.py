@@ -11,9 +11,9 @@ layer (``uniform``) or as one budget over all the selected layers (``global``: t
 every layer that fits the budget, so each layer keeps the same fraction of its spectrum).
 
 Whitening (``diag`` / ``full``) makes the SVD data-aware: it truncates ``W S`` instead of ``W``, where ``S`` is
-the square root of the layer's input second moment on unlabeled target-train images (its diagonal, as ASVD,
-Yuan et al. 2023; or its Cholesky factor, as SVD-LLM, Wang et al. 2024), so the discarded part is the one that
-moves the layer's outputs least on the target domain; ``A`` is then mapped back by ``S^-1``.
+the square root of the layer's input second moment on source-train and unlabeled target-train images (its
+diagonal, as ASVD, Yuan et al. 2023; or its Cholesky factor, as SVD-LLM, Wang et al. 2024), so the discarded part
+is the one that moves the layer's outputs least on the domains' inputs; ``A`` is then mapped back by ``S^-1``.
 """
 from __future__ import annotations
 
@@ -298,12 +298,13 @@ def is_svd_layer(layer: nn.Module) -> bool:
 
 
 def plan_layer(layer: nn.Module, energy: Optional[float], ratio: Optional[float], kxk: str,
-               whiten: Optional[torch.Tensor] = None) -> Optional[dict]:
-    """Pick a factorisation for one layer, or None when it would not save parameters."""
+               whiten: Optional[torch.Tensor] = None, rank: Optional[int] = None) -> Optional[dict]:
+    """Pick a factorisation for one layer (an SVD layer at ``rank`` when given), or None when it would not save
+    parameters."""
     if is_svd_layer(layer):
-        w = layer.weight.detach().flatten(1)
+        w = weighted(layer, whiten)
         m, n = w.shape
-        r = choose_rank(w if whiten is None else w.double() @ whiten, energy, ratio)
+        r = rank if rank is not None else choose_rank(w, energy, ratio)
         return {"kind": "svd", "ranks": [r]} if r * (m + n) < m * n else None
     if kxk == "none" or is_depthwise(layer):
         return None
@@ -362,11 +363,11 @@ def lowrank_model(model: nn.Module, energy: Optional[float] = None, ratio: Optio
         fail(f"--lowrank-whiten must be one of {', '.join(WHITENINGS)}, got '{whiten}'")
     if allocation == "global" and ratio is None:
         fail("--lowrank-alloc global shares a parameter budget: give --lowrank-ratio")
-    layers = lowrank_candidates(model, skip, select)
-    svd_names = [k for k, m in layers.items() if is_svd_layer(m)]
-    moments = input_second_moments(model, svd_names, batches) if whiten != "none" and batches is not None else {}
     if whiten != "none" and batches is None:
         fail("--lowrank-whiten needs unlabeled images for the input statistics")
+    layers = lowrank_candidates(model, skip, select)
+    svd_names = [k for k, m in layers.items() if is_svd_layer(m)]
+    moments = input_second_moments(model, svd_names, batches) if whiten != "none" else {}
     factors = {k: whitening_factor(c, whiten) for k, c in moments.items()}
     shared = {}
     if allocation == "global":
@@ -374,11 +375,7 @@ def lowrank_model(model: nn.Module, energy: Optional[float] = None, ratio: Optio
                                           *layers[k].weight.flatten(1).shape) for k in svd_names}, ratio)
     plan: dict[str, dict] = {}
     for name, layer in layers.items():
-        if name in shared:
-            m, n = layer.weight.flatten(1).shape
-            spec = {"kind": "svd", "ranks": [shared[name]]} if shared[name] * (m + n) < m * n else None
-        else:
-            spec = plan_layer(layer, energy, ratio, kxk, factors.get(name))
+        spec = plan_layer(layer, energy, ratio, kxk, factors.get(name), shared.get(name))
         if spec is None:
             continue
         new = build_factorized(layer, spec, factors.get(name))

@@ -75,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-aware SVD: truncate W S, S from the layer's input statistics on source-train and "
                         "unlabeled target-train images (diag: ASVD-style scaling; full: Cholesky, SVD-LLM-style)")
     g.add_argument("--quantize", default="none", help=f"{' | '.join(QUANT_KINDS)}")
-    g.add_argument("--calib-batches", type=int, default=10,
-                   help="PTSQ: batches of unlabeled target-train images")
+    g.add_argument("--calib-batches", type=int, default=10, help="PTSQ: batches of unlabeled target-train images")
     f = p.add_argument_group("recovery fine-tuning (self-distillation through the engine)")
     f.add_argument("--ft-epochs", type=int, default=2, help="epochs after each stage (0: none)")
     f.add_argument("--ft-iters", type=int, default=None, help="iterations per epoch (default: PROTOCOL.md's)")
@@ -310,8 +309,9 @@ class Stages:
                              whiten=a.lowrank_whiten, batches=self.whitening_batches())
         self.ops.append({"op": "lowrank", "plan": plan})
         before = self.measure()
-        self.log({"op": "lowrank", "energy": a.lowrank_energy, "ratio": a.lowrank_ratio, "allocation": a.lowrank_alloc,
-                  "whiten": a.lowrank_whiten, "layers": len(plan), "plan": plan}, before, self.recover_float("lowrank", before))
+        op = {"op": "lowrank", "energy": a.lowrank_energy, "ratio": a.lowrank_ratio, "allocation": a.lowrank_alloc,
+              "whiten": a.lowrank_whiten, "layers": len(plan), "plan": plan}
+        self.log(op, before, self.recover_float("lowrank", before))
 
     def whitening_batches(self) -> Iterator[torch.Tensor]:
         """--lowrank-whiten's statistics: two augmented passes over labeled source-train (labels unused) and

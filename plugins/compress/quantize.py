@@ -141,7 +141,8 @@ def widen_tiny_weight_scales(model: nn.Module, input_size: int) -> int:
     nothing it computes (its weights quantize to ~0 either way). Input scales are static: one zero image reads
     them. Returns the number of channels widened."""
     inputs: dict[str, float] = {}
-    layers = {n: m for n, m in model.named_modules() if hasattr(m, "set_weight_bias") and callable(getattr(m, "bias", None))}
+    layers = {n: m for n, m in model.named_modules()
+              if hasattr(m, "set_weight_bias") and callable(getattr(m, "bias", None))}
 
     def grab(name):
         def hook(module, args):
@@ -158,7 +159,8 @@ def widen_tiny_weight_scales(model: nn.Module, input_size: int) -> int:
     widened = 0
     for name, m in layers.items():
         w, b = m.weight(), m.bias()
-        if b is None or name not in inputs or w.qscheme() not in (torch.per_channel_affine, torch.per_channel_symmetric):
+        per_channel = w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
+        if b is None or name not in inputs or not per_channel:
             continue
         scales = w.q_per_channel_scales().double()
         need = b.detach().double().abs() / (inputs[name] * BIAS_LIMIT)
