@@ -136,7 +136,7 @@ def widen_tiny_weight_scales(model: nn.Module, input_size: int) -> int:
     Why: ONNX Runtime and TensorRT hold a conv's bias as INT32 at ``input scale x weight scale``. A channel whose
     weights are all ~0 (a dead SE output, or a low-rank factor's row) gets the observer's floor scale (1.2e-7);
     with a bias of 3 and an input scale of 0.009 that is 2.8e9 steps, past INT32, and the QDQ export wraps it to
-    -2^31 (measured: one SE conv of the W->A low-rank recipe, 222 output steps off; ORT 84.4 % vs PyTorch 92.2 %).
+    -2^31 (a one-off diagnostic, W->A low-rank recipe: one SE conv 222 output steps off; ORT 84.4 % vs PyTorch 92.2 %).
     PyTorch keeps float biases, so only the exported file was wrong. A wider scale for such a channel changes
     nothing it computes (its weights quantize to ~0 either way). Input scales are static: one zero image reads
     them. Returns the number of channels widened."""
