@@ -85,7 +85,7 @@ TEACHER_SEEDS = $(if $(TEACHER_SEED),$(TEACHER_SEED),$(SEEDS))
 # A teacher that is a table row (source_only or a METHODS run of the student's arch) has its rule per SEEDS already
 TEACHER_ROW = $(filter $(TEACHER_RUN),source_only $(METHODS))
 TEACHER_RULE_SEEDS = $(if $(TEACHER_ROW),$(filter-out $(SEEDS),$(TEACHER_SEEDS)),$(TEACHER_SEEDS))
-STAGE = $(PY) -m plugins.stage --log $(RUNS)/$(DATASET)/.stages.jsonl --total $(N_STAGES) --name
+STAGE = $(PY) -m liteda.stage --log $(RUNS)/$(DATASET)/.stages.jsonl --total $(N_STAGES) --name
 
 .PHONY: help deps demo test pretrain adapt distill compress compress-1mb export bench trt-bench all-tasks report clean-demo
 
@@ -108,8 +108,9 @@ help:
 	@echo "  Other variables: SEEDS EPOCHS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER TEACHER_PRETRAINED TEACHER_EPOCHS TEACHER_SEED EXTRA_TEACHERS KD_ARGS LOWRES LOWRES_ARGS RELU RELU_ARGS EXTRA"
 
 # Installs into the Python that PY names (the current environment by default; use PY=.venv/bin/python for a venv).
-$(DEPS): requirements.txt
+$(DEPS): requirements.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
 deps: $(DEPS)
@@ -213,7 +214,7 @@ all-tasks: $(GRID)
 	$(MAKE) report
 
 report: $(DEPS)
-	$(PY) -m plugins.report --runs $(RUNS) --dataset $(DATASET) --out $(RESULTS)
+	$(PY) -m liteda.report --runs $(RUNS) --dataset $(DATASET) --out $(RESULTS)
 
 clean-demo:
 	rm -rf $(RUNS)/Digits

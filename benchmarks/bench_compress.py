@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plugins.utils import (atomic_write_text, benchmark_parser, machine_info, machine_label, read_json,  # noqa: E402
+from liteda.utils import (atomic_write_text, benchmark_parser, machine_info, machine_label, read_json,
                            run_cli, write_json)
 
 RECIPES: dict[str, list[str]] = {
@@ -97,7 +96,7 @@ def onnx_int8_mb(out: Path, res: dict) -> Optional[float]:
     """The deployable file of a PyTorch-quantized recipe (PTSQ/QAT): its INT8 QDQ ONNX, compacted as the deploy
     stage writes it. ``file_mb`` is PyTorch's pickle, which stores per-channel scales as float64 and zero points
     as int64; the size target is read on this column. Float recipes: none (their INT8 is the deploy stage's)."""
-    from plugins.deploy.cli import export_main
+    from liteda.deploy.cli import export_main
 
     if not any(str(t).startswith("quantize:") and t != "quantize:ptdq" for t in res.get("techniques", [])):
         return None
@@ -107,7 +106,7 @@ def onnx_int8_mb(out: Path, res: dict) -> Optional[float]:
 
 def amp_speed(args, common: list[str], work: Path) -> list[dict]:
     """Recovery fine-tune throughput with the engine's amp switch off and on (same iterations)."""
-    from plugins.compress.pipeline import main as compress
+    from liteda.compress.pipeline import main as compress
 
     out = []
     for amp in ("none", "bf16"):
@@ -145,8 +144,8 @@ def markdown(rows: list[dict], amp: list[dict], header: str) -> str:
 
 
 def main(argv=None) -> None:
-    from plugins.compress.pipeline import main as compress
-    from plugins.utils import fail
+    from liteda.compress.pipeline import main as compress
+    from liteda.utils import fail
 
     args = parse(argv)
     names = args.only or list(RECIPES)

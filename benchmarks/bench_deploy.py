@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from plugins.deploy.cli import bench_main  # noqa: E402
-from plugins.utils import fail, read_json, run_cli  # noqa: E402
+from liteda.deploy.cli import bench_main
+from liteda.utils import fail, read_json, run_cli
 
 
 def main(argv: list[str]) -> None:

@@ -20,9 +20,8 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from plugins.distill import ensure_run, run_kd  # noqa: E402
-from plugins.utils import atomic_write_text, machine_info, machine_label, read_json, run_cli, write_json  # noqa: E402
+from liteda.distill import ensure_run, run_kd
+from liteda.utils import atomic_write_text, machine_info, machine_label, read_json, run_cli, write_json
 
 SHARED = Path("/work/shared")
 COLUMNS = ["task", "seed", "source_only_acc", "teacher", "teacher_acc", "kd_acc", "kd_minus_source_only",

@@ -12,10 +12,9 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plugins.tables import order_tasks, to_csv, to_markdown  # noqa: E402
-from plugins.utils import atomic_write_text, fail, read_json, run_cli  # noqa: E402
+from liteda.tables import order_tasks, to_csv, to_markdown
+from liteda.utils import atomic_write_text, fail, read_json, run_cli
 
 
 def load_tasks(folder: Path) -> dict[str, dict]:

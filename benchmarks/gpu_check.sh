@@ -17,7 +17,7 @@ step environment
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 python3 - <<'PY'
 import torch, onnxruntime as ort
-from plugins.deploy.tensorrt import trt_unavailable_reason
+from liteda.deploy.tensorrt import trt_unavailable_reason
 print("torch", torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.get_device_name(0))
 print("TensorRT:", trt_unavailable_reason() or "available")
 print("onnxruntime", ort.__version__, ort.get_available_providers())

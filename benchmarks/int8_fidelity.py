@@ -20,11 +20,10 @@ from typing import Optional
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from plugins.deploy.bench import interleaved_latency  # noqa: E402
-from plugins.deploy.cli import build_parser, load_inputs  # noqa: E402
-from plugins.deploy.ort import make_session, quantize_int8, quantize_weights_int8  # noqa: E402
-from plugins.utils import atomic_write_text, fail, machine_info, machine_label, run_cli, write_json  # noqa: E402
+from liteda.deploy.bench import interleaved_latency
+from liteda.deploy.cli import build_parser, load_inputs
+from liteda.deploy.ort import make_session, quantize_int8, quantize_weights_int8
+from liteda.utils import atomic_write_text, fail, machine_info, machine_label, run_cli, write_json
 
 BASE = {"method": "minmax", "fmt": "qdq", "per_channel": True, "reduce_range": True, "weight_type": "s8", "exclude": ()}
 RECIPES = {

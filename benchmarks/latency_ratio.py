@@ -7,7 +7,7 @@
 A ``.pt`` (model.pt or a float compressed.pt) runs in PyTorch eager, an ``.onnx`` in ONNX Runtime (prefix
 ``openvino:`` for OpenVINO). Every round times a block of calls of each artifact in a fresh random order, so a
 shared machine's drifting load reaches all of them alike; the speed-up is the median of the per-round paired
-ratios with a bootstrap 95% interval (``plugins.deploy.bench.interleaved_latency``/``paired_ratio``). Inputs are
+ratios with a bootstrap 95% interval (``liteda.deploy.bench.interleaved_latency``/``paired_ratio``). Inputs are
 random images at each artifact's own input size (latency does not depend on pixel values). Writes
 <out>.{json,md,csv}.
 """
@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from plugins.deploy.bench import (interleaved_latency, openvino_artifact, ort_artifact, paired_ratio,  # noqa: E402
+from liteda.deploy.bench import (interleaved_latency, openvino_artifact, ort_artifact, paired_ratio,
                                   torch_artifact)
-from plugins.utils import (OneLineParser, atomic_write_text, fail, machine_info, machine_label, run_cli,  # noqa: E402
+from liteda.utils import (OneLineParser, atomic_write_text, fail, machine_info, machine_label, run_cli,
                            write_json)
 
 
@@ -74,11 +73,11 @@ def build(spec: str, threads: int):
     """(artifact, its input size) of one spec."""
     runtime, path = split_spec(spec)
     if runtime == "torch":
-        from plugins.deploy.cli import load_model_file
+        from liteda.deploy.cli import load_model_file
 
         model, rec, _, _ = load_model_file(Path(path))
         return torch_artifact(model, "fp32", threads, path), int(rec.get("crop_size", 224))
-    from plugins.deploy.onnx import read_metadata
+    from liteda.deploy.onnx import read_metadata
 
     meta = read_metadata(path)
     size, precision = int(meta.get("crop_size", 224)), str(meta.get("precision", "fp32"))

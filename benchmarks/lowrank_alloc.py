@@ -18,9 +18,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plugins.utils import atomic_write_text, benchmark_parser, machine_label, run_cli, write_json  # noqa: E402
+from liteda.utils import atomic_write_text, benchmark_parser, machine_label, run_cli, write_json
 
 # (allocation, whitening, statistics): "src+tgt" = compress.py's (two augmented source-train passes + target-train
 # images), "tgt" = the target-train half alone (a few hundred images for up to 1024-dimensional inputs)
@@ -44,8 +43,8 @@ def logits_of(model, batches) -> torch.Tensor:
 
 def summary(folder: Path) -> str:
     """Plan x task: held-out agreement (and target-test accuracy, reported only) from every per-task JSON."""
-    from plugins.tables import order_tasks
-    from plugins.utils import fail, read_json
+    from liteda.tables import order_tasks
+    from liteda.utils import fail, read_json
 
     docs = {f.stem.removeprefix("lowrank_alloc_"): read_json(f) for f in sorted(folder.glob("lowrank_alloc_*.json"))
             if not f.stem.endswith("all_tasks")}
@@ -74,9 +73,9 @@ def main(argv=None) -> dict:
     if argv[:1] == ["--table"] and len(argv) == 2:
         print(summary(Path(argv[1])))
         return {}
-    from plugins.compress.lowrank import layer_selection, lowrank_model
-    from plugins.compress.pipeline import build_data, build_parser, evaluate, load_input
-    from plugins.metrics import count_params
+    from liteda.compress.lowrank import layer_selection, lowrank_model
+    from liteda.compress.pipeline import build_data, build_parser, evaluate, load_input
+    from liteda.metrics import count_params
 
     a = parse(argv)
     cargs = build_parser().parse_args([a.root, "-d", a.data, "-s", a.source, "-t", a.target, "--ckpt", a.ckpt,

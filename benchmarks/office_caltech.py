@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from plugins.tables import accuracy_grid, collect_runs, table_rows, to_csv, to_markdown  # noqa: E402
-from plugins.utils import atomic_write_text, machine_info, machine_label, write_json  # noqa: E402
+from liteda.tables import accuracy_grid, collect_runs, table_rows, to_csv, to_markdown
+from liteda.utils import atomic_write_text, machine_info, machine_label, write_json
 
 SHARED = Path(os.environ.get("LITEDA_SHARED", ROOT.parent / "shared"))
 STANDIN = SHARED / "weights" / "mobilenet_v3_small-imagenet-standin.pth"

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from plugins.utils import OneLineParser, atomic_write_text, fail, machine_label, run_cli, write_json  # noqa: E402
+from liteda.utils import OneLineParser, atomic_write_text, fail, machine_label, run_cli, write_json
 
 CONV_OPS = ("Conv", "QLinearConv", "FusedConv", "NchwcConv")
 
@@ -38,7 +37,7 @@ def profile(path: str, runs: int) -> dict:
     import onnx
     import onnxruntime as ort
 
-    from plugins.deploy.onnx import read_metadata
+    from liteda.deploy.onnx import read_metadata
 
     size = int(read_metadata(path).get("crop_size", 224))
     with tempfile.TemporaryDirectory() as tmp:

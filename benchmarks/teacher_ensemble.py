@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from plugins.deploy.cli import build_parser, load_inputs  # noqa: E402
-from plugins.distill import load_teachers  # noqa: E402
-from plugins.utils import (OneLineParser, atomic_write_text, fail, machine_label, read_json, run_cli,  # noqa: E402
+from liteda.deploy.cli import build_parser, load_inputs
+from liteda.distill import load_teachers
+from liteda.utils import (OneLineParser, atomic_write_text, fail, machine_label, read_json, run_cli,
                            write_json)
 
 

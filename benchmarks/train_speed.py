@@ -26,15 +26,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from plugins.adaptation.dann import DANN  # noqa: E402
-from plugins.classifier import build_classifier  # noqa: E402
-from plugins.engine import autocast_for  # noqa: E402
-from plugins.datasets import (ForeverDataIterator, TensorImageDataset, build_transform, load_images,  # noqa: E402
+from liteda.adaptation.dann import DANN
+from liteda.classifier import build_classifier
+from liteda.engine import autocast_for
+from liteda.datasets import (ForeverDataIterator, TensorImageDataset, build_transform, load_images,
                               prepare_domains)
-from plugins.tables import to_markdown  # noqa: E402
-from plugins.utils import atomic_write_text, machine_info, machine_label, write_json  # noqa: E402
+from liteda.tables import to_markdown
+from liteda.utils import atomic_write_text, machine_info, machine_label, write_json
 
 SHARED = Path(os.environ.get("LITEDA_SHARED", ROOT.parent / "shared"))
 
@@ -95,7 +94,7 @@ class Config:
         self.model.train()
 
     def step(self) -> int:
-        from plugins.adaptation.base import Step
+        from liteda.adaptation.base import Step
 
         x_s, y_s = next(self.it_s)
         x_s, y_s = x_s.to(self.device, non_blocking=True), y_s.to(self.device, non_blocking=True)

@@ -12,11 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from plugins.runner import main as run  # noqa: E402
-from plugins.tables import accuracy_grid, collect_runs, table_rows, to_markdown  # noqa: E402
-from plugins.utils import atomic_write_text, machine_label, run_cli  # noqa: E402
+from liteda.runner import main as run
+from liteda.tables import accuracy_grid, collect_runs, table_rows, to_markdown
+from liteda.utils import atomic_write_text, machine_label, run_cli
 
 # (name in the table, method, regime)
 ROWS = [("source_only", "source_only", "source_only"), ("dann", "dann", "adapt"), ("oracle", "source_only", "oracle")]

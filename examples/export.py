@@ -2,10 +2,9 @@
 
     python examples/export.py --run runs/OfficeCaltech/W2A/source_only/seed0 --precision fp32 fp16 int8
 """
-import os, sys  # noqa: E401
+import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from plugins.deploy.cli import export_cli  # noqa: E402
+from liteda.deploy.cli import export_cli
 
 if __name__ == "__main__":
     export_cli()

@@ -1,8 +1,7 @@
 """JAN: joint MMD over features and predictions (tllib's jan.py)."""
-import os, sys  # noqa: E401
+import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from plugins.runner import cli  # noqa: E402
+from liteda.runner import cli
 
 if __name__ == "__main__":
     cli("jan", regime="adapt")

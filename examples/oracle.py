@@ -1,8 +1,7 @@
 """Oracle: trained on labeled target-train with the same epochs and iterations as an adaptation run."""
-import os, sys  # noqa: E401
+import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from plugins.runner import cli  # noqa: E402
+from liteda.runner import cli
 
 if __name__ == "__main__":
     cli("source_only", regime="oracle")

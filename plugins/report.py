@@ -1,6 +1,6 @@
 """Results folder from existing runs: tllib-style tables (Markdown + CSV), plots (PNG) and a report (MD + HTML).
 
-    python -m plugins.report --runs runs --dataset OfficeCaltech --out results
+    python -m liteda.report --runs runs --dataset OfficeCaltech --out results
 
 Reads ``results.json`` of every training run (liteda.run/1), of compression (liteda.compress/1, in
 ``<task>/compressed/seed<k>/``) and deployment benchmarks (liteda.deploy_bench/1, ``<task>/kd/seed<k>/deploy/``).
@@ -416,7 +416,7 @@ def build(runs_root: Path, dataset: str, out: Path) -> dict:
              f"{', '.join(map(str, seeds))}. Weights: {'; '.join(weights)}. Training machine: {'; '.join(machines)}. "
              + (f"Distilled student's teacher: {'; '.join(teachers_used(runs))}. " if teachers_used(runs) else "")
              + "Regenerate: `make report` "
-             f"(or `python -m plugins.report --runs {runs_root} --dataset {dataset} --out {out}`).")
+             f"(or `python -m liteda.report --runs {runs_root} --dataset {dataset} --out {out}`).")
     md = "\n".join([
         f"# LiteDA report — {dataset}", "", "## Setup", setup, "",
         "## Protocol", "Source-only and adaptation runs never read a target label (unlabeled target batches carry "

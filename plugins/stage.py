@@ -1,6 +1,6 @@
 """Run one pipeline stage for make: progress line with elapsed time and an ETA over the whole grid.
 
-    python -m plugins.stage --name "A2W dann seed 0" --log runs/OfficeCaltech/.stages.jsonl --total 24 -- CMD...
+    python -m liteda.stage --name "A2W dann seed 0" --log runs/OfficeCaltech/.stages.jsonl --total 24 -- CMD...
 
 Stage durations are appended to the log (one JSON line each, a single small write, safe under ``make -j``);
 the ETA is the mean finished-stage duration times the stages still to run.

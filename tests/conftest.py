@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("LITEDA_SHARED", ROOT.parent / "shared"))
 
 # Small, fast defaults for every run made by tests: 32 px images, 2 threads at most.

@@ -8,21 +8,21 @@ import torch
 from conftest import TINY, make_folder_dataset
 from torch import nn
 
-from plugins.adaptation import METHODS, get_method
-from plugins.adaptation.cdan import (CDAN, ConditionalDomainAdversarialLoss, MultiLinearMap,
+from liteda.adaptation import METHODS, get_method
+from liteda.adaptation.cdan import (CDAN, ConditionalDomainAdversarialLoss, MultiLinearMap,
                                      RandomizedMultiLinearMap, entropy_weights)
-from plugins.adaptation.coral import CorrelationAlignmentLoss
-from plugins.adaptation.dann import DomainAdversarialLoss, DomainDiscriminator, grl_horizon
-from plugins.adaptation.grl import GradientReverseLayer, WarmStartGradientReverseLayer, warm_start_coeff
-from plugins.adaptation.iwan import ImportanceWeightModule
-from plugins.adaptation.kernels import (GaussianKernel, JointMultipleKernelMaximumMeanDiscrepancy,
+from liteda.adaptation.coral import CorrelationAlignmentLoss
+from liteda.adaptation.dann import DomainAdversarialLoss, DomainDiscriminator, grl_horizon
+from liteda.adaptation.grl import GradientReverseLayer, WarmStartGradientReverseLayer, warm_start_coeff
+from liteda.adaptation.iwan import ImportanceWeightModule
+from liteda.adaptation.kernels import (GaussianKernel, JointMultipleKernelMaximumMeanDiscrepancy,
                                         MultipleKernelMaximumMeanDiscrepancy)
-from plugins.adaptation.mcc import MinimumClassConfusionLoss
-from plugins.adaptation.mdd import ClassificationMarginDisparityDiscrepancy
-from plugins.adaptation.shot_im import InformationMaximizationLoss
-from plugins.metrics import info_max_score
-from plugins.runner import build_parser, main
-from plugins.utils import UserError, run_cli
+from liteda.adaptation.mcc import MinimumClassConfusionLoss
+from liteda.adaptation.mdd import ClassificationMarginDisparityDiscrepancy
+from liteda.adaptation.shot_im import InformationMaximizationLoss
+from liteda.metrics import info_max_score
+from liteda.runner import build_parser, main
+from liteda.utils import UserError, run_cli
 
 ADAPT = ["dann", "cdan", "cdan_e", "mdd", "dan", "jan", "coral", "mcc", "iwan", "shot_im"]
 
@@ -163,7 +163,7 @@ def test_mdd_method_head_descends_features_ascend():
     model.features_dim = 5
     method = get_method("mdd")(model, 3, args, 10).eval()  # no dropout: both passes see the same head
     method.grl = GradientReverseLayer(1.0)
-    from plugins.adaptation.base import Step
+    from liteda.adaptation.base import Step
 
     f_s, f_t = feats(4), feats(4, seed=1)
     step = Step(None, None, torch.randn(4, 3), f_s, None, torch.randn(4, 3), f_t)
@@ -293,7 +293,7 @@ def test_iwan_importance_weights_mean_one_and_favour_target_like_samples():
 
 
 def test_iwan_entropy_weight_warms_up_with_the_reversal_unless_disabled():
-    from plugins.adaptation.base import Step
+    from liteda.adaptation.base import Step
 
     base = ["root", "-s", "a", "-t", "b", "--grl-max-iters", "5"]
     model = nn.Module()

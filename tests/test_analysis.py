@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from plugins.analysis import a_distance, analyse_run, capped_loader, extract_features, plot_tsne
-from plugins.metrics import soft_neighborhood_density
-from plugins.runner import main
+from liteda.analysis import a_distance, analyse_run, capped_loader, extract_features, plot_tsne
+from liteda.metrics import soft_neighborhood_density
+from liteda.runner import main
 
 
 def gaussian(n, d=8, shift=0.0, seed=0):

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from plugins.classifier import build_classifier
-from plugins.compress import load_compressed, save_compressed
-from plugins.metrics import count_flops
-from plugins.utils import UserError
+from liteda.classifier import build_classifier
+from liteda.compress import load_compressed, save_compressed
+from liteda.metrics import count_flops
+from liteda.utils import UserError
 
 SIZE = 32
 BASE = {"arch": "mobilenet_v3_small", "num_classes": 3, "bottleneck_dim": 32, "classes": ["a", "b", "c"],
@@ -58,7 +58,7 @@ def params(m: nn.Module) -> int:
 
 # ----------------------------------------------------------------------------- pruning
 def test_prune_uniform_reduces_params_macs_and_reloads(tiny_model, tmp_path):
-    from plugins.compress.prune import prune_model
+    from liteda.compress.prune import prune_model
 
     m = copy.deepcopy(tiny_model)
     p0, macs0 = params(m), count_flops(m, SIZE)["macs"]
@@ -79,7 +79,7 @@ def test_prune_uniform_reduces_params_macs_and_reloads(tiny_model, tmp_path):
 
 
 def test_prune_taylor_global_iterative(tiny_model):
-    from plugins.compress.prune import prune_model
+    from liteda.compress.prune import prune_model
 
     m = copy.deepcopy(tiny_model)
     calls = []
@@ -92,7 +92,7 @@ def test_prune_taylor_global_iterative(tiny_model):
 
 # ----------------------------------------------------------------------------- quantization
 def test_ptsq_close_to_float_and_smaller(tiny_model, tmp_path):
-    from plugins.compress.quantize import float_ops, quantize_static
+    from liteda.compress.quantize import float_ops, quantize_static
 
     f = copy.deepcopy(tiny_model)
     calib = [images(16, s) for s in range(3)]
@@ -123,8 +123,8 @@ def test_dead_channel_bias_fits_int32_in_the_qdq_export(tiny_model, tmp_path, mo
     from onnx import numpy_helper
     from torchvision.ops.misc import SqueezeExcitation
 
-    from plugins.compress import quantize
-    from plugins.deploy.onnx import export_onnx
+    from liteda.compress import quantize
+    from liteda.deploy.onnx import export_onnx
 
     if not widen:
         monkeypatch.setattr(quantize, "widen_tiny_weight_scales", lambda model, size: 0)
@@ -145,7 +145,7 @@ def test_dead_channel_bias_fits_int32_in_the_qdq_export(tiny_model, tmp_path, mo
 
 
 def test_ptdq_close_to_float(tiny_model):
-    from plugins.compress.quantize import quantize_dynamic_linear
+    from liteda.compress.quantize import quantize_dynamic_linear
 
     q = quantize_dynamic_linear(tiny_model)
     x = images(16)
@@ -157,7 +157,7 @@ def test_ptdq_close_to_float(tiny_model):
 
 # ----------------------------------------------------------------------------- low-rank
 def test_svd_full_rank_reproduces_and_low_rank_formula():
-    from plugins.compress.lowrank import factorize_linear, factorize_pointwise
+    from liteda.compress.lowrank import factorize_linear, factorize_pointwise
 
     torch.manual_seed(0)
     lin = nn.Linear(40, 24)
@@ -172,7 +172,7 @@ def test_svd_full_rank_reproduces_and_low_rank_formula():
 
 
 def test_tucker_full_rank_reproduces_and_cp_runs():
-    from plugins.compress.lowrank import cp_conv, tucker2_conv
+    from liteda.compress.lowrank import cp_conv, tucker2_conv
 
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 12, 3, stride=2, padding=1)
@@ -182,7 +182,7 @@ def test_tucker_full_rank_reproduces_and_cp_runs():
 
 
 def test_lowrank_model_energy_and_reload(tiny_model, tmp_path):
-    from plugins.compress.lowrank import lowrank_model
+    from liteda.compress.lowrank import lowrank_model
 
     m = copy.deepcopy(tiny_model)
     plan = lowrank_model(m, energy=0.5)
@@ -195,7 +195,7 @@ def test_lowrank_model_energy_and_reload(tiny_model, tmp_path):
 
 
 def test_lowrank_layer_sets_pick_the_tail_the_se_convs_or_both(tiny_model):
-    from plugins.compress.lowrank import layer_selection, lowrank_model, se_convs
+    from liteda.compress.lowrank import layer_selection, lowrank_model, se_convs
 
     se = se_convs(tiny_model)
     assert len(se) == 2 * 9 and all(n.startswith("backbone.features.") for n in se)  # fc1, fc2 of 9 SE blocks
@@ -211,7 +211,7 @@ def test_lowrank_layer_sets_pick_the_tail_the_se_convs_or_both(tiny_model):
 
 
 def test_whitened_svd_reproduces_at_full_rank_and_fits_the_data_better_at_low_rank():
-    from plugins.compress.lowrank import factorize_linear, input_second_moments, whitening_factor
+    from liteda.compress.lowrank import factorize_linear, input_second_moments, whitening_factor
 
     torch.manual_seed(0)
     lin = nn.Linear(32, 24)
@@ -229,7 +229,7 @@ def test_whitened_svd_reproduces_at_full_rank_and_fits_the_data_better_at_low_ra
 
 
 def test_global_allocation_keeps_the_budget_and_favours_rich_spectra():
-    from plugins.compress.lowrank import shared_energy_ranks, svd_cost
+    from liteda.compress.lowrank import shared_energy_ranks, svd_cost
 
     flat = torch.ones(40)  # every direction matters
     steep = 0.5 ** torch.arange(40.0)  # two directions hold almost everything
@@ -240,7 +240,7 @@ def test_global_allocation_keeps_the_budget_and_favours_rich_spectra():
 
 
 def test_lowrank_global_whitened_plan_reloads(tiny_model, tmp_path):
-    from plugins.compress.lowrank import layer_selection, lowrank_model
+    from liteda.compress.lowrank import layer_selection, lowrank_model
 
     m = copy.deepcopy(tiny_model)
     plan = lowrank_model(m, ratio=0.3, select=layer_selection(m, "linear+se"), allocation="global", whiten="full",
@@ -257,8 +257,8 @@ def test_lowrank_global_whitened_plan_reloads(tiny_model, tmp_path):
 # ----------------------------------------------------------------------------- attention
 @pytest.mark.parametrize("kind", ["eca", "cbam", "ulsam", "lsas"])
 def test_attention_swap_keeps_shapes_and_trains(tiny_model, tmp_path, kind):
-    from plugins.compress.attention import swap_attention
-    from plugins.compress.finetune import FinetuneConfig, finetune
+    from liteda.compress.attention import swap_attention
+    from liteda.compress.finetune import FinetuneConfig, finetune
 
     m = copy.deepcopy(tiny_model)
     assert swap_attention(m, kind) == 9
@@ -281,10 +281,10 @@ def test_relu_swap_trains_reloads_and_leaves_fewer_float_islands_in_int8(tiny_mo
     float island (DequantizeLinear -> HardSigmoid/Mul -> QuantizeLinear), ReLU fuses into the INT8 conv."""
     import onnx
 
-    from plugins.compress.activation import swap_activation
-    from plugins.compress.finetune import FinetuneConfig, finetune
-    from plugins.deploy.onnx import export_onnx
-    from plugins.deploy.ort import quantize_int8
+    from liteda.compress.activation import swap_activation
+    from liteda.compress.finetune import FinetuneConfig, finetune
+    from liteda.deploy.onnx import export_onnx
+    from liteda.deploy.ort import quantize_int8
 
     m = copy.deepcopy(tiny_model).requires_grad_(True)  # earlier tests used tiny_model as a (frozen) teacher
     n = swap_activation(m, "relu")
@@ -313,7 +313,7 @@ def test_relu_swap_trains_reloads_and_leaves_fewer_float_islands_in_int8(tiny_mo
 
 
 def test_activation_swap_refuses_a_model_without_hardswish():
-    from plugins.compress.activation import swap_activation
+    from liteda.compress.activation import swap_activation
 
     with pytest.raises(UserError, match="no Hardswish"):
         swap_activation(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()), "relu")
@@ -324,7 +324,7 @@ def test_activation_swap_refuses_a_model_without_hardswish():
 def test_fresh_cbam_gates_do_not_saturate_and_still_learn():
     """Both CBAM gates start at 0.5 everywhere, whatever the activations' scale (no saturated sigmoid, no channel
     switched off at random), and the channel MLP gets a gradient from the first step."""
-    from plugins.compress.attention import CBAM, SpatialAttention
+    from liteda.compress.attention import CBAM, SpatialAttention
 
     x = torch.randn(2, 16, 8, 8) * 50
     assert torch.allclose(SpatialAttention(16)(x), 0.5 * x)
@@ -338,8 +338,8 @@ def test_fresh_cbam_gates_do_not_saturate_and_still_learn():
 def test_self_distill_is_zero_against_itself(tiny_model):
     import argparse
 
-    from plugins.adaptation.base import Step
-    from plugins.compress.finetune import SelfDistill
+    from liteda.adaptation.base import Step
+    from liteda.compress.finetune import SelfDistill
 
     method = SelfDistill(tiny_model, 3, argparse.Namespace(kd_temperature=4.0), 1, teacher=copy.deepcopy(tiny_model))
     x = images(4)
@@ -365,7 +365,7 @@ def test_self_distill_is_zero_against_itself(tiny_model):
     (["--lowrank-ratio", "0.3", "--lowrank-whiten", "chol"], "invalid choice"),
 ])
 def test_cli_bad_input_one_line(extra, msg, tmp_path):
-    from plugins.compress.pipeline import main
+    from liteda.compress.pipeline import main
 
     with pytest.raises(UserError) as e:
         main(["root", "-s", "A", "-t", "W", "--ckpt", str(tmp_path / "model.pt"), *extra])
@@ -373,9 +373,9 @@ def test_cli_bad_input_one_line(extra, msg, tmp_path):
 
 
 def test_cli_other_architecture_and_missing_ckpt(tiny_model, tmp_path):
-    from plugins.classifier import model_record
-    from plugins.compress.pipeline import main
-    from plugins.utils import atomic_torch_save
+    from liteda.classifier import model_record
+    from liteda.compress.pipeline import main
+    from liteda.utils import atomic_torch_save
 
     with pytest.raises(UserError, match="does not exist"):
         main(["root", "-s", "A", "-t", "W", "--ckpt", str(tmp_path / "none.pt"), "--prune", "0.5"])
@@ -392,10 +392,10 @@ def test_cli_other_architecture_and_missing_ckpt(tiny_model, tmp_path):
 def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
     """A tiny source-only run, then eca -> prune -> lowrank -> ptsq through the users' command; then QAT
     continued from the float compressed.pt, and its INT8 QDQ ONNX through the deployment benchmark."""
-    from plugins.compress.pipeline import main
-    from plugins.deploy.cli import bench_main
-    from plugins.deploy.onnx import read_metadata
-    from plugins.runner import main as run_main
+    from liteda.compress.pipeline import main
+    from liteda.deploy.cli import bench_main
+    from liteda.deploy.onnx import read_metadata
+    from liteda.runner import main as run_main
 
     run_main("source_only", "source_only", run_args("--bottleneck-dim", "32"))
     common = [str(tiny_dataset), "-d", "Custom", "-s", "src", "-t", "tgt", "--ft-epochs", "1", "--ft-iters", "1",
@@ -446,7 +446,7 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
 def test_bn_recalibration_matches_data_statistics():
     from torch.utils.data import DataLoader, TensorDataset
 
-    from plugins.compress.finetune import recalibrate_bn
+    from liteda.compress.finetune import recalibrate_bn
 
     torch.manual_seed(0)
     x = torch.randn(64, 3, 4, 4) * 3 + 5
@@ -461,10 +461,10 @@ def test_bn_recalibration_matches_data_statistics():
 def test_cli_resolution_cuts_macs_and_deploys_at_its_own_size(run_args, tiny_dataset, tmp_path):
     """A 64 px student run at 32 px: a quarter of the convolutions' MACs (the Linear tail stays), the smaller size and its test resize recorded with
     the model, and the ONNX export and benchmark take 32 px inputs preprocessed the same way."""
-    from plugins.compress.pipeline import main
-    from plugins.deploy.cli import bench_main
-    from plugins.deploy.onnx import read_metadata
-    from plugins.runner import main as run_main
+    from liteda.compress.pipeline import main
+    from liteda.deploy.cli import bench_main
+    from liteda.deploy.onnx import read_metadata
+    from liteda.runner import main as run_main
 
     run_main("source_only", "source_only", run_args("--bottleneck-dim", "32", "--crop-size", "64",
                                                     "--resize-size", "72"))

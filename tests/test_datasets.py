@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plugins.datasets import (check_same_classes, dataset_spec, list_domain, load_images, prepare_domains,
+from liteda.datasets import (check_same_classes, dataset_spec, list_domain, load_images, prepare_domains,
                               read_image_list, stratified_split, write_image_list)
-from plugins.utils import UserError
+from liteda.utils import UserError
 
 
 def _items(n_per_class=(10, 20, 30)):
@@ -83,7 +83,7 @@ def test_decode_converts_modes_and_skips_broken_files(tmp_path):
 
 
 def test_embedded_digits_are_deterministic(tmp_path):
-    from plugins.digits import make_digits
+    from liteda.digits import make_digits
 
     make_digits(tmp_path / "a", seed=0)
     make_digits(tmp_path / "b", seed=0)
@@ -97,7 +97,7 @@ def test_embedded_digits_are_deterministic(tmp_path):
 
 
 def test_office31_download_failure_says_how_to_place_files(tmp_path, monkeypatch):
-    import plugins.download as dl
+    import liteda.download as dl
 
     def offline(urls, dest, timeout=30.0):
         raise OSError("network unreachable")

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from conftest import make_folder_dataset
-from plugins.classifier import build_classifier
-from plugins.deploy.bench import Artifact, benchmark_artifact, ort_artifact
-from plugins.deploy.cli import bench_main, export_main
-from plugins.deploy.onnx import compact_onnx, export_onnx, onnx_logits, read_metadata
-from plugins.deploy.ort import (convert_fp16, excluded_nodes, make_session, name_unnamed_nodes, quantize_int8,
+from liteda.classifier import build_classifier
+from liteda.deploy.bench import Artifact, benchmark_artifact, ort_artifact
+from liteda.deploy.cli import bench_main, export_main
+from liteda.deploy.onnx import compact_onnx, export_onnx, onnx_logits, read_metadata
+from liteda.deploy.ort import (convert_fp16, excluded_nodes, make_session, name_unnamed_nodes, quantize_int8,
                                  quantize_weights_int8)
-from plugins.deploy.tensorrt import trt_unavailable_reason
-from plugins.utils import run_cli
+from liteda.deploy.tensorrt import trt_unavailable_reason
+from liteda.utils import run_cli
 
 SIZE = 32
 
@@ -152,9 +152,9 @@ def test_benchmark_artifact_keys(onnx_fp32, images):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_model):
     """A run folder as the runner leaves it (model.pt, results.json, splits/), without spending a training."""
-    from plugins.classifier import model_record
-    from plugins.datasets import prepare_domains
-    from plugins.utils import atomic_torch_save, write_json
+    from liteda.classifier import model_record
+    from liteda.datasets import prepare_domains
+    from liteda.utils import atomic_torch_save, write_json
 
     tmp = tmp_path_factory.mktemp("deploy_run")
     data, run = make_folder_dataset(tmp / "data"), tmp / "run"
@@ -208,7 +208,7 @@ def test_fp8_qdq_onnx_for_tensorrt_is_valid(onnx_fp32, images, tmp_path):
     """The FP8 engine's input is made on the CPU: an opset-19 E4M3 Q/DQ file that onnx.checker accepts."""
     import onnx
 
-    from plugins.deploy.tensorrt import quantize_fp8_qdq
+    from liteda.deploy.tensorrt import quantize_fp8_qdq
 
     path, _ = onnx_fp32
     proto = onnx.load(quantize_fp8_qdq(path, tmp_path / "fp8.onnx", images[:2].numpy()))
@@ -225,7 +225,7 @@ def test_trt_without_gpu_is_an_error_for_export(tiny_run, capsys):
 
 @pytest.mark.skipif(trt_unavailable_reason() is not None, reason=f"TensorRT unavailable: {trt_unavailable_reason()}")
 def test_trt_fp16_engine_matches_onnx(onnx_fp32, images, tmp_path):
-    from plugins.deploy.tensorrt import build_engine, trt_runner
+    from liteda.deploy.tensorrt import build_engine, trt_runner
 
     path, _ = onnx_fp32
     engine = build_engine(path, "fp16", SIZE, tmp_path / "trt", max_batch=8)
@@ -240,11 +240,11 @@ def test_bench_of_a_float_compressed_model(tiny_run, tiny_model, capsys):
     from; a PyTorch-quantized one is refused in one line (ORT quantizes the float model instead)."""
     import copy
 
-    from plugins.compress import save_compressed
-    from plugins.compress.attention import swap_attention
-    from plugins.compress.lowrank import lowrank_model
-    from plugins.compress.quantize import quantize_dynamic_linear
-    from plugins.utils import write_json
+    from liteda.compress import save_compressed
+    from liteda.compress.attention import swap_attention
+    from liteda.compress.lowrank import lowrank_model
+    from liteda.compress.quantize import quantize_dynamic_linear
+    from liteda.utils import write_json
 
     run, out = tiny_run / "run", tiny_run / "compressed"
     model = copy.deepcopy(tiny_model)
@@ -268,7 +268,7 @@ def test_bench_of_a_float_compressed_model(tiny_run, tiny_model, capsys):
 
 # ----------------------------------------------------------------------------- interleaved latency
 def test_paired_ratio_and_interleaved_blocks():
-    from plugins.deploy.bench import interleaved_latency, paired_ratio
+    from liteda.deploy.bench import interleaved_latency, paired_ratio
 
     r = paired_ratio([4.0, 6.0, 8.0, 4.0], [2.0, 3.0, 4.0, 2.0])
     assert r["speedup_median"] == pytest.approx(2.0) and r["speedup_ci95"] == pytest.approx([2.0, 2.0])
@@ -322,7 +322,7 @@ def test_ort_profile_splits_convolutions_by_kind(onnx_fp32):
 
 
 def test_cuda_runtime_rows_say_why_they_did_not_run(tiny_model):
-    from plugins.deploy.bench import cuda_artifact
+    from liteda.deploy.bench import cuda_artifact
 
     art = cuda_artifact(tiny_model, "int8")
     assert art.run is None and ("fp32/fp16/bf16" in art.note or "no CUDA GPU" in art.note)
@@ -332,7 +332,7 @@ def test_cuda_runtime_rows_say_why_they_did_not_run(tiny_model):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_replay_matches_eager(tiny_model, images):
-    from plugins.deploy.bench import cuda_artifact
+    from liteda.deploy.bench import cuda_artifact
 
     x = images[:4].numpy()
     eager, graph = cuda_artifact(tiny_model, "fp32", graphs=False), cuda_artifact(tiny_model, "fp32", graphs=True)

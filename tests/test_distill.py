@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from plugins.adaptation import Step
-from plugins.classifier import build_classifier, load_classifier, model_record
-from plugins.distill import (ClassBalancedPseudoLabelLoss, Distill, FeatureDistillationLoss, KnowledgeDistillationLoss,
+from liteda.adaptation import Step
+from liteda.classifier import build_classifier, load_classifier, model_record
+from liteda.distill import (ClassBalancedPseudoLabelLoss, Distill, FeatureDistillationLoss, KnowledgeDistillationLoss,
                              Renormalize, TeacherEnsemble, run_kd, strip_options)
-from plugins.datasets import IMAGENET_MEAN, IMAGENET_STD
-from plugins.utils import atomic_torch_save, run_cli
+from liteda.datasets import IMAGENET_MEAN, IMAGENET_STD
+from liteda.utils import atomic_torch_save, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -155,7 +155,7 @@ def test_strip_options_handles_both_forms():
 
 
 def agreement(model, teacher, loader) -> float:
-    from plugins.metrics import predict
+    from liteda.metrics import predict
 
     (s, _), (t, _) = predict(model, loader), predict(teacher, loader)
     return float((s.argmax(1) == t.argmax(1)).float().mean() * 100)
@@ -172,8 +172,8 @@ def test_tiny_distillation_moves_the_student_toward_the_teacher(run_args, tmp_pa
     cross-entropy, can bring the student's target predictions to it: the distilled student must agree with it
     more than the initial student and more than the same run with --kd-weight 0 (online teacher, or its
     outputs cached once per target image)."""
-    from plugins.runner import build_data, build_model, build_parser, main
-    from plugins.utils import seed_everything
+    from liteda.runner import build_data, build_model, build_parser, main
+    from liteda.utils import seed_everything
 
     main("source_only", "source_only", run_args("-i", "30", *TINY_NET, log="teacher"))
     teacher, rec = load_classifier(tmp_path / "teacher" / "model.pt")
@@ -239,7 +239,7 @@ def test_bad_teacher_input_is_one_line(run_args, capsys, extra, needle):
 
 def test_resume_refuses_a_kd_checkpoint_made_with_other_distillation_settings(run_args, tmp_path, capsys):
     """Online and cached teacher outputs are two recipes: a run must not switch between them half-way."""
-    from plugins.runner import main
+    from liteda.runner import main
 
     main("source_only", "source_only", run_args("-i", "2", *TINY_NET, log="teacher"))
     kd = run_args("-i", "2", *TINY_NET, "--teacher-ckpt", str(tmp_path / "teacher" / "model.pt"), log="kd")
@@ -257,7 +257,7 @@ def test_teacher_ensemble_benchmark_scores_each_teacher_and_their_mix(run_args, 
     import importlib.util
     from pathlib import Path
 
-    from plugins.runner import main
+    from liteda.runner import main
 
     main("source_only", "source_only", run_args("-i", "3", *TINY_NET, log="teacher"))
     ckpt = str(tmp_path / "teacher" / "model.pt")

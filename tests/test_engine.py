@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from plugins.engine import iterations_per_epoch, lr_lambda
-from plugins.runner import main
-from plugins.utils import UserError
+from liteda.engine import iterations_per_epoch, lr_lambda
+from liteda.runner import main
+from liteda.utils import UserError
 
 
 def test_lr_schedule_is_tllibs_inverse_decay():
@@ -36,8 +36,8 @@ def test_oracle_trains_on_target_with_same_iterations(run_args, tmp_path):
 
 
 def test_unlabeled_target_labels_are_hidden(run_args, tmp_path):
-    from plugins.runner import Data, build_parser, prepare_domains
-    from plugins.adaptation import get_method
+    from liteda.runner import Data, build_parser, prepare_domains
+    from liteda.adaptation import get_method
 
     args = build_parser(get_method("source_only"), "adapt").parse_args(run_args())
     splits = prepare_domains("Custom", args.root, ["src", "tgt"], tmp_path / "sp")
@@ -68,7 +68,7 @@ def test_cli_exit_code_and_single_line(tmp_path):
 
 
 def test_device_flag_resolves_and_rejects_what_cannot_run():
-    from plugins.utils import resolve_device
+    from liteda.utils import resolve_device
 
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")

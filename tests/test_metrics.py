@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from plugins.metrics import classification_metrics, count_flops, info_max_score
+from liteda.metrics import classification_metrics, count_flops, info_max_score
 
 
 def test_metrics_match_sklearn():

@@ -2,9 +2,9 @@ import pytest
 import torch
 import torchvision
 
-from plugins.backbones import create_backbone
-from plugins.classifier import ImageClassifier, build_classifier, load_classifier, model_record
-from plugins.utils import UserError, atomic_torch_save
+from liteda.backbones import create_backbone
+from liteda.classifier import ImageClassifier, build_classifier, load_classifier, model_record
+from liteda.utils import UserError, atomic_torch_save
 
 
 @pytest.mark.parametrize("arch,feat", [("mobilenet_v3_small", 1024), ("mobilenet_v3_large", 1280)])

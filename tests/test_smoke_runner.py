@@ -1,6 +1,6 @@
 import json
 
-from plugins.runner import main
+from liteda.runner import main
 
 
 def test_tiny_source_only_run_writes_results(run_args, tmp_path):

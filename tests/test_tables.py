@@ -1,6 +1,6 @@
 import math
 
-from plugins.tables import accuracy_grid, table_rows, to_csv, to_markdown
+from liteda.tables import accuracy_grid, table_rows, to_csv, to_markdown
 
 
 def _run(method, task, seed, acc):
@@ -29,7 +29,7 @@ def test_seeds_column_says_which_seeds_the_average_is_over():
 
 
 def test_compression_table_rows_follow_the_stages():
-    from plugins.report import compression_table
+    from liteda.report import compression_table
 
     comp = [{"task": "W2A", "seed": 0, "before": {"target_test": {"acc": 60.0}},
              "stages": [{"op": "attention", "kind": "eca", "target_test_acc": 61.0},
@@ -46,7 +46,7 @@ def test_compression_table_rows_follow_the_stages():
 
 
 def test_deployed_rows_name_each_int8_artifact():
-    from plugins.report import deployed_int8_runs
+    from liteda.report import deployed_int8_runs
 
     dep = [{"run": r, "task": "A2W", "seed": 0, "runtime": rt, "precision": p, "acc": 50.0}
            for r, rt, p in (("compressed", "ort", "int8"), ("compressed", "ort", "int8w"), ("kd", "ort", "int8"),
@@ -55,7 +55,7 @@ def test_deployed_rows_name_each_int8_artifact():
 
 
 def test_rows_in_pipeline_order_with_teachers_named():
-    from plugins.report import row_label, row_order
+    from liteda.report import row_label, row_order
 
     runs = {"oracle", "kd", "cdan-tf_efficientnet_lite0", "cdan", "source_only", "compressed"}
     assert row_order(runs) == ["source_only", "cdan", "cdan-tf_efficientnet_lite0", "kd", "compressed", "oracle"]
@@ -64,7 +64,7 @@ def test_rows_in_pipeline_order_with_teachers_named():
 
 
 def test_teachers_named_with_their_seed_when_students_share_one():
-    from plugins.report import teachers_used
+    from liteda.report import teachers_used
 
     def kd(seed, tseed):
         return {"method": "kd", "seed": seed, "method_config": {"teachers": [
@@ -75,7 +75,7 @@ def test_teachers_named_with_their_seed_when_students_share_one():
 
 
 def test_validator_agreement_ranks_runs_and_scores_the_pick():
-    from plugins.report import validator_agreement
+    from liteda.report import validator_agreement
 
     def run(method, task, acc, im, regime="adapt"):
         return {"method": method, "task": task, "seed": 0, "regime": regime, "target_test": {"acc": acc},
@@ -107,7 +107,7 @@ def _bench_module(name):
 
 
 def test_six_task_compression_table_averages_each_technique(tmp_path):
-    from plugins.utils import write_json
+    from liteda.utils import write_json
 
     table = _bench_module("compress_table")
 
@@ -130,7 +130,7 @@ def test_six_task_compression_table_averages_each_technique(tmp_path):
 
 
 def test_compression_benchmark_reuses_a_finished_recipe(tmp_path):
-    from plugins.utils import write_json
+    from liteda.utils import write_json
 
     bench = _bench_module("bench_compress")
     argv = ["root", "--ckpt", "m.pt", "--out", str(tmp_path / "r")]
@@ -144,8 +144,8 @@ def test_a_run_logged_under_its_own_folder_is_its_own_row(tmp_path):
     """kd.py --log .../kd_ens/seed0 (a teacher ensemble) must not merge into the kd row of the same task."""
     import json
 
-    from plugins.report import row_label, row_order
-    from plugins.tables import collect_runs
+    from liteda.report import row_label, row_order
+    from liteda.tables import collect_runs
 
     for folder in ("kd", "kd_ens"):
         d = tmp_path / "Digits" / "S2M" / folder / "seed0"

@@ -1,32 +1,28 @@
 """Registry of adaptation methods: one line a method, ``name -> "module:Class"`` (imported lazily)."""
 from __future__ import annotations
 
-import importlib
-
-from ..utils import fail
+from ..registry import Registry
 from .base import Method, Step
 
-METHODS: dict[str, str] = {
-    "source_only": "plugins.adaptation.base:Method",
-    "kd": "plugins.distill:Distill",
-    "dann": "plugins.adaptation.dann:DANN",
-    "cdan": "plugins.adaptation.cdan:CDAN",
-    "cdan_e": "plugins.adaptation.cdan:CDANE",
-    "mdd": "plugins.adaptation.mdd:MDD",
-    "dan": "plugins.adaptation.dan:DAN",
-    "jan": "plugins.adaptation.jan:JAN",
-    "coral": "plugins.adaptation.coral:CORAL",
-    "mcc": "plugins.adaptation.mcc:MCC",
-    "iwan": "plugins.adaptation.iwan:IWAN",
-    "shot_im": "plugins.adaptation.shot_im:SHOTIM",
-}
+# Adaptation methods (and the distillation method, the engine's "kd") by name. One line a method.
+METHODS = Registry("method", {
+    "source_only": "liteda.adaptation.base:Method",
+    "kd": "liteda.distill:Distill",
+    "dann": "liteda.adaptation.dann:DANN",
+    "cdan": "liteda.adaptation.cdan:CDAN",
+    "cdan_e": "liteda.adaptation.cdan:CDANE",
+    "mdd": "liteda.adaptation.mdd:MDD",
+    "dan": "liteda.adaptation.dan:DAN",
+    "jan": "liteda.adaptation.jan:JAN",
+    "coral": "liteda.adaptation.coral:CORAL",
+    "mcc": "liteda.adaptation.mcc:MCC",
+    "iwan": "liteda.adaptation.iwan:IWAN",
+    "shot_im": "liteda.adaptation.shot_im:SHOTIM",
+})
 
 
 def get_method(name: str) -> type[Method]:
-    if name not in METHODS:
-        fail(f"unknown method '{name}'; choose from {', '.join(sorted(METHODS))}")
-    module, cls = METHODS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return METHODS.get(name)
 
 
 __all__ = ["METHODS", "Method", "Step", "get_method"]

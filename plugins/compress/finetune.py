@@ -70,11 +70,11 @@ class FinetuneConfig(TrainConfig):
 def finetune(model: nn.Module, teacher: nn.Module, labeled: DataLoader, unlabeled: DataLoader,
              cfg: FinetuneConfig, run_dir: Path, epochs: Optional[int] = None,
              input_size: Optional[int] = None) -> list[dict]:
-    """Train ``model`` in place with :class:`SelfDistill` through :class:`plugins.engine.Trainer`.
+    """Train ``model`` in place with :class:`SelfDistill` through :class:`liteda.engine.Trainer`.
 
     ``evals`` stays empty: nothing on the target test set is looked at during compression. ``input_size``:
     the student's own input size when it is smaller than the loaders' crops (the teacher's), see
-    :mod:`plugins.compress.resolution`. Returns the engine's history rows.
+    :mod:`liteda.compress.resolution`. Returns the engine's history rows.
     """
     epochs = cfg.epochs if epochs is None else epochs
     if epochs <= 0:

@@ -3,7 +3,7 @@
 The dependency graph keeps coupled layers consistent: a pruned expansion channel also leaves its depthwise
 conv, its BatchNorm, the SE squeeze/excite convs and the SE multiply; pruned pre-logits / bottleneck units
 leave the following Linear / BatchNorm1d. Only the classifier head keeps its outputs (the classes).
-The result is a real, smaller ``nn.Module``; :mod:`plugins.compress` saves its shapes so it reloads.
+The result is a real, smaller ``nn.Module``; :mod:`liteda.compress` saves its shapes so it reloads.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 - FP16: builder flag on the FP32 ONNX.
 - INT8: implicit quantization with an ``IInt8EntropyCalibrator2`` over UNLABELED target images (deprecated
   since TensorRT 10.1 in favour of Q/DQ ONNX, still available in 10.x; the INT8 QDQ ONNX from
-  ``plugins.deploy.ort.quantize_int8`` is the explicit alternative and builds with ``precision="int8-qdq"``).
+  ``liteda.deploy.ort.quantize_int8`` is the explicit alternative and builds with ``precision="int8-qdq"``).
 - FP8 (Hopper/Ada, compute capability >= 8.9): TensorRT only does FP8 by explicit quantization, so an FP8
   (E4M3) Q/DQ ONNX is made with onnxruntime's ``quantize_static`` and built with the FP8 + FP16 flags.
 Device buffers are torch CUDA tensors (no pycuda needed; pycuda is used by nothing here).
