@@ -1,26 +1,28 @@
-"""Compression benchmark for one run folder: each technique alone + combined recipes, beside the uncompressed
-student -> benchmarks/results/compress_<task>.{json,md,csv}.
+"""Compression benchmark for one run: each technique alone + combined recipes, beside the uncompressed student
+-> benchmarks/results/compress_<task>.{json,md,csv}.
 
-Every row is one ``examples/compress.py`` call (same images, same self-distillation budget); columns:
-target-test accuracy, params, MACs, compressed.pt MB, bs1 CPU latency (1 thread, p50). A last section
-measures the engine's bf16 autocast switch on the recovery fine-tune (images/s, none vs bf16).
+Every row is one ``liteda compress`` run of the same parent (same images, same self-distillation budget), written
+as a run folder of its own under ``--work`` (a runs tree of its own, ``<work>/<dataset>/<task>/<row>/seed<k>``,
+so that the report of the main runs tree does not list the benchmark's rows); columns: target-test accuracy,
+params, MACs, compressed.pt MB, INT8 ONNX MB, bs1 CPU latency (1 thread, p50). A last section measures the
+engine's bf16 autocast switch on the recovery fine-tune (images/s, none vs bf16).
 
-    python benchmarks/bench_compress.py --ckpt runs/OfficeCaltech/A2W/<method>/seed0/model.pt \\
-        ../shared/datasets/office_caltech_10 -d OfficeCaltech -s A -t W --ft-epochs 2
+    python benchmarks/bench_compress.py --run runs/OfficeCaltech/A2W/kd/seed0 --ft-epochs 2
 Tiny check: add ``--ft-iters 2 --latency-runs 5 --only prune-0.5 ptsq combined-eca-p0.35-qat``.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from liteda.utils import atomic_write_text, machine_info, machine_label, read_json, run_cli, write_json
 
-from liteda.utils import (atomic_write_text, benchmark_parser, machine_info, machine_label, read_json,
-                           run_cli, write_json)
-
-RECIPES: dict[str, list[str]] = {
+# row name -> ``liteda compress`` flags; results of these rows: benchmarks/studies/officecaltech_e30_lite0kd/
+# compress_bench{,_se}/ (one task, every row) and benchmarks/studies/officecaltech_e30_lite0mcc/compress_bench/ (six)
+ROWS: dict[str, list[str]] = {
     "prune-0.5": ["--prune", "0.5"],
     "prune-0.5-taylor-2steps": ["--prune", "0.5", "--prune-importance", "taylor", "--prune-steps", "2"],
     "prune-0.5-global": ["--prune", "0.5", "--prune-global"],
@@ -35,17 +37,14 @@ RECIPES: dict[str, list[str]] = {
     "ptdq": ["--quantize", "ptdq"],
     "ptsq": ["--quantize", "ptsq"],
     "qat": ["--quantize", "qat", "--qat-lr", "0.0005"],
-    # size-target recipes (<= 1.0 MB): SE -> ECA drops ~0.46 M params; pruning or low-rank shrinks the
-    # 576->1024->256 Linears. INT8 files measured on the 10-class model: eca+p0.3 1.01 MB, eca+p0.35 0.93 MB,
-    # eca+Linear low-rank ratio 0.25 0.97 MB; eca+p0.35 with channels rounded to multiples of 8 0.90 MB
-    # (round-to-8: INT8 fbgemm kernels measured 17 -> 12 ms bs1 at 224 px vs odd channel counts)
+    # size-target rows (<= 1.0 MB): SE -> ECA removes the SE blocks' parameters; pruning or low-rank shrinks the
+    # 576->1024->256 Linears; channels rounded to multiples of 8 suit the INT8 kernels
     "combined-eca-p0.35-ptsq": ["--attention", "eca", "--prune", "0.35", "--prune-round-to", "8", "--quantize", "ptsq"],
     "combined-eca-p0.35-qat": ["--attention", "eca", "--prune", "0.35", "--prune-round-to", "8", "--quantize", "qat",
                                "--qat-lr", "0.0005"],
     "combined-eca-lrlin0.25-qat": ["--attention", "eca", "--lowrank-ratio", "0.25", "--lowrank-layers", "linear",
                                    "--quantize", "qat", "--qat-lr", "0.0005"],
-    # keeping SE: the SE blocks' 1x1 convs (0.46 M params, few MACs) and the Linear tail factorised at one ratio
-    # (params, 10-class model: 0.80 M at 0.25, 0.67 M at 0.15; eca+lrlin0.25 above: 0.68 M, a 0.97 MB INT8 file)
+    # keeping SE: the SE blocks' 1x1 convs (many parameters, few MACs) and the Linear tail factorised at one ratio
     "combined-lrlinse0.25-qat": ["--lowrank-ratio", "0.25", "--lowrank-layers", "linear+se", "--quantize", "qat",
                                  "--qat-lr", "0.0005"],
     "combined-lrlinse0.2-qat": ["--lowrank-ratio", "0.2", "--lowrank-layers", "linear+se", "--quantize", "qat",
@@ -53,12 +52,11 @@ RECIPES: dict[str, list[str]] = {
     "combined-lrlinse0.15-qat": ["--lowrank-ratio", "0.15", "--lowrank-layers", "linear+se", "--quantize", "qat",
                                  "--qat-lr", "0.0005"],
     # the same size, data-aware: the SVD truncates W S (S: Cholesky factor of each layer's input second moment on
-    # unlabeled target-train images), so the ranks drop what moves the outputs least on the target domain
-    # (no fine-tune, held-out target-train top-1 agreement: W->A 95.0 % vs 84.0 % plain, A->W 97.2 vs 78.7;
-    # benchmarks/lowrank_alloc.py)
+    # source and unlabeled target-train images), so the ranks drop what moves the outputs least on these inputs
+    # (benchmarks/lowrank_alloc.py compares the plans before any fine-tune)
     "combined-lrlinse0.25-full-qat": ["--lowrank-ratio", "0.25", "--lowrank-layers", "linear+se", "--lowrank-whiten",
                                       "full", "--quantize", "qat", "--qat-lr", "0.0005"],
-    # ... and its 2-epoch fine-tune kept only if it raises the label-free agreement (on W->A it lowered it)
+    # ... with its fine-tune kept only if it raises the label-free agreement
     "combined-lrlinse0.25-full-guard-qat": ["--lowrank-ratio", "0.25", "--lowrank-layers", "linear+se",
                                             "--lowrank-whiten", "full", "--ft-guard", "--quantize", "qat",
                                             "--qat-lr", "0.0005"],
@@ -66,21 +64,21 @@ RECIPES: dict[str, list[str]] = {
     "combined-lrlinse0.25-full-guard-ptsq": ["--lowrank-ratio", "0.25", "--lowrank-layers", "linear+se",
                                              "--lowrank-whiten", "full", "--ft-guard", "--quantize", "ptsq"],
 }
-# the same <= 1 MB recipe with a 5-epoch fine-tune after each stage (a recipe's flags override the budget):
-# how much of its loss is the fine-tune budget rather than the technique
-RECIPES["combined-eca-lrlin0.25-qat-ft5"] = RECIPES["combined-eca-lrlin0.25-qat"] + ["--ft-epochs", "5"]
+# the same <= 1 MB row with a 5-epoch fine-tune after each stage (a row's flags override the budget): how much of
+# its loss is the fine-tune budget rather than the technique
+ROWS["combined-eca-lrlin0.25-qat-ft5"] = ROWS["combined-eca-lrlin0.25-qat"] + ["--ft-epochs", "5"]
 COLUMNS = ("technique", "target_test_acc", "delta_acc", "params", "macs", "file_mb", "onnx_int8_mb", "latency_ms_p50")
 
 
 def parse(argv):
-    p = benchmark_parser(__doc__)
-    p.add_argument("--only", nargs="*", default=None, help=f"subset of: {' '.join(RECIPES)}")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="the run whose model every row compresses (a finished run folder)")
+    p.add_argument("--only", nargs="*", default=None, help=f"subset of the rows: {' '.join(ROWS)}")
     p.add_argument("--ft-epochs", default="2")
     p.add_argument("--ft-iters", default=None)
     p.add_argument("--latency-runs", default="50")
-    p.add_argument("--resize-size", default=None, help="default: the checkpoint's test resize")
     p.add_argument("--amp-iters", type=int, default=10, help="iterations for the bf16 speed check (0: skip)")
-    p.add_argument("--work", default=None, help="artifacts folder (default <run>/compress_bench)")
+    p.add_argument("--work", default="runs_compress_bench", help="runs tree of the rows' compress runs")
     p.add_argument("--results", default="benchmarks/results")
     return p.parse_args(argv)
 
@@ -100,32 +98,31 @@ def onnx_int8_mb(out: Path, res: dict) -> Optional[float]:
 
     if not any(str(t).startswith("quantize:") and t != "quantize:ptdq" for t in res.get("techniques", [])):
         return None
-    doc = export_main(["--run", str(out), "--precision", "int8"])
-    return float(doc["artifacts"]["int8"]["size_mb"])  # the export report's own measurement
+    doc = export_main(["--run", str(out), "--runtime", "ort", "--precision", "int8"])
+    return float(doc["artifacts"]["ort-int8"]["size_mb"])  # the export report's own measurement
 
 
-def amp_speed(args, common: list[str], work: Path) -> list[dict]:
+def amp_speed(args, common: list[str], work: Callable[[str], Path]) -> list[dict]:
     """Recovery fine-tune throughput with the engine's amp switch off and on (same iterations)."""
-    from liteda.compress.pipeline import main as compress
-
     out = []
     for amp in ("none", "bf16"):
-        res = run_recipe(compress, common + ["--attention", "eca", "--ft-epochs", "1", "--ft-iters",
-                                             str(args.amp_iters), "--amp", amp, "--latency-runs", "3", "--out",
-                                             str(work / f"amp-{amp}")], work / f"amp-{amp}")
+        res = run_row(common + ["--attention", "eca", "--ft-epochs", "1", "--ft-iters", str(args.amp_iters), "--amp",
+                                   amp, "--latency-runs", "3"], work(f"amp-{amp}"))
         ft = res["stages"][0]["finetune"][0]
         out.append({"amp": amp, "iters": args.amp_iters, "seconds": ft["seconds"], "images_per_s": ft["images_per_s"]})
     return out
 
 
-def run_recipe(compress, argv: list[str], out: Path) -> dict:
-    """One compress.py call; a finished one with the same command is read back, so an interrupted benchmark
-    resumes at the recipe it stopped in."""
-    done = out / "results.json"
-    if done.is_file():
-        res = read_json(done)
-        if res.get("command") == " ".join(["compress.py"] + argv):
-            print(f"reusing {done}", flush=True)
+def run_row(argv: list[str], out: Path) -> dict:
+    """One ``liteda compress`` run into ``out``; a finished one (its record written) with the same command is read
+    back, so an interrupted benchmark resumes at the row it stopped in."""
+    from liteda.compress.cli import PROG, main as compress
+
+    argv = argv + ["--out", str(out)]
+    if (out / "record.json").is_file() and (out / "results.json").is_file():
+        res = read_json(out / "results.json")
+        if res.get("command") == " ".join([PROG, *argv]):
+            print(f"reusing {out / 'results.json'}", flush=True)
             return res
     return compress(argv)
 
@@ -144,31 +141,35 @@ def markdown(rows: list[dict], amp: list[dict], header: str) -> str:
 
 
 def main(argv=None) -> None:
-    from liteda.compress.pipeline import main as compress
+    from liteda.compress.parent import read_run
     from liteda.utils import fail
 
     args = parse(argv)
-    names = args.only or list(RECIPES)
-    unknown = [n for n in names if n not in RECIPES]
+    names = args.only or list(ROWS)
+    unknown = [n for n in names if n not in ROWS]
     if unknown:
-        fail(f"--only: unknown recipe '{unknown[0]}'; choose from {', '.join(RECIPES)}")
-    work = Path(args.work) if args.work else Path(args.ckpt).parent / "compress_bench"
-    common = [args.root, "-d", args.data, "-s", args.source, "-t", args.target, "--ckpt", args.ckpt, "--no-progress"]
-    common += ["--resize-size", args.resize_size] if args.resize_size else []
+        fail(f"--only: unknown row '{unknown[0]}'; choose from {', '.join(ROWS)}")
+    rec = read_run(args.run, "--run")
+    seed_dir = Path(args.run).name
+
+    def work(name: str) -> Path:
+        return Path(args.work) / rec.dataset.name / rec.task / name / seed_dir
+
+    common = ["--run", args.run, "--no-progress"]
     budget = ["--ft-epochs", args.ft_epochs, "--latency-runs", args.latency_runs]
     budget += ["--ft-iters", args.ft_iters] if args.ft_iters else []
     rows, runs = [], {}
     for name in names:
-        res = run_recipe(compress, common + budget + RECIPES[name] + ["--out", str(work / name)], work / name)
+        res = run_row(common + budget + ROWS[name], work(name))
         runs[name] = {"command": res["command"], "stages": res["stages"], "after": res["after"]}
         if not rows:
             rows.append(row_of("uncompressed student", res, "before"))
             runs["uncompressed"] = res["before"]
-        rows.append({**row_of(name, res), "onnx_int8_mb": onnx_int8_mb(work / name, res)})
+        rows.append({**row_of(name, res), "onnx_int8_mb": onnx_int8_mb(work(name), res)})
     amp = amp_speed(args, common, work) if args.amp_iters > 0 else []
-    task = f"{args.source}2{args.target}"
+    task = rec.task
     load = os.getloadavg()[0]  # other jobs inflate latency alike for every row: compare rows, not machines
-    header = (f"Compression of `{args.ckpt}` ({args.data} {task}); fine-tune {args.ft_epochs} epochs"
+    header = (f"Compression of `{args.run}` ({rec.dataset.name} {task}, {rec.label}); fine-tune {args.ft_epochs} epochs"
               f"{' x ' + args.ft_iters + ' iters' if args.ft_iters else ''}; {machine_label()}; latency bs1, 1 thread "
               f"(PyTorch), 1-min load average {load:.1f} at the end")
     out = Path(args.results)
@@ -181,5 +182,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("LITEDA_THREADS", "1")
+    os.environ.setdefault("LITEDA_THREADS", "1")  # before liteda reads it: one thread, steadier on a shared CPU
     sys.exit(run_cli(main))

@@ -1,6 +1,6 @@
 """Six-task compression table from the per-task files of ``bench_compress.py``: technique x task.
 
-    python benchmarks/compress_table.py benchmarks/results/officecaltech_e30_lite0kd/compress_bench
+    python benchmarks/compress_table.py benchmarks/studies/officecaltech_e30_lite0mcc/compress_bench
 
 Reads every ``compress_<task>.json`` in the folder and writes ``compress_all_tasks.{md,csv}`` there: the
 target-test accuracy change of each technique against the uncompressed student of the same task, per task and
@@ -8,10 +8,10 @@ on average, beside the technique's average parameters, MACs, file size and bs1 l
 """
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 from pathlib import Path
-
 
 from liteda.tables import order_tasks, to_csv, to_markdown
 from liteda.utils import atomic_write_text, fail, read_json, run_cli
@@ -57,10 +57,9 @@ def technique_table(tasks: dict[str, dict]) -> tuple[list[str], list[list[str]]]
 
 
 def main(argv=None) -> None:
-    args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 1:
-        fail("usage: compress_table.py FOLDER (the --results folder of bench_compress.py)")
-    folder = Path(args[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", help="the --results folder of bench_compress.py")
+    folder = Path(p.parse_args(argv).folder)
     tasks = load_tasks(folder)
     header, body = technique_table(tasks)
     heads = sorted({d["header"].split(";", 1)[1].strip() for d in tasks.values()})

@@ -2,37 +2,44 @@
 
 For one adapted student: every (allocation x whitening) combination at the same parameter ratio, measured by
 top-1 agreement with the uncompressed student on a held-out half of unlabeled target-train (the whitening
-statistics come from two augmented passes over source-train plus the other half, as compress.py takes them from
-source-train and all of target-train), and by the relative output error there. Target-test accuracy is reported
-beside it, never used to choose. -> <results>/lowrank_alloc_<task>.{json,md}
+statistics come from two augmented passes over source-train plus the other half, as ``liteda compress`` takes
+them from source-train and all of target-train), and by the relative output error there. Target-test accuracy is
+reported beside it, never used to choose. -> <results>/lowrank_alloc_<task>.{json,md}
 
-    python benchmarks/lowrank_alloc.py ../shared/datasets/office_caltech_10 -d OfficeCaltech -s W -t A \\
-        --ckpt runs_e30_lite0mcc/OfficeCaltech/W2A/kd/seed0/model.pt --ratio 0.25 --layers linear+se
-    python benchmarks/lowrank_alloc.py --table benchmarks/results/<chain>/lowrank_alloc   # plan x task summary
+    python benchmarks/lowrank_alloc.py --run runs/OfficeCaltech/W2A/kd/seed0 --ratio 0.25 --layers linear+se
+    python benchmarks/lowrank_alloc.py --table benchmarks/studies/<study>/lowrank_alloc   # plan x task summary
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import sys
 from pathlib import Path
 
 import torch
 
+from liteda.settings import cache_dir
+from liteda.utils import atomic_write_text, machine_label, run_cli, write_json
 
-from liteda.utils import atomic_write_text, benchmark_parser, machine_label, run_cli, write_json
-
-# (allocation, whitening, statistics): "src+tgt" = compress.py's (two augmented source-train passes + target-train
+# (allocation, whitening, statistics): "src+tgt" = liteda compress's (two augmented source-train passes + target-train
 # images), "tgt" = the target-train half alone (a few hundred images for up to 1024-dimensional inputs)
 COMBOS = ([(a, w, "src+tgt") for a in ("uniform", "global") for w in ("none", "diag", "full")]
           + [("uniform", "full", "tgt")])
 
 
 def parse(argv):
-    p = benchmark_parser(__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", help="a finished run folder (a training run or a float compression run)")
+    p.add_argument("--table", metavar="FOLDER", help="instead: the plan x task summary of a --results folder")
     p.add_argument("--ratio", type=float, default=0.25)
     p.add_argument("--layers", default="linear+se")
+    p.add_argument("-b", "--batch-size", type=int, default=32)
+    p.add_argument("--cache-dir", default=cache_dir(), help="decoded-image cache")
     p.add_argument("--results", default="benchmarks/results")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if (a.run is None) == (a.table is None):
+        p.error("give one of --run and --table")
+    return a
 
 
 @torch.no_grad()
@@ -70,18 +77,19 @@ def summary(folder: Path) -> str:
 
 def main(argv=None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--table"] and len(argv) == 2:
-        print(summary(Path(argv[1])))
+    a = parse(argv)
+    if a.table:
+        print(summary(Path(a.table)))
         return {}
     from liteda.compress.lowrank import layer_selection, lowrank_model
-    from liteda.compress.pipeline import build_data, build_parser, evaluate, load_input
+    from liteda.compress.measure import evaluate
+    from liteda.compress.parent import load_parent
+    from liteda.compress.pipeline import build_data
     from liteda.metrics import count_params
 
-    a = parse(argv)
-    cargs = build_parser().parse_args([a.root, "-d", a.data, "-s", a.source, "-t", a.target, "--ckpt", a.ckpt,
-                                       "--no-progress"])
-    model, rec, run_dir, _ = load_input(Path(a.ckpt))
-    data = build_data(cargs, run_dir, rec)
+    parent = load_parent(a.run)
+    model, rec = parent.model, parent.record
+    data = build_data(rec, parent.run, parent.base["num_classes"], a.batch_size, a.cache_dir, progress=False)
     batches = [x for x, _ in data.calibration]
     held = batches[len(batches) // 2:]
     target_half = batches[: len(batches) // 2]
@@ -97,14 +105,15 @@ def main(argv=None) -> dict:
                "params": count_params(m),
                "held_out_agree": float((out.argmax(1) == ref.argmax(1)).float().mean() * 100),
                "held_out_rel_err": float((out - ref).norm() / ref.norm()),
-               "target_test_acc": evaluate(m, data)["acc"],
+               "target_test_acc": evaluate(m, data.target_test, data.num_classes)["acc"],
                "ranks": {k: v["ranks"][0] for k, v in plan.items()}}
         rows.append(row)
         print(f"{alloc:8s} {whiten:5s} {row['statistics']:8s} params {row['params']:,} "
               f"agree {row['held_out_agree']:.1f} "
               f"rel.err {row['held_out_rel_err']:.3f} (test acc {row['target_test_acc']:.1f})", flush=True)
-    task = f"{a.source}2{a.target}"
-    header = (f"Low-rank plans for `{a.ckpt}` ({a.data} {task}), ratio {a.ratio}, layers {a.layers}, no fine-tune; "
+    task = rec.task
+    header = (f"Low-rank plans for `{a.run}` ({rec.dataset.name} {task}, {rec.label}), ratio {a.ratio}, layers "
+              f"{a.layers}, no fine-tune; "
               f"statistics on {sum(len(x) for x in fit)} images (source-train augmented, twice; half of target-train), "
               f"agreement on the other {sum(len(x) for x in held)} target-train images; {machine_label()}. "
               "Target-test accuracy is reported, not used to choose.")

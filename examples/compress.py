@@ -1,7 +1,7 @@
-"""Compress an adapted run's model.pt: attention swap -> pruning -> low-rank -> INT8, with self-distillation."""
+"""``liteda compress``: compress a run's model (``--recipe 1mb``, or techniques by flag); ``--help`` lists them."""
 import sys
 
-from liteda.compress.pipeline import cli
+from liteda.cli import main
 
 if __name__ == "__main__":
-    cli()
+    main(["compress", *sys.argv[1:]])

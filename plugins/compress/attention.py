@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..utils import fail
+from .base import Technique
 
 
 def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
@@ -39,7 +40,7 @@ class ECA(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         # flatten/transpose/reshape_as, not unsqueeze: the ONNX exporter has quantized forms only for these,
-        # and an FX-quantized ECA must export as QDQ (measured: ECA kept in float breaks FX PTSQ, 90.6 -> 40.1)
+        # and an FX-quantized ECA must export as QDQ (an ECA left in float breaks the FX PTSQ model)
         p = self.pool(x)  # (N, C, 1, 1)
         y = p.flatten(2).transpose(1, 2)  # (N, 1, C): channels become the conv's length axis
         return self.gate(self.conv(y)).transpose(1, 2).reshape_as(p)
@@ -54,10 +55,9 @@ class SpatialAttention(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 7):
         super().__init__()
         # BatchNorm on the two descriptor maps: in MobileNetV3 the channel maxima reach the hundreds, and the 7x7
-        # conv's updates scale with them; unnormalized, the first fine-tune steps saturated the gate and the student
-        # sat at chance (compress_bench W->A: CBAM 9.4% before this norm, 91.7% after). CBAM's own code normalizes
-        # after the conv; before it, a zero-initialized conv still starts the gate at 0.5 (BN of a constant map
-        # would divide by ~0).
+        # conv's updates scale with them; unnormalized, the first fine-tune steps saturate the gate and the student
+        # falls to chance. CBAM's own code normalizes after the conv; before it, a zero-initialized conv still
+        # starts the gate at 0.5 (BN of a constant map would divide by ~0).
         self.norm = nn.BatchNorm2d(2)
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
         # Zero weights: the fresh gate starts at a uniform 0.5 (a scale the next BN undoes) instead of a sigmoid
@@ -158,3 +158,28 @@ def swap_attention(model: nn.Module, kind: str) -> int:
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, ATTENTIONS[kind](channels))
     return len(targets)
+
+
+class Attention(Technique):
+    """Replace the Squeeze-and-Excitation blocks by a lighter gate."""
+
+    name = "attention"
+    test_args = ("--attention", "eca")
+
+    @staticmethod
+    def add_args(group) -> None:
+        group.add_argument("--attention", choices=tuple(ATTENTIONS), default=None, help="replace the SE blocks")
+
+    @staticmethod
+    def active(args) -> bool:
+        return args.attention is not None
+
+    @staticmethod
+    def apply(ctx, args) -> None:
+        n = swap_attention(ctx.student, args.attention)
+        ctx.finish_float_stage({"op": "attention", "kind": args.attention}, replaced=n)
+
+    @staticmethod
+    def rebuild(model, op, base):
+        swap_attention(model, op["kind"])
+        return model

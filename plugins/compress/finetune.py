@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..adaptation.base import Method, Step
-from ..distill import KnowledgeDistillationLoss
+from ..distill.losses import KnowledgeDistillationLoss
 from ..engine import Trainer, TrainConfig
 from .resolution import Rescaled
 
@@ -35,7 +35,7 @@ class SelfDistill(Method):
         if teacher is None:
             raise ValueError("SelfDistill needs the uncompressed model as teacher")
         self.temperature = float(getattr(args, "kd_temperature", 4.0))
-        self.kd = KnowledgeDistillationLoss(self.temperature)  # plugins/distill.py: T^2 * KL(teacher || student)
+        self.kd = KnowledgeDistillationLoss(self.temperature)  # T^2 * KL(teacher || student)
         for p in teacher.parameters():
             p.requires_grad_(False)
         # kept out of the module tree: the teacher is neither trained nor part of the method's checkpoint
@@ -100,7 +100,7 @@ def recalibrate_bn(model: nn.Module, loaders: Sequence[DataLoader], batches: int
     """Re-estimate BatchNorm running statistics (cumulative average, no gradient, no label) on batches that mix
     the loaders as training does. Compression shifts every downstream activation, and MobileNetV3's BN momentum
     of 0.01 needs far more than a short recovery fine-tune to catch up: without this, eval mode collapses
-    (measured: a pruned student at chance in eval while agreeing with its teacher in train mode)."""
+    (a pruned student scores at chance in eval mode while agreeing with its teacher in train mode)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns:
         return 0

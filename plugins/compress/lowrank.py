@@ -24,6 +24,7 @@ from torch import nn
 from torchvision.ops.misc import SqueezeExcitation
 
 from ..utils import fail
+from .base import Technique
 
 KXK_METHODS = ("tucker2", "cp", "none")
 LAYER_SETS = ("all", "linear", "se", "linear+se")
@@ -117,7 +118,8 @@ def svd_factors(weight2d: torch.Tensor, rank: int,
     return (u[:, :rank] * root).float(), a.float()
 
 
-# one-off label-free check: held-out target-train agreement 96.3 % (A->W, W->A, D->A) vs 96.0 at 0.01
+# shrinkage of the input statistics towards their mean diagonal (see whitening_factor); chosen on held-out
+# target-train agreement with the uncompressed model, a label-free criterion
 WHITEN_DAMPING = 0.1
 
 
@@ -401,3 +403,68 @@ def apply_lowrank_plan(model: nn.Module, plan: dict[str, dict]) -> None:
 def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+# ----------------------------------------------------------------------------- technique
+def whitening_batches(ctx):
+    """--lowrank-whiten's statistics: two augmented passes over labeled source-train (labels unused) and
+    unlabeled target-train. Target-train alone is a few hundred images for inputs of up to 1024 dimensions, and
+    the covariance over-fits them (benchmarks/lowrank_alloc.py compares the two)."""
+    for _ in range(2):
+        for loader in (ctx.data.labeled, ctx.data.unlabeled):
+            yield from (x for x, _ in loader)
+
+
+class LowRank(Technique):
+    """Truncated SVD of Linears and 1x1 convs, Tucker-2 / CP of dense kxk convs."""
+
+    name = "lowrank"
+    test_args = ("--lowrank-ratio", "0.5", "--lowrank-layers", "linear+se", "--lowrank-whiten", "full")
+
+    @staticmethod
+    def add_args(group) -> None:
+        group.add_argument("--lowrank-energy", type=float, default=None, help="SVD/Tucker rank keeping this energy")
+        group.add_argument("--lowrank-ratio", type=float, default=None,
+                           help="or: factors hold this fraction of weights")
+        group.add_argument("--lowrank-kxk", default="tucker2", help=f"dense kxk convs: {' | '.join(KXK_METHODS)}")
+        group.add_argument("--lowrank-layers", choices=LAYER_SETS, default="all",
+                           help="linear: only the pre-logits and bottleneck Linears (the 0.85 M-param tail); se: only "
+                                "the squeeze-excite 1x1 convs (0.46 M params, few MACs); linear+se: both")
+        group.add_argument("--lowrank-alloc", choices=ALLOCATIONS, default="uniform",
+                           help="uniform: every layer at --lowrank-ratio; global: the layers together at "
+                                "--lowrank-ratio, ranks from one shared energy threshold (layers with a flat spectrum "
+                                "keep more)")
+        group.add_argument("--lowrank-whiten", choices=WHITENINGS, default="none",
+                           help="data-aware SVD: truncate W S, S from the layer's input statistics on source-train and "
+                                "unlabeled target-train images (diag: ASVD-style scaling; full: Cholesky, "
+                                "SVD-LLM-style)")
+
+    @staticmethod
+    def active(args) -> bool:
+        return args.lowrank_energy is not None or args.lowrank_ratio is not None
+
+    @staticmethod
+    def check(args) -> None:
+        if args.lowrank_kxk not in KXK_METHODS:
+            fail(f"--lowrank-kxk must be one of {', '.join(KXK_METHODS)}, got '{args.lowrank_kxk}'")
+        for flag in ("lowrank_energy", "lowrank_ratio"):
+            v = getattr(args, flag)
+            if v is not None and not 0.0 < v <= 1.0:
+                fail(f"--{flag.replace('_', '-')} must be in (0, 1], got {v}")
+        if args.lowrank_energy is not None and args.lowrank_ratio is not None:
+            fail("give one of --lowrank-energy and --lowrank-ratio")
+        if args.lowrank_alloc == "global" and args.lowrank_ratio is None:
+            fail("--lowrank-alloc global shares a parameter budget: give --lowrank-ratio")
+
+    @staticmethod
+    def apply(ctx, args) -> None:
+        plan = lowrank_model(ctx.student, args.lowrank_energy, args.lowrank_ratio, args.lowrank_kxk,
+                             select=layer_selection(ctx.student, args.lowrank_layers), allocation=args.lowrank_alloc,
+                             whiten=args.lowrank_whiten, batches=whitening_batches(ctx))
+        ctx.finish_float_stage({"op": "lowrank", "plan": plan}, energy=args.lowrank_energy, ratio=args.lowrank_ratio,
+                               allocation=args.lowrank_alloc, whiten=args.lowrank_whiten, layers=len(plan))
+
+    @staticmethod
+    def rebuild(model, op, base):
+        apply_lowrank_plan(model, op["plan"])
+        return model

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..utils import fail
+from .base import Technique
 
 IMPORTANCES = ("magnitude", "taylor")
 
@@ -111,3 +112,44 @@ def channel_counts(model: nn.Module) -> dict[str, int]:
         elif isinstance(m, nn.Linear):
             out[name] = m.out_features
     return out
+
+
+class Prune(Technique):
+    """Structured channel pruning (torch-pruning's dependency graph), fine-tuned between iterative steps."""
+
+    name = "prune"
+    test_args = ("--prune", "0.3")
+
+    @staticmethod
+    def add_args(group) -> None:
+        group.add_argument("--prune", type=float, default=None, help="fraction of channels to remove, in (0, 1)")
+        group.add_argument("--prune-importance", default="magnitude", help=f"{' | '.join(IMPORTANCES)}")
+        group.add_argument("--prune-steps", type=int, default=1, help="iterative pruning: N steps, fine-tune between")
+        group.add_argument("--prune-global", action="store_true", help="one global ranking instead of a uniform ratio")
+        group.add_argument("--prune-round-to", type=int, default=None, help="keep channel counts multiples of this")
+
+    @staticmethod
+    def active(args) -> bool:
+        return args.prune is not None
+
+    @staticmethod
+    def check(args) -> None:
+        if args.prune is not None:
+            check_ratio(args.prune, "--prune")
+        if args.prune_importance not in IMPORTANCES:
+            fail(f"--prune-importance must be one of {', '.join(IMPORTANCES)}, got '{args.prune_importance}'")
+        if args.prune_steps < 1:
+            fail(f"--prune-steps must be >= 1, got {args.prune_steps}")
+        if args.prune is not None and getattr(args, "attention", None) == "ulsam":
+            fail("--prune after --attention ulsam is not supported (ULSAM's equal channel subspaces)")
+
+    @staticmethod
+    def apply(ctx, args) -> None:
+        steps_hist: list[dict] = []
+        grad_batches = lambda: [next(iter(ctx.data.labeled)) for _ in range(2)]  # noqa: E731 - source CE only
+        summary = prune_model(ctx.student, ctx.input_size, args.prune, args.prune_importance, args.prune_steps,
+                              args.prune_global, grad_batches, round_to=args.prune_round_to,
+                              between_steps=lambda k: steps_hist.extend(ctx.recover(f"prune{k + 1}")))
+        op = {"op": "prune", **{k: v for k, v in summary.items() if k != "channels"}}
+        ctx.ops.append(op)
+        ctx.log(op, None, steps_hist)

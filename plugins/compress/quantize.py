@@ -11,13 +11,16 @@ needs both. Weights: per-channel symmetric 7-bit INT8; activations: per-tensor U
 """
 from __future__ import annotations
 
+import copy
 import warnings
-from typing import Callable, Iterable, Optional
+from collections import Counter
+from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
 
 from ..utils import fail
+from .base import Technique
 
 QUANT_KINDS = ("none", "ptdq", "ptsq", "qat")
 PARTS = ("backbone", "bottleneck", "head")
@@ -63,8 +66,8 @@ def deploy_qconfig(qat: bool):
 
     torch's x86 default does the opposite (7-bit activations, 8-bit weights): right for fbgemm, wrong for the
     QDQ export, where ONNX Runtime on AVX2 (no VNNI) multiplies u8 x s8 pairs into saturating 16-bit sums and
-    needs 7-bit weights (its own reduce_range). Measured on D->A, QAT at lr 5e-4: PyTorch 91.1%, its ORT export
-    88.0% with the x86 default. With this qconfig both runtimes compute the same numbers."""
+    needs 7-bit weights (its own reduce_range): with the x86 default the ORT export scores below the PyTorch
+    model it came from. With this qconfig both runtimes compute the same numbers."""
     from torch.ao.quantization import (FusedMovingAvgObsFakeQuantize, HistogramObserver,
                                        MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver,
                                        PerChannelMinMaxObserver, QConfig)
@@ -136,8 +139,8 @@ def widen_tiny_weight_scales(model: nn.Module, input_size: int) -> int:
     Why: ONNX Runtime and TensorRT hold a conv's bias as INT32 at ``input scale x weight scale``. A channel whose
     weights are all ~0 (a dead SE output, or a low-rank factor's row) gets the observer's floor scale (1.2e-7);
     with a bias of 3 and an input scale of 0.009 that is 2.8e9 steps, past INT32, and the QDQ export wraps it to
-    -2^31 (a one-off diagnostic, W->A low-rank recipe: one SE conv 222 output steps off; ORT 84.4 % vs PyTorch 92.2 %).
-    PyTorch keeps float biases, so only the exported file was wrong. A wider scale for such a channel changes
+    -2^31 (tests/test_compress.py::test_dead_channel_bias_fits_int32_in_the_qdq_export builds such a channel).
+    PyTorch keeps float biases, so only the exported file would be wrong. A wider scale for such a channel changes
     nothing it computes (its weights quantize to ~0 either way). Input scales are static: one zero image reads
     them. Returns the number of channels widened."""
     inputs: dict[str, float] = {}
@@ -185,7 +188,7 @@ def quantize_qat(model: nn.Module, input_size: int, train: Callable[[nn.Module],
 
     BatchNorm statistics are frozen first: the fused Conv-BN modules then fold the running statistics into the
     weights in training as in eval. With live statistics, MobileNetV3's BN momentum (0.01) leaves the running
-    averages far behind a short fine-tune (measured: D->A at 53.7% after QAT, from 90.6% float)."""
+    averages far behind a short fine-tune, and the converted model loses most of the float model's accuracy."""
     from torch.ao.nn.intrinsic.qat import freeze_bn_stats
 
     prepare_static(model, input_size, qat=True)
@@ -257,3 +260,65 @@ def quantized_summary(model: nn.Module) -> dict[str, int]:
             or type(m).__module__.startswith("torch.ao.nn.intrinsic.quantized"))
     f = sum(1 for m in model.modules() if type(m) in (nn.Conv2d, nn.Linear, nn.Conv1d))
     return {"quantized_modules": q, "float_conv_linear": f}
+
+
+# ----------------------------------------------------------------------------- technique
+def calibration_batches(ctx, n: int) -> Iterator[torch.Tensor]:
+    """The first ``n`` batches of unlabeled target-train images (test transform), lazily."""
+    return (x for i, (x, _) in enumerate(ctx.data.calibration) if i < n)
+
+
+class Quantize(Technique):
+    """PyTorch INT8 (x86): dynamic Linear weights, static calibrated, or quantization-aware fine-tuning."""
+
+    name = "quantize"
+    test_args = ("--quantize", "ptsq", "--calib-batches", "2")
+    after_shapes = True  # FX traces the float structure, pruned shapes included
+
+    @staticmethod
+    def add_args(group) -> None:
+        group.add_argument("--quantize", default="none", help=f"{' | '.join(QUANT_KINDS)}")
+        group.add_argument("--calib-batches", type=int, default=10,
+                           help="PTSQ: batches of unlabeled target-train images")
+        group.add_argument("--qat-lr", type=float, default=0.0005,
+                           help="QAT's fine-tune lr (10x below --ft-lr, at which fake quantization lost accuracy)")
+
+    @staticmethod
+    def active(args) -> bool:
+        return args.quantize != "none"
+
+    @staticmethod
+    def check(args) -> None:
+        if args.quantize not in QUANT_KINDS:
+            fail(f"--quantize must be one of {', '.join(QUANT_KINDS)}, got '{args.quantize}'")
+        if args.calib_batches < 1:
+            fail(f"--calib-batches must be >= 1, got {args.calib_batches}")
+        if args.quantize == "qat" and args.ft_epochs == 0:
+            fail("--quantize qat trains with fake quantization: give --ft-epochs >= 1")
+
+    @staticmethod
+    def apply(ctx, args) -> None:
+        kind = args.quantize
+        ctx.float_model = copy.deepcopy(ctx.student).eval()
+        extra: dict = {}
+        history: list[dict] = []
+        if kind == "ptdq":
+            ctx.student = quantize_dynamic_linear(ctx.student)
+        elif kind == "ptsq":
+            ctx.student, n = quantize_static(ctx.student, ctx.input_size, calibration_batches(ctx, args.calib_batches))
+            extra["calibration_images"] = n
+        else:
+            extra["lr"] = args.qat_lr
+            ctx.student = quantize_qat(ctx.student, ctx.input_size,
+                                       lambda m: history.extend(ctx.recover("qat", m, args.qat_lr)))
+        if kind in ("ptsq", "qat"):
+            extra["float_ops"] = dict(Counter(o["op"] for o in float_ops(ctx.student)))  # measured on the graph
+            extra.update(quantized_summary(ctx.student))
+        ctx.ops.append({"op": "quantize", "kind": kind})
+        ctx.log({"op": "quantize", "kind": kind, "backend": BACKEND, **extra}, None, history)
+
+    @staticmethod
+    def rebuild(model, op, base):
+        if op["kind"] == "ptdq":
+            return quantize_dynamic_linear(model)
+        return convert_static(prepare_static(model, base["crop_size"], qat=op["kind"] == "qat"))

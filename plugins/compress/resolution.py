@@ -13,6 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics import count_flops
+from .base import Technique
+
 
 def scaled_resize(resize: int, crop: int, size: int) -> int:
     """The test-time resize that keeps the crop's share of the image when the crop goes from ``crop`` to
@@ -42,3 +45,36 @@ class Rescaled(nn.Module):
 
     def get_parameters(self, base_lr: float = 1.0) -> list[dict]:
         return self.model.get_parameters(base_lr)
+
+
+class Resolution(Technique):
+    """Run the student on smaller inputs, distilled from the full-size model on the same crops."""
+
+    name = "resolution"
+    test_args = ("--resolution", "24")
+
+    @staticmethod
+    def add_args(group) -> None:
+        group.add_argument("--resolution", type=int, default=None, metavar="PX",
+                           help="run the student on PX x PX inputs (e.g. 160: about half the MACs of 224), distilled "
+                                "from the full-size model on the same crops")
+
+    @staticmethod
+    def active(args) -> bool:
+        return args.resolution is not None
+
+    @staticmethod
+    def check_input(args, transform) -> None:
+        if args.resolution is not None:
+            check_resolution(args.resolution, transform.crop)
+
+    @staticmethod
+    def apply(ctx, args) -> None:
+        size = args.resolution
+        if size == ctx.input_size:  # already the model's own size: nothing to change or record
+            return
+        check_resolution(size, ctx.view_size)
+        before = ctx.evaluate()
+        ctx.use_input_size(size, scaled_resize(ctx.resize, ctx.input_size, size))
+        ctx.finish_float_stage({"op": "resolution", "size": size, "resize": ctx.resize},
+                               target_test_acc_at_full_size=before["acc"], **count_flops(ctx.student, size))

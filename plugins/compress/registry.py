@@ -1,0 +1,47 @@
+"""The compression techniques (in the order they are applied) and the named recipes.
+
+A technique is one file with a :class:`liteda.compress.base.Technique` subclass plus one line here; the CLI,
+the checks, the pipeline and the reload of a ``compressed.pt`` all follow this registry. Plugins add entries
+with ``TECHNIQUES.register(name, cls)`` / ``RECIPES.register(name, Recipe(...))`` (see :mod:`liteda.registry`).
+"""
+from __future__ import annotations
+
+from ..registry import Registry
+from .recipes import Recipe
+
+TECHNIQUES = Registry("compression technique", {
+    "resolution": "liteda.compress.resolution:Resolution",
+    "activation": "liteda.compress.activation:Activation",
+    "attention": "liteda.compress.attention:Attention",
+    "prune": "liteda.compress.prune:Prune",
+    "lowrank": "liteda.compress.lowrank:LowRank",
+    "quantize": "liteda.compress.quantize:Quantize",
+})
+
+RECIPES = Registry("compression recipe", {
+    "1mb": Recipe(
+        "1mb", "≤ 1 MB INT8 student (whitened SVD + PTSQ)",
+        ["--lowrank-ratio", "0.25", "--lowrank-layers", "linear+se", "--lowrank-whiten", "full", "--ft-guard",
+         "--quantize", "ptsq"],
+        "The recommended deployable recipe: SE 1x1 convs and the Linear tail factorised at rank ratio 0.25 by an "
+        "SVD whitened with each layer's input statistics, the recovery fine-tune kept only if it raises label-free "
+        "agreement, static INT8 calibrated on unlabeled target images."),
+    "eca": Recipe(
+        "eca", "compressed student (ECA + low-rank tail)",
+        ["--attention", "eca", "--lowrank-ratio", "0.25", "--lowrank-layers", "linear", "--ft-epochs", "4"],
+        "SE -> ECA and a rank-25% SVD of the Linear tail, recovered by self-distillation; a float model that the "
+        "deploy stage quantizes (ONNX Runtime INT8)."),
+    "qat": Recipe(
+        "qat", "compressed student + QAT",
+        ["--quantize", "qat", "--ft-epochs", "2", "--qat-lr", "0.0005"],
+        "Quantization-aware fine-tune of a float compressed run (give that run as --run), exported as INT8 QDQ.",
+        parent="eca"),
+    "lowres": Recipe(
+        "lowres", "student at lower input resolution (160 px)",
+        ["--resolution", "160", "--ft-epochs", "4"],
+        "The model run on 160 px inputs, distilled from its full-size self on the same crops."),
+    "relu": Recipe(
+        "relu", "student with ReLU activations",
+        ["--activation", "relu", "--ft-epochs", "4"],
+        "Hardswish -> ReLU: ONNX Runtime fuses Conv+ReLU into one INT8 kernel (EfficientNet-Lite's recipe)."),
+})
