@@ -2,12 +2,13 @@
 
     python benchmarks/int8_fidelity.py RUN_DIR [RUN_DIR ...] [--out benchmarks/results/int8_fidelity]
 
-For each run folder (a model.pt run or a compressed folder, with its deploy/model_fp32.onnx) and each recipe in
-RECIPES (and each --prebuilt INT8 artifact, such as QAT's QDQ export from a sibling folder), ONNX Runtime quantizes the FP32 ONNX (calibration: the same 128 unlabeled target-train images as the
-deploy stage) and the INT8 model is compared with the FP32 one on ALL target-train images, labels unread:
-top-1 agreement and mean KL(fp32 || int8). That is the selection criterion. bs1 latency (1 thread) is timed with
-the artifacts called in turn. Target-test accuracy is computed last, only to report how well the label-free
-criterion tracked it. Writes <out>.{json,md,csv}.
+For each run folder (a training or compress run with a record.json and its deploy/model_fp32.onnx) and each
+recipe in RECIPES (and each --prebuilt INT8 artifact, such as QAT's QDQ export from a sibling folder), ONNX Runtime
+quantizes the FP32 ONNX (calibration: the same 128 unlabeled target-train images as the deploy stage) and the
+INT8 model is compared with the FP32 one on ALL target-train images, labels unread: top-1 agreement and mean
+KL(fp32 || int8). That is the selection criterion. bs1 latency (1 thread) is timed with the artifacts called in
+turn. Target-test accuracy is computed last, only to report how well the label-free criterion tracked it.
+Writes <out>.{json,md,csv}.
 """
 from __future__ import annotations
 
@@ -19,15 +20,17 @@ from typing import Optional
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 from liteda.deploy.bench import interleaved_latency
-from liteda.deploy.cli import build_parser, load_inputs
+from liteda.deploy.inputs import load_inputs
 from liteda.deploy.ort import make_session, quantize_int8, quantize_weights_int8
+from liteda.settings import cache_dir
 from liteda.utils import atomic_write_text, fail, machine_info, machine_label, run_cli, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BASE = {"method": "minmax", "fmt": "qdq", "per_channel": True, "reduce_range": True, "weight_type": "s8", "exclude": ()}
 RECIPES = {
-    "minmax": {},  # the deploy default before this study
+    "minmax": {},  # ORT's own default calibration
     "8bit-weights": {"reduce_range": False},
     "u8-weights": {"weight_type": "u8", "reduce_range": False},
     "entropy": {"method": "entropy"},
@@ -65,8 +68,7 @@ def fidelity(ref: np.ndarray, q: np.ndarray) -> dict:
 
 def deploy_inputs(run: Path):
     """All target-train images (unlabeled) + the deploy stage's calibration subset + target-test."""
-    args = build_parser("int8_fidelity", bench=False).parse_args(["--run", str(run), "--calib-size", "1000000"])
-    inp = load_inputs(args)
+    inp = load_inputs(run, calib_size=1_000_000, cache_dir=cache_dir())
     n = len(inp.calib)
     idx = sorted(np.random.default_rng(0).permutation(n)[:128])  # the deploy stage's draw (seed 0, 128 images)
     return inp, inp.calib[idx]
@@ -83,8 +85,8 @@ def quantize(fp32: Path, dst: Path, recipe: dict, calib: np.ndarray) -> dict:
 def interleaved_p50_ms(paths: dict, image: np.ndarray, iters: int) -> dict:
     """bs1 latency, 1 thread, the artifacts timed in interleaved blocks of 10 calls so a busy CPU slows all of
     them alike: the median block mean per artifact."""
-    sessions = {k: make_session(p, threads=1, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
-    runs = {k: (lambda x, s=sess: s.run(None, {s.get_inputs()[0].name: x})) for k, sess in sessions.items()}
+    ort_sessions = {k: make_session(p, threads=1, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
+    runs = {k: (lambda x, s=sess: s.run(None, {s.get_inputs()[0].name: x})) for k, sess in ort_sessions.items()}
     blocks = interleaved_latency(runs, {k: image for k in runs}, rounds=max(1, iters // 10), calls=10)
     return {k: float(np.median(v)) for k, v in blocks.items()}
 
@@ -97,7 +99,7 @@ def prebuilt_path(run: Path, folder: str) -> Path:
 def measure_run(run: Path, recipes: dict, iters: int, prebuilt: Optional[dict] = None) -> list[dict]:
     fp32 = run / "deploy" / "model_fp32.onnx"
     if not fp32.is_file():
-        fail(f"'{fp32}' does not exist: run examples/bench.py --run {run} first")
+        fail(f"'{fp32}' does not exist: run liteda export --run {run} first")
     inp, calib = deploy_inputs(run)
     ref_train, ref_test = logits_of(str(fp32), inp.calib), logits_of(str(fp32), inp.test_x)
     rows = []

@@ -1,15 +1,15 @@
 """Speed-up of deployed artifacts over a baseline, measured interleaved (bs1, CPU).
 
-    python benchmarks/latency_ratio.py --baseline RUN/kd/seed0/model.pt \\
+    python benchmarks/latency_ratio.py --baseline RUN/kd/seed0 \\
         --candidates RUN/lowres/seed0/deploy/model_fp32.onnx openvino:RUN/lowres/seed0/deploy/model_fp32.onnx \\
         --threads 2 --out benchmarks/results/<folder>/latency_ratio_W2A
 
-A ``.pt`` (model.pt or a float compressed.pt) runs in PyTorch eager, an ``.onnx`` in ONNX Runtime (prefix
-``openvino:`` for OpenVINO). Every round times a block of calls of each artifact in a fresh random order, so a
-shared machine's drifting load reaches all of them alike; the speed-up is the median of the per-round paired
-ratios with a bootstrap 95% interval (``liteda.deploy.bench.interleaved_latency``/``paired_ratio``). Inputs are
-random images at each artifact's own input size (latency does not depend on pixel values). Writes
-<out>.{json,md,csv}.
+A run folder (or the model file its record names: model.pt, or a float compressed.pt) runs in PyTorch eager at
+its record's crop size, an ``.onnx`` in ONNX Runtime (prefix ``openvino:`` for OpenVINO). Every round times a
+block of calls of each artifact in a fresh random order, so a shared machine's drifting load reaches all of them
+alike; the speed-up is the median of the per-round paired ratios with a bootstrap 95% interval
+(``liteda.deploy.bench.interleaved_latency``/``paired_ratio``). Inputs are random images at each artifact's own
+input size (latency does not depend on pixel values). Writes <out>.{json,md,csv}.
 """
 from __future__ import annotations
 
@@ -22,17 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-from liteda.deploy.bench import (interleaved_latency, openvino_artifact, ort_artifact, paired_ratio,
-                                  torch_artifact)
+from liteda.deploy.bench import interleaved_latency, paired_ratio
+from liteda.deploy.runtimes.openvino import openvino_runner
+from liteda.deploy.runtimes.ort import ort_runner
+from liteda.deploy.runtimes.torch import torch_runner
 from liteda.utils import (OneLineParser, atomic_write_text, fail, machine_info, machine_label, run_cli,
                            write_json)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(prog="latency_ratio.py", description=__doc__.splitlines()[0])
-    p.add_argument("--baseline", required=True, help="model.pt / compressed.pt (PyTorch eager) or .onnx")
-    p.add_argument("--candidates", nargs="+", required=True, help="[openvino:]FILE.onnx or another .pt")
+    p.add_argument("--baseline", required=True, help="a run folder or its model.pt / compressed.pt (PyTorch eager), "
+                                                     "or an .onnx")
+    p.add_argument("--candidates", nargs="+", required=True, help="[openvino:]FILE.onnx, or another run / .pt")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for every runtime")
     p.add_argument("--rounds", type=int, default=40)
     p.add_argument("--calls", type=int, default=10, help="timed calls per artifact per round")
@@ -60,12 +62,12 @@ def label(spec: str) -> str:
 
 def split_spec(spec: str) -> tuple[str, str]:
     runtime, _, path = spec.partition(":") if spec.startswith("openvino:") else ("", "", spec)
-    if not Path(path).is_file():
+    if not Path(path).exists():
         fail(f"'{path}' does not exist (--baseline / --candidates)")
     if runtime != "openvino":
-        runtime = "torch" if path.endswith(".pt") else "ort" if path.endswith(".onnx") else ""
+        runtime = "torch" if Path(path).is_dir() or path.endswith(".pt") else "ort" if path.endswith(".onnx") else ""
     if not runtime:
-        fail(f"'{path}': give a .pt (PyTorch eager) or an .onnx file")
+        fail(f"'{path}': give a run folder or its .pt (PyTorch eager), or an .onnx file")
     return runtime, path
 
 
@@ -73,18 +75,22 @@ def build(spec: str, threads: int):
     """(artifact, its input size) of one spec."""
     runtime, path = split_spec(spec)
     if runtime == "torch":
-        from liteda.deploy.cli import load_model_file
+        from liteda.deploy.inputs import load_model
+        from liteda.record import read_record
 
-        model, rec, _, _ = load_model_file(Path(path))
-        return torch_artifact(model, "fp32", threads, path), int(rec.get("crop_size", 224))
+        run = Path(path) if Path(path).is_dir() else Path(path).parent
+        rec = read_record(run)
+        model, model_file, _ = load_model(run, rec)
+        if not Path(path).is_dir() and model_file.resolve() != Path(path).resolve():
+            fail(f"'{path}' is not the model of its run folder (its record names '{model_file.name}')")
+        return torch_runner(model, "fp32", threads, str(model_file)), int(rec.transform.crop)
     from liteda.deploy.onnx import read_metadata
 
     meta = read_metadata(path)
     size, precision = int(meta.get("crop_size", 224)), str(meta.get("precision", "fp32"))
-    art = ort_artifact(path, precision, threads) if runtime == "ort" else openvino_artifact(path, precision, threads)
-    if art.run is None:
-        fail(f"'{spec}': {art.note}")
-    return art, size
+    if runtime == "openvino":
+        return openvino_runner(path, precision, threads), size
+    return ort_runner(path, precision, threads), size
 
 
 def fp32_sibling(name: str, art, built: dict) -> str | None:

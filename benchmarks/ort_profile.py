@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 from liteda.utils import OneLineParser, atomic_write_text, fail, machine_label, run_cli, write_json
 
 CONV_OPS = ("Conv", "QLinearConv", "FusedConv", "NchwcConv")

@@ -1,10 +1,11 @@
-"""Benchmark a trained LiteDA model's artifacts: latency, throughput, size and target-test accuracy of each.
+"""Benchmark a trained LiteDA run's deploy artifacts: latency, throughput, size and target-test accuracy of each
+(same as ``liteda bench``).
 
     python examples/bench.py --run runs/OfficeCaltech/W2A/source_only/seed0 --runtime torch ort --threads 1
 """
 import sys
 
-from liteda.deploy.cli import bench_cli
+from liteda.cli import main
 
 if __name__ == "__main__":
-    bench_cli()
+    main(["bench", *sys.argv[1:]])

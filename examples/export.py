@@ -1,10 +1,10 @@
-"""Export a trained LiteDA model to ONNX FP32 / FP16 / INT8 (and TensorRT engines on a GPU).
+"""Write a trained LiteDA run's deploy artifacts (same as ``liteda export``).
 
-    python examples/export.py --run runs/OfficeCaltech/W2A/source_only/seed0 --precision fp32 fp16 int8
+    python examples/export.py --run runs/OfficeCaltech/W2A/source_only/seed0 --artifacts ort-fp32 ort-fp16 ort-int8
 """
 import sys
 
-from liteda.deploy.cli import export_cli
+from liteda.cli import main
 
 if __name__ == "__main__":
-    export_cli()
+    main(["export", *sys.argv[1:]])

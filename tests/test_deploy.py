@@ -1,8 +1,12 @@
-"""Deployment: ONNX export round trip, FP16/INT8 agreement, the benchmark's keys, TensorRT guards, bad input."""
+"""Deployment: ONNX export round trip, FP16/INT8 agreement, every registered artifact, the benchmark's keys and
+reports, the stage records it reads and writes, TensorRT guards (and its wiring, mocked), bad input."""
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,15 +14,21 @@ import torch
 
 from conftest import make_folder_dataset
 from liteda.classifier import build_classifier
-from liteda.deploy.bench import Artifact, benchmark_artifact, ort_artifact
-from liteda.deploy.cli import bench_main, export_main
+from liteda.deploy import ARTIFACTS, LoadedArtifact
+from liteda.deploy.bench import benchmark_artifact
+from liteda.deploy.cli import bench_main, build_parser, export_main
+from liteda.deploy.export import export_artifacts, make_context
 from liteda.deploy.onnx import compact_onnx, export_onnx, onnx_logits, read_metadata
 from liteda.deploy.ort import (convert_fp16, excluded_nodes, make_session, name_unnamed_nodes, quantize_int8,
                                  quantize_weights_int8)
+from liteda.deploy.runtimes.ort import ort_runner
 from liteda.deploy.tensorrt import trt_unavailable_reason
+from liteda.record import DatasetRef, StageRecord, Transform, read_record, write_record
 from liteda.utils import run_cli
 
 SIZE = 32
+ROOT = Path(__file__).resolve().parents[1]
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 @pytest.fixture(scope="module")
@@ -141,17 +151,33 @@ def test_int8_exclude_groups_name_mobilenet_parts(onnx_fp32, images, tmp_path):
 def test_benchmark_artifact_keys(onnx_fp32, images):
     path, _ = onnx_fp32
     labels = np.zeros(len(images), dtype=np.int64)
-    row = benchmark_artifact(ort_artifact(str(path), "fp32", threads=1), images.numpy(), labels, iters=5, warmup=1)
+    row = benchmark_artifact(ort_runner(str(path), "fp32", threads=1), images.numpy(), labels, iters=5, warmup=1)
     for k in ("p50_ms", "p90_ms", "p99_ms", "bs32_img_s", "size_mb", "acc", "threads", "providers"):
         assert row[k] is not None, k
     assert row["p50_ms"] <= row["p99_ms"] and 0 <= row["acc"] <= 100
-    skipped = benchmark_artifact(Artifact("x", "torch", "bf16", None, note="skipped"), images.numpy(), labels)
+    skipped = benchmark_artifact(LoadedArtifact("x", "torch", "bf16", None, note="skipped"), images.numpy(), labels)
     assert skipped["note"] == "skipped" and "p50_ms" not in skipped
+
+
+# ----------------------------------------------------------------------------- run folders with a stage record
+def ensure_record(run, root, data="Custom", source="src", target="tgt", kind="source_only") -> None:
+    """The record a training stage writes into its run folder, written here only when the run has none."""
+    if (run / "record.json").is_file():
+        return
+    m = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    crop = int(m["crop_size"])
+    write_record(run, StageRecord(
+        kind=kind, name=run.name, label=kind.replace("_", "-"), seed=0,
+        dataset=DatasetRef(data, str(root), source, target, list(m["classes"])),
+        transform=Transform(int(m.get("resize_size") or crop * 8 // 7), crop, list(m.get("mean") or MEAN),
+                            list(m.get("std") or STD)),
+        artifacts={"model": "model.pt"}))
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_model):
-    """A run folder as the runner leaves it (model.pt, results.json, splits/), without spending a training."""
+    """A run folder as a training stage leaves it (record.json, model.pt, results.json, splits/), without
+    spending a training."""
     from liteda.classifier import model_record
     from liteda.datasets import prepare_domains
     from liteda.utils import atomic_torch_save, write_json
@@ -159,30 +185,141 @@ def tiny_run(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("deploy_run")
     data, run = make_folder_dataset(tmp / "data"), tmp / "run"
     prepare_domains("Custom", data, ["src", "tgt"], run / "splits")
-    atomic_torch_save(model_record(tiny_model, "mobilenet_v3_small", ["a", "b", "c"], 32, 256), run / "model.pt")
-    write_json(run / "results.json", {"dataset": "Custom", "root": str(data), "source": "src", "target": "tgt",
-                                      "task": "src2tgt", "command": "source_only.py --resize-size 36 --crop-size 32"})
+    atomic_torch_save(model_record(tiny_model, "mobilenet_v3_small", ["a", "b", "c"], 32, 256, 36), run / "model.pt")
+    write_json(run / "results.json", {"task": "src2tgt", "target_test": {"acc": 55.0}})
+    ensure_record(run, data)
     return tmp
 
 
 def test_bench_cli_on_a_run_writes_reports(tiny_run):
     stem = tiny_run / "report" / "deploy_tiny"
-    doc = bench_main(["--run", str(tiny_run / "run"), "--precision", "fp32", "int8", "int8w", "--runtime", "torch", "ort",
-                      "--iters", "5", "--warmup", "1", "--calib-size", "8", "--threads", "1",
-                      "--cache-dir", str(tiny_run / "cache"), "--report", str(stem)])
+    run = tiny_run / "run"
+    common = ["--run", str(run), "--iters", "5", "--warmup", "1", "--calib-size", "8", "--threads", "1",
+              "--cache-dir", str(tiny_run / "cache")]
+    doc = bench_main([*common, "--precision", "fp32", "int8", "int8w", "--runtime", "torch", "ort",
+                      "--report", str(stem)])
     names = [r["name"] for r in doc["rows"]]
     assert names == ["torch-fp32", "ort-fp32", "ort-int8", "ort-int8w"]
     saved = json.loads(stem.with_suffix(".json").read_text())
     assert saved["n_test"] > 0 and saved["n_calib"] == 8 and "machine" in saved
     torch_row, ort_row = doc["rows"][0], doc["rows"][1]
-    assert saved["task"] == "src2tgt" and 0 <= torch_row["acc"] <= 100
+    assert saved["task"] == "src2tgt" and 0 <= torch_row["acc"] <= 100 and saved["run_target_test_acc"] == 55.0
     assert ort_row["agree_fp32"] == pytest.approx(100.0)
     assert "| ort-int8 |" in stem.with_suffix(".md").read_text()
     assert stem.with_suffix(".csv").read_text().startswith("name,runtime,precision")
-    assert (tiny_run / "run" / "deploy" / "model_int8.onnx").is_file()
-    recipe = read_metadata(tiny_run / "run" / "deploy" / "model_int8.onnx")["int8_recipe"]
+    assert (run / "deploy" / "model_int8.onnx").is_file()
+    recipe = read_metadata(run / "deploy" / "model_int8.onnx")["int8_recipe"]
     assert recipe["exclude"] == ["stem"] and recipe["excluded_nodes"] == 1  # the default keeps the stem in float
     assert doc["rows"][3]["size_mb"] < ort_row["size_mb"] / 3
+    assert read_metadata(run / "deploy" / "model_fp32.onnx")["crop_size"] == 32  # the record's transform
+
+    # no selection flags: the default set is the same four; the files are reused; the deploy folder's record
+    doc = bench_main(common)
+    assert [r["name"] for r in doc["rows"]] == names
+    assert all(a["reused"] for a in doc["export"]["artifacts"].values())
+    deploy = run / "deploy"
+    assert {p.name for p in deploy.glob("bench.*")} == {"bench.json", "bench.md", "bench.csv"}
+    rec = read_record(deploy)
+    assert rec.kind == "bench" and rec.name == "run" and rec.label == "source-only" and rec.parents == {"model": ".."}
+    assert rec.artifacts == {"ort-fp32": "model_fp32.onnx", "ort-int8": "model_int8.onnx",
+                             "ort-int8w": "model_int8w.onnx"}
+    assert rec.results == "bench.json" and rec.transform == read_record(run).transform
+    assert rec.splits_dir(deploy).resolve() == (run / "splits").resolve()
+
+
+def test_export_reuses_files_until_the_model_or_the_recipe_changes(tiny_run, tmp_path):
+    run = tiny_run / "run"
+    common = ["--run", str(run), "--calib-size", "8", "--out", str(tmp_path / "dep"),
+              "--cache-dir", str(tiny_run / "cache")]
+    first = export_main([*common, "--artifacts", "ort-int8", "--calib-method", "minmax"])
+    assert list(first["artifacts"]) == ["ort-fp32", "ort-int8"]  # what it is made from comes first
+    assert not any(a["reused"] for a in first["artifacts"].values())
+    again = export_main([*common, "--artifacts", "ort-int8", "--calib-method", "minmax"])
+    assert all(a["reused"] for a in again["artifacts"].values())
+    other = export_main([*common, "--artifacts", "ort-int8"])  # percentile: a new INT8 file, the same FP32 one
+    assert other["artifacts"]["ort-fp32"]["reused"] and not other["artifacts"]["ort-int8"]["reused"]
+    opset = export_main([*common, "--artifacts", "ort-int8", "--opset", "16"])  # the parent changes: both remade
+    assert not any(a["reused"] for a in opset["artifacts"].values())
+    assert json.loads((tmp_path / "dep" / "export.json").read_text())["artifacts"].keys() == {"ort-fp32", "ort-int8"}
+    default = export_main(["--run", str(run), "--calib-size", "8", "--out", str(tmp_path / "dep2"),
+                           "--cache-dir", str(tiny_run / "cache")])
+    assert list(default["artifacts"]) == ["ort-fp32", "ort-fp16", "ort-int8", "ort-int8w"]
+
+
+@pytest.fixture(scope="module")
+def deploy_ctx(tiny_run):
+    args = build_parser("bench").parse_args(["--run", str(tiny_run / "run"), "--calib-size", "8", "--threads", "1",
+                                             "--cache-dir", str(tiny_run / "cache"),
+                                             "--out", str(tiny_run / "every_artifact")])
+    return make_context(args)
+
+
+@pytest.mark.parametrize("name", ARTIFACTS.names())
+def test_every_artifact_is_made_and_runs_or_says_why(name, deploy_ctx):
+    """Each registered artifact: exported and run on the tiny model (logits of the right shape), or a one-line
+    reason why not here (no GPU, package missing, wrong kind of model)."""
+    cls = ARTIFACTS.get(name)
+    assert cls.name == name and cls.runtime and cls.precision and cls.description
+    art = cls()
+    why = art.available(deploy_ctx)
+    if why is not None:
+        assert isinstance(why, str) and why and "\n" not in why
+        with pytest.raises(Exception, match="cannot be made here"):
+            export_artifacts(deploy_ctx, [name], strict=[name])
+        return
+    export_artifacts(deploy_ctx, [name], strict=[name])
+    if art.file:
+        path = deploy_ctx.file_of(name)
+        assert path.name == art.file and read_metadata(path)["source_sha256"] == deploy_ctx.source_sha
+    loaded = art.load(deploy_ctx)
+    x = deploy_ctx.inputs.test_x[:4]
+    logits = loaded.run(np.ascontiguousarray(x))
+    assert logits.shape == (4, 3) and np.isfinite(logits).all()
+    assert loaded.runtime == cls.runtime and loaded.precision == cls.precision
+
+
+def test_a_plugin_artifact_reaches_the_cli_and_the_table(tiny_run, tmp_path):
+    """One class registered by a module on LITEDA_PLUGINS: listed by --help and `liteda list`, benchmarked."""
+    (tmp_path / "liteda_dummy_artifact.py").write_text(
+        "import numpy as np\n"
+        "from liteda.deploy import ARTIFACTS, DeployArtifact, LoadedArtifact\n\n\n"
+        "class Constant(DeployArtifact):\n"
+        "    name, runtime, precision, description = 'const-fp32', 'const', 'fp32', 'always class 1'\n\n"
+        "    def load(self, ctx):\n"
+        "        run = lambda x: np.tile(np.array([[0.0, 1.0, 0.0]], np.float32), (len(x), 1))\n"
+        "        return LoadedArtifact(self.name, self.runtime, self.precision, run, info={'providers': 'numpy'})\n\n\n"
+        "ARTIFACTS.register('const-fp32', Constant)\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "LITEDA_PLUGINS": "liteda_dummy_artifact"}
+
+    def liteda(*argv):
+        out = subprocess.run([sys.executable, "-m", "liteda", *argv], capture_output=True, text=True, env=env,
+                             cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "const-fp32" in liteda("bench", "--help") and "const-fp32" in liteda("list", "artifacts").split()
+    stem = tmp_path / "table"
+    liteda("bench", "--run", str(tiny_run / "run"), "--artifacts", "torch-fp32", "const-fp32", "--iters", "2",
+           "--warmup", "1", "--calib-size", "4", "--threads", "1", "--cache-dir", str(tiny_run / "cache"),
+           "--out", str(tmp_path / "dep"), "--report", str(stem))
+    rows = {r["name"]: r for r in json.loads(stem.with_suffix(".json").read_text())["rows"]}
+    assert list(rows) == ["torch-fp32", "const-fp32"] and rows["const-fp32"]["providers"] == "numpy"
+    assert rows["const-fp32"]["p50_ms"] is not None and "| const-fp32 |" in stem.with_suffix(".md").read_text()
+
+
+def test_a_run_made_by_the_runner_is_benchmarked(run_args, tiny_dataset, tmp_path):
+    """The training stage's run folder (its record written by the runner, or by ensure_record until it does)."""
+    from liteda.runner import main as run_main
+
+    run_main("source_only", "source_only", run_args())
+    run = tmp_path / "run"
+    ensure_record(run, tiny_dataset)
+    doc = bench_main(["--run", str(run), "--artifacts", "torch-fp32", "ort-fp32", "--iters", "2", "--warmup", "1",
+                      "--calib-size", "4", "--threads", "1", "--cache-dir", str(tmp_path / "cache")])
+    assert [r["name"] for r in doc["rows"]] == ["torch-fp32", "ort-fp32"]
+    assert doc["rows"][1]["agree_fp32"] == pytest.approx(100.0) and doc["task"] == read_record(run).task
+    assert doc["run_target_test_acc"] == json.loads((run / "results.json").read_text())["target_test"]["acc"]
+    assert read_record(run / "deploy").artifacts == {"ort-fp32": "model_fp32.onnx"}
 
 
 def _one_line_error(capsys, fn, argv) -> str:
@@ -192,14 +329,28 @@ def _one_line_error(capsys, fn, argv) -> str:
     return err
 
 
+def _copy_run(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("deploy"))
+    return dst
+
+
 def test_bad_input_is_one_line(tiny_run, tmp_path, capsys):
-    assert "does not exist" in _one_line_error(capsys, export_main, ["--ckpt", str(tmp_path / "missing.pt")])
+    gone = _copy_run(tiny_run / "run", tmp_path / "gone")
+    (gone / "model.pt").unlink()
+    assert "does not exist" in _one_line_error(capsys, export_main, ["--run", str(gone)])
+    assert "record.json" in _one_line_error(capsys, export_main, ["--run", str(tmp_path)])
+    assert "not a folder" in _one_line_error(capsys, export_main, ["--run", str(tmp_path / "missing")])
     run = str(tiny_run / "run")
     assert "--precision" in _one_line_error(capsys, export_main, ["--run", run, "--precision", "int4"])
     assert "--calib-method" in _one_line_error(capsys, bench_main, ["--run", run, "--calib-method", "kl"])
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not a checkpoint")
-    assert "cannot be read" in _one_line_error(capsys, export_main, ["--ckpt", str(junk)])
+    assert "unknown deploy artifact 'ort-int4'" in _one_line_error(capsys, bench_main,
+                                                                   ["--run", run, "--artifacts", "ort-int4"])
+    assert "--ckpt" in _one_line_error(capsys, export_main, ["--run", run, "--ckpt", run + "/model.pt"])  # record only
+    junk = _copy_run(tiny_run / "run", tmp_path / "junk")
+    (junk / "model.pt").write_bytes(b"not a checkpoint")
+    assert "cannot be read" in _one_line_error(capsys, export_main, ["--run", str(junk)])
 
 
 @pytest.mark.skipif(trt_unavailable_reason() is not None and not os.environ.get("LITEDA_SLOW_TESTS"),
@@ -218,9 +369,51 @@ def test_fp8_qdq_onnx_for_tensorrt_is_valid(onnx_fp32, images, tmp_path):
 
 
 @pytest.mark.skipif(trt_unavailable_reason() is None, reason="TensorRT and a GPU are present")
-def test_trt_without_gpu_is_an_error_for_export(tiny_run, capsys):
-    err = _one_line_error(capsys, export_main, ["--run", str(tiny_run / "run"), "--runtime", "trt"])
-    assert "TensorRT" in err
+def test_trt_without_gpu_is_an_error_for_export_and_a_note_in_the_table(tiny_run, capsys):
+    run = str(tiny_run / "run")
+    assert "TensorRT" in _one_line_error(capsys, export_main, ["--run", run, "--runtime", "trt"])
+    assert "TensorRT" in _one_line_error(capsys, export_main, ["--run", run, "--artifacts", "trt-fp16"])
+    doc = bench_main(["--run", run, "--artifacts", "ort-fp32", "trt-fp16", "--iters", "2", "--warmup", "1",
+                      "--calib-size", "4", "--threads", "1", "--cache-dir", str(tiny_run / "cache")])
+    trt = doc["rows"][1]
+    assert trt["name"] == "trt-fp16" and trt["note"] == f"skipped: {trt_unavailable_reason()}" and "p50_ms" not in trt
+
+
+def test_trt_artifacts_build_and_run_through_the_engine_api(tiny_run, tmp_path, monkeypatch):
+    """TensorRT cannot be installed here: its builder and runner are replaced by stand-ins (the engine is the
+    ONNX file it was built from, run by ONNX Runtime) to check what the artifacts hand them and how their rows
+    come out."""
+    import liteda.deploy.tensorrt as trt_mod
+
+    built = []
+
+    def build_engine(onnx_path, precision, input_size, cache_dir, max_batch=32, calib_images=None):
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        engine = Path(cache_dir) / f"{Path(onnx_path).stem}-{precision}.engine"
+        engine.write_bytes(Path(onnx_path).read_bytes())
+        built.append((Path(onnx_path).name, precision, input_size, max_batch, len(calib_images)))
+        return engine
+
+    def trt_runner(engine_path):
+        sess = make_session(engine_path, threads=1)
+        return lambda x: sess.run(None, {"input": x})[0]
+
+    monkeypatch.setattr(trt_mod, "trt_unavailable_reason", lambda: None)
+    monkeypatch.setattr(trt_mod, "is_fp8_capable", lambda: False)
+    monkeypatch.setattr(trt_mod, "build_engine", build_engine)
+    monkeypatch.setattr(trt_mod, "trt_runner", trt_runner)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "stand-in GPU")
+    doc = bench_main(["--run", str(tiny_run / "run"), "--runtime", "ort", "trt", "--precision", "fp32", "fp16",
+                      "int8", "fp8", "--iters", "2", "--warmup", "1", "--calib-size", "4", "--threads", "1",
+                      "--max-batch", "8", "--out", str(tmp_path / "dep"), "--cache-dir", str(tiny_run / "cache")])
+    rows = {r["name"]: r for r in doc["rows"]}
+    assert list(rows) == ["ort-fp32", "ort-fp16", "ort-int8", "trt-fp32", "trt-fp16", "trt-int8", "trt-fp8"]
+    assert sorted(built) == [("model_fp32.onnx", p, SIZE, 8, 4) for p in ("fp16", "fp32", "int8")]
+    assert rows["trt-fp32"]["agree_fp32"] == pytest.approx(100.0)
+    assert rows["trt-fp32"]["providers"] == "TensorRT on stand-in GPU"
+    assert rows["trt-int8"]["runtime"] == "trt" and rows["trt-int8"]["size_mb"] > 0
+    assert "compute capability" in rows["trt-fp8"]["note"]
+    assert read_record(tmp_path / "dep").artifacts["trt-fp16"] == "trt/model_fp32-fp16.engine"
 
 
 @pytest.mark.skipif(trt_unavailable_reason() is not None, reason=f"TensorRT unavailable: {trt_unavailable_reason()}")
@@ -236,14 +429,15 @@ def test_trt_fp16_engine_matches_onnx(onnx_fp32, images, tmp_path):
 
 
 def test_bench_of_a_float_compressed_model(tiny_run, tiny_model, capsys):
-    """A compressed.pt (ECA + low-rank tail, float) goes through ONNX/ORT INT8 with the data of the run it came
-    from; a PyTorch-quantized one is refused in one line (ORT quantizes the float model instead)."""
+    """A compress run (ECA + low-rank tail, float) goes through ONNX/ORT INT8 with its own record's data; a
+    PyTorch-quantized one (dynamic) is refused in one line (ORT quantizes the float model instead)."""
     import copy
 
     from liteda.compress import save_compressed
     from liteda.compress.attention import swap_attention
     from liteda.compress.lowrank import lowrank_model
     from liteda.compress.quantize import quantize_dynamic_linear
+    from liteda.record import copy_splits
     from liteda.utils import write_json
 
     run, out = tiny_run / "run", tiny_run / "compressed"
@@ -254,12 +448,18 @@ def test_bench_of_a_float_compressed_model(tiny_run, tiny_model, capsys):
     base = json.loads(json.dumps({"arch": "mobilenet_v3_small", "num_classes": 3, "bottleneck_dim": 256,
                                   "classes": ["a", "b", "c"], "crop_size": 32, "mean": None, "std": None}))
     save_compressed(model.eval(), base, ops, out / "compressed.pt")
-    write_json(out / "results.json", {"ckpt": str(run / "model.pt"), "after": {"target_test": {"acc": 40.0}}})
+    parent = read_record(run)
+    copy_splits(run, out, parent)
+    write_record(out, StageRecord(kind="compress", name="compressed", label="compressed", seed=0,
+                                  dataset=parent.dataset, transform=parent.transform,
+                                  artifacts={"compressed": "compressed.pt"}, parents={"model": "../run"}))
+    write_json(out / "results.json", {"after": {"target_test": {"acc": 40.0}}})
     doc = bench_main(["--run", str(out), "--precision", "fp32", "int8", "--runtime", "torch", "ort", "--iters", "3",
                       "--warmup", "1", "--calib-size", "8", "--threads", "1", "--cache-dir", str(tiny_run / "cache")])
     assert [r["name"] for r in doc["rows"]] == ["torch-fp32", "ort-fp32", "ort-int8"]
     assert doc["rows"][1]["agree_fp32"] == pytest.approx(100.0) and (out / "deploy" / "model_int8.onnx").is_file()
     assert doc["run_target_test_acc"] == 40.0 and doc["task"] == "src2tgt"
+    assert doc["checkpoint"] == str(out / "compressed.pt") and read_record(out / "deploy").name == "compressed"
 
     save_compressed(quantize_dynamic_linear(copy.deepcopy(model)), base, ops + [{"op": "quantize", "kind": "ptdq"}],
                     out / "compressed.pt", model)
@@ -281,38 +481,33 @@ def test_paired_ratio_and_interleaved_blocks():
 
 def test_latency_ratio_script_on_a_run(tiny_run, onnx_fp32, capsys):
     """Eager model.pt vs its ONNX file: every artifact timed, speed-ups with an interval, three report files."""
-    import subprocess
-    import sys
-
     stem = tiny_run / "ratio"
     base = str(tiny_run / "run" / "model.pt")
     int8 = onnx_fp32[0].with_name("model_int8.onnx")
     quantize_int8(onnx_fp32[0], int8, np.random.default_rng(0).standard_normal((4, 3, SIZE, SIZE)).astype(np.float32))
     out = subprocess.run([sys.executable, "benchmarks/latency_ratio.py", "--baseline", base, "--candidates",
                           str(onnx_fp32[0]), str(int8), "--rounds", "3", "--calls", "2", "--warmup", "1", "--out", str(stem)],
-                         capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                         capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     doc = json.loads(stem.with_suffix(".json").read_text())
     base_row, cand, q = doc["rows"]
     assert cand["vs_fp32_file"] is None and q["precision"] == "int8" and q["vs_fp32_file"]["fp32"] == cand["name"]
     assert base_row["runtime"] == "torch" and base_row["speedup"] is None and len(base_row["block_means_ms"]) == 3
+    assert base_row["input_px"] == SIZE  # the run's record's crop
     assert cand["runtime"] == "ort" and cand["input_px"] == SIZE
     lo, hi = cand["speedup"]["speedup_ci95"]
     assert lo <= cand["speedup"]["speedup_median"] <= hi
     assert "speed-up vs baseline" in stem.with_suffix(".md").read_text()
     assert stem.with_suffix(".csv").read_text().startswith("artifact,runtime")
     bad = subprocess.run([sys.executable, "benchmarks/latency_ratio.py", "--baseline", base, "--candidates",
-                          "missing.onnx", "--out", str(stem)], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(__file__)))
+                          "missing.onnx", "--out", str(stem)], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "missing.onnx" in bad.stderr and bad.stderr.count("\n") == 1
 
 
 def test_ort_profile_splits_convolutions_by_kind(onnx_fp32):
     import importlib.util
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(
-        "ort_profile", Path(__file__).resolve().parents[1] / "benchmarks" / "ort_profile.py")
+    spec = importlib.util.spec_from_file_location("ort_profile", ROOT / "benchmarks" / "ort_profile.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     doc = mod.profile(str(onnx_fp32[0]), runs=3)
@@ -321,20 +516,53 @@ def test_ort_profile_splits_convolutions_by_kind(onnx_fp32):
     assert "(stem)" in kinds and "(1x1)" in kinds and "(depthwise 3x3)" in kinds
 
 
-def test_cuda_runtime_rows_say_why_they_did_not_run(tiny_model):
-    from liteda.deploy.bench import cuda_artifact
+def test_cuda_runtime_rows_say_why_they_did_not_run(tiny_model, deploy_ctx):
+    from liteda.deploy.runtimes.cuda import cuda_runner
+    from liteda.utils import UserError
 
-    art = cuda_artifact(tiny_model, "int8")
-    assert art.run is None and ("fp32/fp16/bf16" in art.note or "no CUDA GPU" in art.note)
+    with pytest.raises(UserError, match="fp32/fp16/bf16"):
+        cuda_runner(tiny_model, "int8")
     if not torch.cuda.is_available():
-        assert cuda_artifact(tiny_model, "fp16").note == "skipped: no CUDA GPU visible to torch"
+        for name in (n for n in ARTIFACTS.names() if ARTIFACTS.get(n).runtime == "cuda"):
+            assert ARTIFACTS.get(name)().available(deploy_ctx) == "no CUDA GPU visible to torch"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_replay_matches_eager(tiny_model, images):
-    from liteda.deploy.bench import cuda_artifact
+    from liteda.deploy.runtimes.cuda import cuda_runner
 
     x = images[:4].numpy()
-    eager, graph = cuda_artifact(tiny_model, "fp32", graphs=False), cuda_artifact(tiny_model, "fp32", graphs=True)
+    eager, graph = cuda_runner(tiny_model, "fp32", graphs=False), cuda_runner(tiny_model, "fp32", graphs=True)
     np.testing.assert_allclose(graph.run(x), eager.run(x), atol=1e-3)
     np.testing.assert_allclose(graph.run(x[::-1].copy()), eager.run(x[::-1].copy()), atol=1e-3)  # replay, new data
+
+
+def test_int8_calibration_of_an_activation_with_no_spread_falls_back_to_minmax(tmp_path):
+    """A near-constant activation (values about 3.0 varying by 1e-7): the percentile histogram cannot be binned;
+    the export falls back to min/max, says so in the recipe, and the INT8 file runs."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from torch import nn
+
+    from liteda.deploy.ort import quantize_int8
+
+    class NoSpread(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2, self.fc = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1), nn.Linear(4, 3)
+            with torch.no_grad():
+                self.c2.weight.fill_(1e-7)
+                self.c2.bias.fill_(3.0)
+
+        def forward(self, x):
+            return self.fc(self.c2(torch.relu(self.c1(x))).mean((2, 3)))
+
+    torch.onnx.export(NoSpread().eval(), (torch.randn(1, 3, 16, 16),), tmp_path / "m.onnx", input_names=["input"],
+                      output_names=["logits"], dynamo=False, opset_version=17,
+                      dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}})
+    calib = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    recipe = quantize_int8(tmp_path / "m.onnx", tmp_path / "m_int8.onnx", calib, method="percentile")
+    assert "min/max used" in recipe["calib_fallback"]
+    out = ort.InferenceSession(str(tmp_path / "m_int8.onnx")).run(None, {"input": calib[:2]})[0]
+    assert out.shape == (2, 3) and np.isfinite(out).all()

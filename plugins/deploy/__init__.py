@@ -1,11 +1,35 @@
-"""Deployment: ONNX export, ONNX Runtime FP16/INT8, optional TensorRT, and the benchmark table.
+"""Deployment: a run's model -> deploy artifacts (runtime x precision) -> a benchmark table.
 
-``python examples/export.py --run DIR`` / ``python examples/bench.py --run DIR`` (see :mod:`.cli`).
+    liteda export --run RUN [--artifacts ort-fp32 ort-int8 ...]
+    liteda bench  --run RUN [--artifacts torch-fp32 ort-fp32 ort-int8 ort-int8w ...]
+
+Every artifact is one class in ``runtimes/<runtime>.py`` plus one line below (see :mod:`.artifact`); the CLI,
+``liteda list artifacts`` and the tests read this registry. Order matters: the tables list artifacts in it, and
+the first runnable FP32 row is the reference of the agreement column.
 """
-from .bench import Artifact, benchmark_artifact, run_benchmark, write_reports
-from .onnx import export_onnx, read_metadata
-from .ort import convert_fp16, make_session, pick_providers, quantize_int8
-from .tensorrt import build_engine, trt_unavailable_reason
+from ..registry import Registry
+from .artifact import DeployArtifact, DeployContext, LoadedArtifact, OnnxFile
 
-__all__ = ["Artifact", "benchmark_artifact", "run_benchmark", "write_reports", "export_onnx", "read_metadata",
-           "convert_fp16", "make_session", "pick_providers", "quantize_int8", "build_engine", "trt_unavailable_reason"]
+ARTIFACTS = Registry("deploy artifact", {
+    "torch-fp32": "liteda.deploy.runtimes.torch:TorchFP32",        # PyTorch eager on the CPU: the reference
+    "torch-bf16": "liteda.deploy.runtimes.torch:TorchBF16",
+    "torch-int8": "liteda.deploy.runtimes.torch:TorchInt8",        # a PTSQ/QAT model in PyTorch
+    "cuda-fp32": "liteda.deploy.runtimes.cuda:CudaFP32",
+    "cuda-fp32-graph": "liteda.deploy.runtimes.cuda:CudaFP32Graph",
+    "cuda-fp16": "liteda.deploy.runtimes.cuda:CudaFP16",
+    "cuda-fp16-graph": "liteda.deploy.runtimes.cuda:CudaFP16Graph",
+    "cuda-bf16": "liteda.deploy.runtimes.cuda:CudaBF16",
+    "cuda-bf16-graph": "liteda.deploy.runtimes.cuda:CudaBF16Graph",
+    "ort-fp32": "liteda.deploy.runtimes.ort:OrtFP32",              # the FP32 ONNX every other file comes from
+    "ort-fp16": "liteda.deploy.runtimes.ort:OrtFP16",
+    "ort-int8": "liteda.deploy.runtimes.ort:OrtInt8",              # static INT8 QDQ (or a PTSQ/QAT model's own)
+    "ort-int8w": "liteda.deploy.runtimes.ort:OrtInt8Weights",      # INT8 weights, FP32 compute
+    "openvino-fp32": "liteda.deploy.runtimes.openvino:OpenVinoFP32",
+    "openvino-int8": "liteda.deploy.runtimes.openvino:OpenVinoInt8",
+    "trt-fp32": "liteda.deploy.runtimes.tensorrt:TrtFP32",
+    "trt-fp16": "liteda.deploy.runtimes.tensorrt:TrtFP16",
+    "trt-int8": "liteda.deploy.runtimes.tensorrt:TrtInt8",
+    "trt-fp8": "liteda.deploy.runtimes.tensorrt:TrtFP8",
+})
+
+__all__ = ["ARTIFACTS", "DeployArtifact", "DeployContext", "LoadedArtifact", "OnnxFile"]

@@ -1,148 +1,26 @@
 """Benchmark deployable artifacts: bs1 latency (p50/p90/p99), bs32 throughput, file size and the accuracy of
-that exact artifact on target-test (a broken INT8 shows as broken), with the runtime's threads/providers.
+that exact artifact on target-test (a broken INT8 shows as broken), with the runtime's threads/providers; and
+the table writers (``<stem>.json/.md/.csv``, schema ``liteda.deploy_bench/1``).
 
-A row is an :class:`Artifact`: a name, a runtime, a precision, a file and ``run(x) -> logits`` on
-N x 3 x H x W float32 arrays. Builders for each runtime are below; :func:`benchmark_artifact` times one.
+A row is a :class:`~liteda.deploy.artifact.LoadedArtifact` (``run(x) -> logits`` on N x 3 x H x W float32
+arrays); :func:`benchmark_artifact` times one, :func:`run_benchmark` a list.
 """
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import os
 import statistics
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from ..metrics import time_calls
 from ..utils import atomic_write_text, machine_info, write_json
+from .artifact import LoadedArtifact, Runner
 
-Runner = Callable[[np.ndarray], np.ndarray]
 COLUMNS = ("name", "runtime", "precision", "size_mb", "acc", "agree_fp32", "p50_ms", "p90_ms", "p99_ms",
            "bs32_img_s", "threads", "providers", "note")
-
-
-@dataclass
-class Artifact:
-    name: str
-    runtime: str
-    precision: str
-    run: Optional[Runner]
-    path: Optional[str] = None
-    info: dict[str, Any] = field(default_factory=dict)
-    note: str = ""  # why a row could not run (kept in the table rather than silently dropped)
-
-
-# ----------------------------------------------------------------------------- runners
-def torch_artifact(model, precision: str = "fp32", threads: Optional[int] = None, path: Optional[str] = None) -> Artifact:
-    """PyTorch eager: the reference (fp32) or bf16 autocast (only where the CPU has native bf16)."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(int(threads))
-    model = model.eval()
-    info = {"threads": torch.get_num_threads(), "providers": "torch eager CPU"}
-    if precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return Artifact("torch-bf16", "torch", "bf16", None, path, info,
-                        note=f"skipped: no native bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()})")
-
-    @torch.inference_mode()
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            return model(torch.from_numpy(x)).float().numpy()
-
-    return Artifact(f"torch-{precision}", "torch", precision, run, path, info)
-
-
-def cuda_artifact(model, precision: str = "fp32", graphs: bool = True, path: Optional[str] = None) -> Artifact:
-    """PyTorch on the GPU (fp32, fp16 or bf16 weights and activations, channels_last). ``graphs``: each input
-    shape is captured once as a CUDA graph and replayed, which removes the per-kernel launch cost that dominates
-    a bs1 MobileNet. Synchronous, the host-device copies included, as the TensorRT rows are."""
-    import torch
-
-    name = f"cuda-{precision}" + ("-graph" if graphs else "")
-    if not torch.cuda.is_available():
-        return Artifact(name, "cuda", precision, None, path, note="skipped: no CUDA GPU visible to torch")
-    if precision not in ("fp32", "fp16", "bf16"):
-        return Artifact(name, "cuda", precision, None, path, note=f"skipped: PyTorch CUDA runs fp32/fp16/bf16, not {precision}")
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    net = copy.deepcopy(model).eval().to("cuda", dtype).to(memory_format=torch.channels_last)
-    static: dict[tuple, tuple] = {}  # shape -> (graph, input buffer, output buffer)
-
-    @torch.inference_mode()
-    def capture(shape: tuple) -> tuple:
-        buf = torch.zeros(shape, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up off the default stream, as graph capture requires
-            for _ in range(3):
-                net(buf)
-        torch.cuda.current_stream().wait_stream(side)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            out = net(buf)
-        return g, buf, out
-
-    @torch.inference_mode()
-    def run(x: np.ndarray) -> np.ndarray:
-        xt = torch.from_numpy(x).to("cuda", non_blocking=False)
-        if not graphs:
-            return net(xt.to(dtype).contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
-        if x.shape not in static:
-            static[x.shape] = capture(tuple(x.shape))
-        g, buf, out = static[x.shape]
-        buf.copy_(xt)
-        g.replay()
-        return out.float().cpu().numpy()  # .cpu() waits for the replay
-
-    return Artifact(name, "cuda", precision, run, path,
-                    {"threads": "-", "providers": f"PyTorch {torch.__version__} CUDA on {torch.cuda.get_device_name(0)}"})
-
-
-def ort_artifact(path: str, precision: str, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
-                 spinning: bool = True) -> Artifact:
-    from .onnx import INPUT_NAME
-    from .ort import make_session, session_info
-
-    sess = make_session(path, threads, providers, spinning)
-    info = session_info(sess)
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return sess.run(None, {INPUT_NAME: x})[0]
-
-    return Artifact(f"ort-{precision}", "ort", precision, run, str(path),
-                    {"threads": info["intra_op_threads"] or "ort default", "providers": ",".join(info["providers"]),
-                     "allow_spinning": info["allow_spinning"]})
-
-
-def openvino_artifact(path: str, precision: str, threads: Optional[int] = None) -> Artifact:
-    """OpenVINO's CPU runtime on the same ONNX file (an INT8 QDQ file runs as INT8 there)."""
-    try:
-        import openvino as ov
-    except ImportError:
-        return Artifact(f"openvino-{precision}", "openvino", precision, None, str(path),
-                        note="skipped: openvino not installed (pip install openvino)")
-    cfg: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-    if threads:
-        cfg["INFERENCE_NUM_THREADS"] = int(threads)
-    req = ov.Core().compile_model(str(path), "CPU", cfg).create_infer_request()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return req.infer({0: x})[0].copy()
-
-    return Artifact(f"openvino-{precision}", "openvino", precision, run, str(path),
-                    {"threads": threads or "openvino default", "providers": f"OpenVINO {ov.__version__.split('-')[0]} CPU"})
-
-
-def trt_artifact(engine_path: str, precision: str) -> Artifact:
-    import torch
-
-    from .tensorrt import trt_runner
-
-    return Artifact(f"trt-{precision}", "tensorrt", precision, trt_runner(engine_path), str(engine_path),
-                    {"threads": "-", "providers": f"TensorRT on {torch.cuda.get_device_name(0)}"})
 
 
 # ----------------------------------------------------------------------------- timing
@@ -150,13 +28,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-
-
 def batched_logits(run: Runner, images: np.ndarray, batch: int = 32) -> np.ndarray:
     return np.concatenate([run(images[i:i + batch]) for i in range(0, len(images), batch)])
 
 
-def benchmark_artifact(art: Artifact, images: np.ndarray, labels: Optional[np.ndarray] = None, iters: int = 200,
+def benchmark_artifact(art: LoadedArtifact, images: np.ndarray, labels: Optional[np.ndarray] = None, iters: int = 200,
                        warmup: int = 20, batch: int = 32, ref_pred: Optional[np.ndarray] = None) -> dict[str, Any]:
     """One table row: latency at batch 1, throughput at ``batch``, size, and accuracy over ``images``.
 
@@ -190,7 +66,7 @@ def benchmark_artifact(art: Artifact, images: np.ndarray, labels: Optional[np.nd
     return row
 
 
-def run_benchmark(artifacts: Sequence[Artifact], images: np.ndarray, labels: Optional[np.ndarray], iters: int = 200,
+def run_benchmark(artifacts: Sequence[LoadedArtifact], images: np.ndarray, labels: Optional[np.ndarray], iters: int = 200,
                   warmup: int = 20, batch: int = 32, progress: Callable[[str], None] = print) -> list[dict]:
     """Rows in order; the first runnable FP32 row is the agreement reference."""
     rows, ref = [], None

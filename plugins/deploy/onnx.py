@@ -1,11 +1,10 @@
 """Export a LiteDA classifier to ONNX: one NCHW float input named ``input``, the model's normalisation,
 classes and crop size written into the file's metadata, checked by ``onnx.checker`` and against PyTorch.
 
-Exporter: torch's legacy TorchScript exporter (``dynamo=False``). Measured on MobileNetV3-Small with torch
-2.14: it exports in ~0.4 s at exactly opset 17 with ``GlobalAveragePool`` for the SE blocks, while the dynamo
-exporter takes ~11 s, emits opset 18 (its down-conversion to 17 fails on ``ReduceMean`` axes) and
-``ReduceMean`` instead. Both agree with PyTorch to ~5e-7; the legacy graph is the one every runtime here
-(ORT quantization, OpenVINO, TensorRT) takes as is.
+Exporter: torch's legacy TorchScript exporter (``dynamo=False``). On MobileNetV3-Small it exports at exactly
+opset 17 with ``GlobalAveragePool`` for the SE blocks; the dynamo exporter is much slower, emits opset 18 (its
+down-conversion to 17 fails on ``ReduceMean`` axes) and ``ReduceMean`` instead. Both agree with PyTorch to float
+rounding; the legacy graph is the one every runtime here (ORT quantization, OpenVINO, TensorRT) takes as is.
 """
 from __future__ import annotations
 
@@ -88,7 +87,7 @@ def onnx_logits(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def compare_with_torch(model: nn.Module, path: str | os.PathLike, images: torch.Tensor, batch: int = 32) -> dict:
     """Largest |logit difference| and top-1 agreement (%) between the ONNX file (ORT, CPU) and the PyTorch model
-    on ``images``. FP32 files agree to ~1e-5; a QDQ export of a PyTorch-quantized model differs by rounding
+    on ``images``. FP32 files agree to float rounding; a QDQ export of a PyTorch-quantized model differs by rounding
     (fbgemm and ORT requantize differently), so its agreement is the number to read."""
     model = model.eval()
     worst, same = 0.0, 0
@@ -149,7 +148,7 @@ def compact_onnx(path: str | os.PathLike) -> dict[str, float]:
 
     Why: a QDQ export of a PyTorch-quantized model writes every weight as a ``Constant`` node, every activation
     quantizer as QuantizeLinear -> Cast -> DequantizeLinear and every zero point as ``ConstantOfShape``, each with
-    a long generated name: on the W->A SE-keeping recipe 0.25 MB of a 1.03 MB file was graph, not weights.
+    a long generated name: a sizeable share of a small INT8 file is graph, not weights.
     ONNX Runtime's *basic* offline optimisation (standard ONNX ops only, so TensorRT and other runtimes still take
     the file; the Q/DQ pairs and INT8 weights are kept) folds those chains into initializers; then the opset
     imports it adds but no node uses are dropped and internal tensor names shortened. Node names are kept (ORT
@@ -214,12 +213,19 @@ def _shorten_tensor_names(graph) -> None:
         v.name = short(v.name)
 
 
-def model_meta(rec: dict, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    """ONNX metadata from a ``model.pt`` record: what a user of the .onnx needs to preprocess and decode."""
-    from ..datasets import IMAGENET_MEAN, IMAGENET_STD
+def model_meta(rec, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """ONNX metadata from a run's stage record (:class:`liteda.record.StageRecord`): what a user of the .onnx
+    needs to preprocess and decode."""
+    tf = rec.transform
+    return {"arch": rec.arch, "classes": list(rec.dataset.classes), "mean": list(tf.mean), "std": list(tf.std),
+            "crop_size": int(tf.crop), "resize_size": int(tf.resize),
+            "layout": "NCHW float32, RGB in [0,1] then (x-mean)/std", **(extra or {})}
 
-    return {"arch": rec.get("arch"), "classes": list(rec.get("classes", [])),
-            "mean": list(rec.get("mean") or IMAGENET_MEAN), "std": list(rec.get("std") or IMAGENET_STD),
-            "crop_size": int(rec.get("crop_size", 224)), "layout": "NCHW float32, RGB in [0,1] then (x-mean)/std",
-            **(extra or {})}
 
+def stamp(path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Add ``liteda.*`` metadata to the ONNX file at ``path`` (rewritten atomically)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    set_metadata(proto, meta)
+    save_onnx(proto, path)

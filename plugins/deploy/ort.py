@@ -1,6 +1,6 @@
-"""ONNX Runtime: sessions with automatic providers, FP16 conversion and INT8 static quantization.
+"""ONNX Runtime: InferenceSessions with automatic providers, FP16 conversion and INT8 static quantization.
 
-INT8 defaults come from ``benchmarks/`` measurements on a 2-core AVX2 CPU without VNNI (README numbers):
+INT8 defaults come from ``benchmarks/int8_fidelity.py`` and the deployment benchmarks on an AVX2 CPU without VNNI:
 U8S8 with ``reduce_range`` (7-bit weights: AVX2's ``vpmaddubsw`` saturates 16-bit sums of full-range U8xS8
 products, which costs accuracy without VNNI), per-channel weights, percentile calibration (the recipe closest
 to FP32 on unlabeled target images, ``benchmarks/int8_fidelity.py``), QDQ format (portable: OpenVINO and
@@ -10,6 +10,7 @@ compute.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -56,8 +57,8 @@ def make_session(path: str | os.PathLike, threads: Optional[int] = None, provide
     so.inter_op_num_threads = 1  # one CNN branch at a time: extra inter-op threads only compete
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if is_weight_only(path):
-        # without this ORT keeps the weights' DequantizeLinear for QDQ fusion and runs it on every call (slower;
-        # see README "Deployment formats"); with it the int8 weights are dequantized once at load, FP32 compute
+        # without this ORT keeps the weights' DequantizeLinear for QDQ fusion and runs it on every call
+        # (slower); with it the int8 weights are dequantized once at load, FP32 compute
         so.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
         return ort.InferenceSession(str(path), so, providers=list(providers or pick_providers()))
@@ -305,19 +306,33 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calib_images: 
         name_unnamed_nodes(pre)
         out = os.path.join(tmp, "int8.onnx")
         excl = excluded_nodes(pre, exclude)
-        quantize_static(pre, out, ImageCalibrationReader(calib_images, batch_size),
-                        quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
-                        per_channel=per_channel, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8 if weight_type == "s8" else QuantType.QUInt8,
-                        calibrate_method=cm, nodes_to_exclude=excl,
-                        calibration_providers=["CPUExecutionProvider"])
+
+        def run(calibrate_method) -> None:
+            quantize_static(pre, out, ImageCalibrationReader(calib_images, batch_size),
+                            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                            per_channel=per_channel, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8 if weight_type == "s8" else QuantType.QUInt8,
+                            calibrate_method=calibrate_method, nodes_to_exclude=excl,
+                            calibration_providers=["CPUExecutionProvider"])
+
+        fallback = None
+        try:
+            run(cm)
+        except ValueError as e:
+            # histogram calibrators (percentile, entropy) cannot bin a tensor with no spread (a constant or dead
+            # activation); min/max calibrates it exactly, so the whole model falls back to min/max and says so
+            if method.lower() == "minmax":
+                raise
+            fallback = f"{method.lower()} failed ({str(e).splitlines()[0][:80]}): min/max used"
+            print(f"note: INT8 calibration: {fallback}", file=sys.stderr)
+            run(calibration_method("minmax"))
         import onnx
 
         model = onnx.load(out)
     recipe = {"format": fmt, "activations": "u8", "weights": weight_type, "per_channel": per_channel,
               "reduce_range": reduce_range, "calib_method": method.lower(), "calib_images": int(len(calib_images)),
               "calib_data": "unlabeled target-train images", "exclude": list(exclude),
-              "excluded_nodes": len(excl)}
+              "excluded_nodes": len(excl), **({"calib_fallback": fallback} if fallback else {})}
     set_metadata(model, {**meta, "precision": "int8", "int8_recipe": recipe})
     save_onnx(model, dst)
     return recipe

@@ -9,7 +9,7 @@
 Device buffers are torch CUDA tensors (no pycuda needed; pycuda is used by nothing here).
 Engines are cached by (ONNX sha256, input shape range, precision, TensorRT version, GPU name).
 
-Not run on a GPU in the session that wrote it (none was available): the API calls follow TensorRT 10.
+No engine has been built or measured on a GPU with this code yet: the API calls follow TensorRT 10.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def trt_unavailable_reason() -> Optional[str]:
 def require_trt() -> None:
     why = trt_unavailable_reason()
     if why:
-        fail(f"TensorRT was asked for (--runtime trt) but cannot run here: {why}")
+        fail(f"TensorRT cannot run here: {why}")
 
 
 def is_fp8_capable() -> bool:

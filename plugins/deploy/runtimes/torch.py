@@ -1,0 +1,61 @@
+"""PyTorch eager on the CPU: the reference every other artifact is compared with."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..artifact import TORCH_INT8, DeployArtifact, DeployContext, LoadedArtifact
+
+
+def torch_runner(model, precision: str = "fp32", threads: Optional[int] = None,
+                 path: Optional[str] = None, name: Optional[str] = None) -> LoadedArtifact:
+    """``model`` in eager mode: fp32 (or whatever precision its weights are), or bf16 autocast."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    model = model.eval()
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return model(torch.from_numpy(x)).float().numpy()
+
+    return LoadedArtifact(name or f"torch-{precision}", "torch", precision, run, path,
+                          {"threads": torch.get_num_threads(), "providers": "torch eager CPU"})
+
+
+class TorchEager(DeployArtifact):
+    runtime = "torch"
+
+    def path(self, ctx: DeployContext) -> Optional[Path]:
+        return ctx.inputs.model_file  # its size column: the model file it runs
+
+    def load(self, ctx: DeployContext) -> LoadedArtifact:
+        return torch_runner(ctx.inputs.model, self.precision, ctx.options.threads, str(self.path(ctx)), self.name)
+
+
+class TorchFP32(TorchEager):
+    name, precision = "torch-fp32", "fp32"
+    description = "PyTorch eager FP32 on the CPU (the reference)"
+
+
+class TorchBF16(TorchEager):
+    name, precision = "torch-bf16", "bf16"
+    description = "PyTorch eager with bf16 autocast (CPUs with native bf16)"
+
+    def environment(self, ctx: DeployContext) -> Optional[str]:
+        import torch
+
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return f"no native bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()})"
+        return None
+
+
+class TorchInt8(TorchEager):
+    name, precision = "torch-int8", "int8"
+    model_kinds = (TORCH_INT8,)
+    description = "PyTorch eager of a model PyTorch quantized (PTSQ/QAT, fbgemm INT8)"
+
