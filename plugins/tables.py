@@ -1,34 +1,20 @@
-"""tllib-style results tables from run JSONs: rows = methods, columns = tasks + Avg, mean ± std over seeds."""
+"""tllib-style results tables: rows = methods, columns = tasks + Avg, mean ± std over seeds; one writer for the
+Markdown + CSV pair every table is saved as.
+
+A row is a dict with ``method`` (the row key), ``task``, ``seed`` and the metrics; :func:`accuracy_grid` groups
+rows by key and task, :func:`table_rows` formats the grid, :func:`write_table` saves ``<stem>.md``/``<stem>.csv``.
+"""
 from __future__ import annotations
 
 import csv
 import io
-import json
+import os
 import statistics
-from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
+from .utils import atomic_write_text
+
 TASK_ORDER = ["A2W", "D2W", "W2D", "A2D", "D2A", "W2A"]
-
-
-def collect_runs(runs_root: str | Path, dataset: Optional[str] = None) -> list[dict]:
-    """Every finished run (``results.json``) under ``runs_root[/dataset]``."""
-    base = Path(runs_root) / dataset if dataset else Path(runs_root)
-    out = []
-    # '**' does not follow symlinks: a run folder linked in from another runs root is found by depth
-    found = {*base.glob("**/results.json"), *base.glob("*/*/seed*/results.json"), *base.glob("*/*/*/seed*/results.json")}
-    for p in sorted(found):
-        try:
-            r = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(r, dict) and r.get("schema") == "liteda.run/1":
-            r["_path"] = str(p)
-            if p.parent.name.startswith("seed") and p.parent.parent.name != r.get("method"):
-                # a run written elsewhere with --log (e.g. kd_ens/: kd from a teacher ensemble) is its own row
-                r["method_name"], r["method"] = r.get("method"), p.parent.parent.name
-            out.append(r)
-    return out
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -104,3 +90,11 @@ def to_csv(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     w.writerow(header)
     w.writerows(body)
     return buf.getvalue()
+
+
+def write_table(stem: str | os.PathLike, header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """``<stem>.md`` and ``<stem>.csv`` (each written atomically); returns the Markdown for embedding."""
+    md = to_markdown(header, body)
+    atomic_write_text(f"{os.fspath(stem)}.md", md)
+    atomic_write_text(f"{os.fspath(stem)}.csv", to_csv(header, body))
+    return md

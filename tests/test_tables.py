@@ -29,60 +29,80 @@ def test_seeds_column_says_which_seeds_the_average_is_over():
 
 
 def test_compression_table_rows_follow_the_stages():
-    from liteda.report import compression_table
+    from liteda.report.tables import compression_table
 
-    comp = [{"task": "W2A", "seed": 0, "before": {"target_test": {"acc": 60.0}},
+    comp = [{"method": "any_recipe", "task": "W2A", "seed": 0, "before": {"target_test": {"acc": 60.0}},
              "stages": [{"op": "attention", "kind": "eca", "target_test_acc": 61.0},
                         {"op": "lowrank", "target_test_acc": 58.5}],
              "resources": {"params": 682249, "model_mb": 2.89}}]
-    dep = [{"run": "compressed", "task": "W2A", "seed": 0, "runtime": "ort", "precision": "int8", "acc": 58.0,
-            "size_mb": 0.8}, {"run": "kd", "task": "W2A", "seed": 0, "runtime": "ort", "precision": "int8",
-                              "acc": 99.0, "size_mb": 2.1},
-           {"run": "compressed", "task": "W2A", "seed": 0, "runtime": "ort", "precision": "int8w", "acc": 58.5,
-            "size_mb": 0.7}]
+    dep = [{"parent": "any_recipe", "name": "ort-int8", "task": "W2A", "seed": 0, "runtime": "ort", "precision": "int8",
+            "acc": 58.0, "size_mb": 0.8},
+           {"parent": "kd", "name": "ort-int8", "task": "W2A", "seed": 0, "runtime": "ort", "precision": "int8",
+            "acc": 99.0, "size_mb": 2.1},  # another stage's artifact: not this table's
+           {"parent": "any_recipe", "name": "ort-int8w", "task": "W2A", "seed": 0, "runtime": "ort",
+            "precision": "int8w", "acc": 58.5, "size_mb": 0.7}]
     header, body = compression_table(comp, dep)
     assert header[1:4] == ["student", "after attention:eca", "after lowrank"]
     assert body == [["W2A s0", "60.0", "61.0", "58.5", "0.682", "2.89", "58.0", "0.80", "58.5", "0.70"]]
 
 
-def test_deployed_rows_name_each_int8_artifact():
-    from liteda.report import deployed_int8_runs
+def test_deployed_rows_name_each_ort_artifact():
+    from liteda.report.collect import deployed_rows
 
-    dep = [{"run": r, "task": "A2W", "seed": 0, "runtime": rt, "precision": p, "acc": 50.0}
-           for r, rt, p in (("compressed", "ort", "int8"), ("compressed", "ort", "int8w"), ("kd", "ort", "int8"),
-                            ("kd", "ort", "int8w"), ("kd", "torch", "fp32"), ("compressed", "ort", "fp16"))]
-    assert [r["method"] for r in deployed_int8_runs(dep)] == ["deployed_int8", "deployed_int8w", "kd_int8"]
+    dep = [{"parent": r, "parent_label": label, "name": f"{rt}-{p}", "task": "A2W", "seed": 0, "runtime": rt,
+            "precision": p, "acc": 50.0}
+           for r, label, rt, p in (("small", "small student", "ort", "int8"),
+                                   ("small", "small student", "ort", "int8w"),
+                                   ("kd", "distilled student", "ort", "int8"),
+                                   ("kd", "distilled student", "torch", "fp32"),
+                                   ("small", "small student", "ort", "fp16"))]
+    dep.append({**dep[0], "name": "ort-fp32", "acc": None})  # could not run: no accuracy row
+    rows = deployed_rows(dep)
+    assert [r["label"] for r in rows] == ["small student, ort-int8", "small student, ort-int8w",
+                                          "distilled student, ort-int8", "small student, ort-fp16"]
+    assert rows[0]["method"] == "small/ort-int8" and rows[0]["group"] == "deployed"
+
+
+def _record(kind, name, arch="mobilenet_v3_small", label=None):
+    from liteda.record import DatasetRef, StageRecord, Transform
+
+    return StageRecord(kind=kind, name=name, label=label or name, seed=0, arch=arch,
+                       dataset=DatasetRef("Fake", "data", "A", "W", ["a"]),
+                       transform=Transform(36, 32, [0.5] * 3, [0.2] * 3))
 
 
 def test_rows_in_pipeline_order_with_teachers_named():
-    from liteda.report import row_label, row_order
+    from liteda.report.collect import group_of, label_of, order_keys
 
-    runs = {"oracle", "kd", "cdan-tf_efficientnet_lite0", "cdan", "source_only", "compressed"}
-    assert row_order(runs) == ["source_only", "cdan", "cdan-tf_efficientnet_lite0", "kd", "compressed", "oracle"]
-    assert row_label("cdan-tf_efficientnet_lite0") == "teacher: cdan tf_efficientnet_lite0"
-    assert row_label("shot_im") == "shot_im" and row_label("kd") == "distilled student"
+    recs = [_record("oracle", "oracle"), _record("distill", "kd"),
+            _record("adapt", "cdan-tf_efficientnet_lite0", "tf_efficientnet_lite0", "cdan tf_efficientnet_lite0"),
+            _record("adapt", "cdan"), _record("source_only", "source_only"), _record("compress", "compressed")]
+    rows = [{"method": r.name, "group": group_of(r)} for r in recs]
+    assert order_keys(rows) == ["source_only", "cdan", "cdan-tf_efficientnet_lite0", "kd", "compressed", "oracle"]
+    assert label_of(recs[2]) == "teacher: cdan tf_efficientnet_lite0"
+    assert label_of(recs[3]) == "cdan" and label_of(recs[1]) == "kd"  # the record's own label otherwise
 
 
 def test_teachers_named_with_their_seed_when_students_share_one():
-    from liteda.report import teachers_used
+    from liteda.report.tables import teachers_used
 
     def kd(seed, tseed):
-        return {"method": "kd", "seed": seed, "method_config": {"teachers": [
-            {"method": "cdan-tf_efficientnet_lite0", "arch": "tf_efficientnet_lite0", "seed": tseed}]}}
+        return {"method": "kd", "group": "distill", "seed": seed, "teachers": [
+            {"name": "cdan-tf_efficientnet_lite0", "arch": "tf_efficientnet_lite0", "seed": tseed}]}
     assert teachers_used([kd(0, 0), kd(1, 1)]) == ["cdan-tf_efficientnet_lite0 tf_efficientnet_lite0"]
     assert teachers_used([kd(0, 0), kd(1, 0), kd(2, 0)]) == [
         "cdan-tf_efficientnet_lite0 tf_efficientnet_lite0 (teacher seed 0 for student seeds 0, 1, 2)"]
 
 
 def test_validator_agreement_ranks_runs_and_scores_the_pick():
-    from liteda.report import validator_agreement
+    from liteda.report.tables import validator_agreement
 
-    def run(method, task, acc, im, regime="adapt"):
-        return {"method": method, "task": task, "seed": 0, "regime": regime, "target_test": {"acc": acc},
-                "validator": {"im_score": im}}
+    def run(method, task, acc, im, kind="adapt"):
+        return {"method": method, "label": method, "task": task, "seed": 0, "kind": kind,
+                "target_test": {"acc": acc}, "validator": {"im_score": im}}
 
     runs = [run("source_only", "W2A", 60.0, 0.1), run("dann", "W2A", 80.0, 0.3), run("cdan", "W2A", 70.0, 0.5),
-            run("oracle", "W2A", 99.0, 0.9, regime="oracle"),  # never a candidate
+            run("oracle", "W2A", 99.0, 0.9, kind="oracle"),  # never a candidate
             run("dann", "A2W", 50.0, 0.2), run("cdan", "A2W", 55.0, 0.4), run("mcc", "A2W", 65.0, 0.6)]
     header, body = validator_agreement(runs)
     assert header[2] == "Spearman IM"
@@ -129,31 +149,39 @@ def test_six_task_compression_table_averages_each_technique(tmp_path):
     assert lines["qat"].startswith("| qat | – | +0.0 | +0.00 (1/2) |")
 
 
-def test_compression_benchmark_reuses_a_finished_recipe(tmp_path):
+def test_compression_benchmark_reuses_a_finished_recipe(tmp_path, monkeypatch):
+    import liteda.compress.cli as compress_cli
     from liteda.utils import write_json
 
     bench = _bench_module("bench_compress")
-    argv = ["root", "--ckpt", "m.pt", "--out", str(tmp_path / "r")]
-    write_json(tmp_path / "r" / "results.json", {"command": " ".join(["compress.py"] + argv), "x": 1})
+    out = tmp_path / "r"
+    argv = ["--run", "parent", "--prune", "0.3"]
+    write_json(out / "results.json", {"command": " ".join([compress_cli.PROG, *argv, "--out", str(out)]), "x": 1})
+    write_json(out / "record.json", {})
     calls = []
-    assert bench.run_recipe(lambda a: calls.append(a) or {"x": 2}, argv, tmp_path / "r")["x"] == 1 and not calls
-    assert bench.run_recipe(lambda a: calls.append(a) or {"x": 2}, argv + ["--prune", "0.5"], tmp_path / "r")["x"] == 2
+    monkeypatch.setattr(compress_cli, "main", lambda a: calls.append(a) or {"x": 2})
+    assert bench.run_row(argv, out)["x"] == 1 and not calls  # finished with the same command: read back
+    assert bench.run_row(argv + ["--prune-steps", "2"], out)["x"] == 2 and len(calls) == 1
 
 
 def test_a_run_logged_under_its_own_folder_is_its_own_row(tmp_path):
-    """kd.py --log .../kd_ens/seed0 (a teacher ensemble) must not merge into the kd row of the same task."""
-    import json
+    """Two distilled students (one from a teacher ensemble) are two rows, each with its record's label."""
+    from liteda.record import write_record
+    from liteda.report.collect import collect, order_keys
+    from liteda.utils import write_json
 
-    from liteda.report import row_label, row_order
-    from liteda.tables import collect_runs
-
-    for folder in ("kd", "kd_ens"):
+    for kind, folder, label in (("distill", "kd", "distilled student"),
+                                ("distill", "kd_ens", "distilled student, two-teacher ensemble"),
+                                ("adapt", "mcc", "mcc"), ("compress", "relu", "ReLU student"),
+                                ("oracle", "oracle", "oracle"), ("distill", "kd_mcc", "distilled + MCC")):
         d = tmp_path / "Digits" / "S2M" / folder / "seed0"
-        d.mkdir(parents=True)
-        (d / "results.json").write_text(json.dumps({"schema": "liteda.run/1", "method": "kd", "task": "S2M",
-                                                    "seed": 0, "target_test": {"acc": 50.0}}))
-    runs = collect_runs(tmp_path, "Digits")
-    assert sorted(r["method"] for r in runs) == ["kd", "kd_ens"]
-    assert row_order({"kd", "kd_ens", "relu", "oracle"}) == ["kd", "kd_ens", "relu", "oracle"]
-    assert row_label("kd_ens") == "distilled student, two-teacher ensemble"
-    assert row_order({"kd_mcc", "kd", "mcc", "oracle"}) == ["mcc", "kd", "kd_mcc", "oracle"]  # kd.py --student-method mcc
+        rec = _record(kind, folder, label=label)
+        rec.dataset.source, rec.dataset.target = "S", "M"
+        write_record(d, rec)
+        write_json(d / "results.json", {"schema": "liteda.run/1", "method": "kd", "task": "S2M", "seed": 0,
+                                        "target_test": {"acc": 50.0}})
+    c = collect(tmp_path, "Digits")
+    assert sorted(r["method"] for r in c.runs if r["group"] == "distill") == ["kd", "kd_ens", "kd_mcc"]
+    assert c.labels["kd_ens"] == "distilled student, two-teacher ensemble"
+    assert order_keys(c.rows) == ["mcc", "kd", "kd_ens", "kd_mcc", "relu", "oracle"]
+    assert {r["task"] for r in c.rows} == {"S2M"}

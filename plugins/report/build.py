@@ -1,0 +1,187 @@
+"""The results folder of one dataset's runs tree: tables (Markdown + CSV), figures, ``report.md``, a
+self-contained ``report.html``, ``summary.json``, and copies of the records and results they were built from
+(a runs tree holds checkpoints and is not committed; the results folder is).
+
+Nothing is trained or measured here: every number comes from the stages' results files, found through their
+records.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from ..tables import write_table
+from ..utils import atomic_write_text, fail, machine_info, machine_label, read_json, write_json
+from . import tables
+from .collect import Collected, Stage, collect
+from .html import to_html
+from .plots import plot_a_distance, plot_pareto, run_images
+
+PROTOCOL = ("Source-only and adaptation runs never read a target label (unlabeled target batches carry label -1); "
+            "the last epoch is reported, no checkpoint selection. The oracle trains on labeled target-train with the "
+            "same epochs and iterations. Compression calibrates and fine-tunes on unlabeled target images only. Each "
+            "artifact's accuracy is measured by running that artifact.")
+
+
+# ----------------------------------------------------------------------------- copies of the inputs
+def copy_run_records(c: Collected, out: Path) -> int:
+    """Every stage's record, results file and history (bench: its Markdown/CSV tables too) under ``out/runs/``,
+    in the tree's layout, and the grid's stage log. Returns the number of files copied."""
+    files = {c.base / ".stages.jsonl": out / "runs" / "stages.jsonl"}
+    for s in c.stages:
+        rel = s.run_dir.relative_to(c.base)
+        results = s.run_dir / s.rec.results
+        for p in (s.run_dir / "record.json", results, s.run_dir / "history.csv",
+                  results.with_suffix(".md"), results.with_suffix(".csv")):
+            files[p] = out / "runs" / rel / p.name
+    n = 0
+    for src, dst in files.items():
+        if src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)  # follows a linked run folder: the copy is a real file
+            n += 1
+    return n
+
+
+def copy_deploy_tables(c: Collected, out: Path) -> None:
+    """Each bench stage's own table (machine included) as ``out/deploy/<task>_<deployed run>_s<seed>.*``."""
+    by_dir = {s.run_dir.resolve(): s for s in c.stages}
+    for s in (s for s in c.stages if s.rec.kind == "bench"):
+        parent = by_dir.get(s.rec.parent(s.run_dir, "model").resolve()) if "model" in s.rec.parents else None
+        stem = f"{s.rec.task}_{parent.rec.name if parent else s.rec.name}_s{s.rec.seed}"
+        results = s.run_dir / s.rec.results
+        for src in (results, results.with_suffix(".md"), results.with_suffix(".csv")):
+            if src.is_file():
+                (out / "deploy").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, out / "deploy" / f"{stem}{src.suffix}")
+
+
+def copy_run_images(images: dict[str, list[tuple[str, Path]]], out: Path) -> list[tuple[str, Path]]:
+    """The runs' PNGs copied into ``out/figures/`` (named after their run folder), as (caption, copy)."""
+    copies = []
+    for kind, items in images.items():
+        for title, p in items:
+            dst = out / "figures" / "_".join([*Path(p).parent.parts[-3:], Path(p).name])
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, dst)
+            copies.append((f"{kind}: {title}", dst))
+    return copies
+
+
+# ----------------------------------------------------------------------------- the report
+def _setup(c: Collected, runs_root: Path, out: Path, seeds: Sequence[int]) -> str:
+    trained = [s for s in c.stages if s.rec.kind in ("source_only", "adapt", "oracle", "distill")]
+    protocol = sorted({s.rec.dataset.protocol for s in trained}) or ["heldout"]
+    weights = sorted({s.rec.weights for s in trained if s.rec.weights}) or ["?"]
+    epochs = sorted({s.results["epochs"] for s in trained if s.results.get("epochs")})
+    teachers = tables.teachers_used(c.runs)
+    return (f"Dataset **{c.dataset}**, protocol **{', '.join(protocol)}** (held-out: train on source-train + "
+            f"unlabeled target-train, report target-test), epochs {', '.join(map(str, epochs)) or '–'}, seeds "
+            f"{', '.join(map(str, seeds))}. Weights: {'; '.join(weights)}. Training machine: "
+            f"{'; '.join(_machines(trained))}. "
+            + (f"Distilled student's teacher: {'; '.join(teachers)}. " if teachers else "")
+            + f"Regenerate: `make report` (or `liteda report --runs {runs_root} --dataset {c.dataset} --out {out}`).")
+
+
+def _machines(stages: Sequence[Stage]) -> list[str]:
+    return sorted({machine_label(s.results["machine"]) for s in stages if s.results.get("machine")}) \
+        or [machine_label(machine_info())]
+
+
+def _md(table: str, empty: str = "No rows yet.") -> str:
+    return table if table.count("\n") > 2 else empty
+
+
+def _failures(base: Path) -> str:
+    """What the last grid run could not finish, and why (``liteda grid`` writes it; the rows above are the
+    stages that did finish)."""
+    path = base / "grid_failures.json"
+    failures = read_json(path) if path.is_file() else []
+    if not failures:
+        return "None: every planned stage finished." if path.is_file() else "No grid run recorded."
+    return "\n".join(f"- {f['stage']}: {'skipped, ' if f.get('skipped') else ''}{f['why']}" for f in failures)
+
+
+def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
+    """Collect every stage under ``<runs_root>/<dataset>`` and write the results folder ``out``."""
+    runs_root, out = Path(runs_root), Path(out)
+    c = collect(runs_root, dataset)
+    if not c.stages:
+        fail(f"no finished stage (record.json) under '{c.base}'")
+    out.mkdir(parents=True, exist_ok=True)
+    copy_run_records(c, out)
+    copy_deploy_tables(c, out)
+    rows, order, labels = c.rows, c.order, c.labels
+    seeds = sorted({s.rec.seed for s in c.stages})
+
+    headline = tables.headline_table(rows, order, labels)
+    accuracy = tables.accuracy_table(rows, order, labels)
+    md_headline = write_table(out / "headline", *headline)
+    md_stages = write_table(out / "stages", *tables.stages_table(c.stages, order))
+    md_acc = write_table(out / "accuracy", *accuracy)
+    md_all = write_table(out / "accuracy_all_target",
+                         *tables.accuracy_table(rows, order, labels, tables.target_all_acc))
+    md_sec = write_table(out / "seconds_per_epoch",
+                         *tables.accuracy_table(rows, order, labels, tables.seconds_per_epoch))
+    md_res = write_table(out / "resources", *tables.resource_table(rows, order, labels))
+    md_art = write_table(out / "artifacts", *tables.artifact_table(c.bench, order))
+    md_val = write_table(out / "validators", *tables.validator_table(c.runs, order))
+    md_agree = write_table(out / "validator_agreement", *tables.validator_agreement(c.runs))
+    compression = []
+    for key in (k for k in order if any(r["method"] == k for r in c.compressed)):
+        comp = [r for r in c.compressed if r["method"] == key]
+        recipe = ", ".join(comp[0]["techniques"]) or "–"
+        compression += [f"### {labels[key]} (`{key}`)", f"Recipe: {recipe}.", "",
+                        write_table(out / f"compression_{key}", *tables.compression_table(comp, c.bench))]
+
+    figures = []
+    if plot_a_distance(c.runs, order, out / "a_distance.png"):
+        figures.append(("A-distance per run", out / "a_distance.png"))
+    if plot_pareto(c.bench, c.compressed, out / "pareto.png"):
+        figures.append(("Accuracy vs latency vs size", out / "pareto.png"))
+    figures += copy_run_images(run_images(c.runs, order), out)
+
+    md = "\n".join([
+        f"# LiteDA report — {dataset}", "",
+        "## Headline", "Target-test accuracy (%) of the student without adaptation, with each adaptation method, "
+        "distilled, and deployed as a file from a compressed model, beside the oracle trained with target labels; "
+        "mean ± std over seeds. Size: the model file (the deployed file for deployed rows); latency: batch-1 p50 "
+        "of that file (machine in `deploy/`).", "", md_headline,
+        "## Setup", _setup(c, runs_root, out, seeds), "",
+        "## Protocol", PROTOCOL, "",
+        "## Stages", "Every stage record in the runs tree: what ran, from which parent, and what it wrote.", "",
+        md_stages,
+        "## Target-test accuracy (%)", _md(md_acc),
+        "## Accuracy on all target images (%)", "The same models scored on every target image (train + test split), "
+        "the number tllib's transductive tables report; target-train images were seen unlabeled in training (by the "
+        "oracle with their labels: its row here is partly training accuracy).", "", _md(md_all),
+        "## Training seconds per epoch", f"Machine: {'; '.join(_machines(c.stages))}.", "", _md(md_sec),
+        "## Resources", _md(md_res), "### Deployed artifacts", "Each artifact's accuracy is that file's, run by its "
+        "runtime; size, latency and throughput are means over tasks and seeds.", "", _md(md_art, "No bench stage yet."),
+        "## Compression, stage by stage", "Target-test accuracy (%) of the model a compress stage starts from, after "
+        "each of its steps (each followed by its recovery fine-tune on unlabeled target images), and of the "
+        "compressed model's ONNX Runtime files.", "",
+        *(compression or ["No compress stage yet."]), "",
+        "## Label-free validators vs target accuracy", "Computed from target predictions only (no labels); higher "
+        "should mean better adaptation. Use them, not target accuracy, to choose a method or teacher.", "",
+        _md(md_val),
+        "How well each validator ranks a task's trained runs (rank correlation with target-test accuracy; the run it "
+        "would pick and that run's accuracy, vs the best run; computed afterwards, with labels):", "",
+        _md(md_agree, "Fewer than three trained runs per task and seed: nothing to rank."),
+        "## What helped and what did not", tables.what_helped(rows, order, labels), "",
+        "## Stages that did not finish", _failures(c.base), "",
+    ])
+    plots = "\n".join(f"### {cap}\n![{cap}]({p.relative_to(out).as_posix()})" for cap, p in figures)
+    atomic_write_text(out / "report.md", md + "\n## Plots\n" + plots + "\n")
+    atomic_write_text(out / "report.html", to_html(md, figures, f"LiteDA report — {dataset}"))
+    summary = {"schema": "liteda.report/1", "machine": machine_info(), "dataset": dataset, "seeds": seeds,
+               "weights": sorted({s.rec.weights for s in c.stages if s.rec.weights}),
+               "stages": [{"kind": s.rec.kind, "name": s.rec.name, "label": s.rec.label, "task": s.rec.task,
+                           "seed": s.rec.seed, "run": s.run_dir.relative_to(c.base).as_posix()} for s in c.stages],
+               "headline": {"header": headline[0], "rows": headline[1]},
+               "accuracy": {"header": accuracy[0], "rows": accuracy[1]}, "n_runs": len(c.stages)}
+    write_json(out / "summary.json", summary)
+    print(md_headline)
+    print(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    return summary

@@ -1,0 +1,197 @@
+"""The report is driven by stage records: every stage in a runs tree appears with its label, the headline table
+holds the deployed file of a compressed model, and a stage nobody told the report about still shows up."""
+import html.parser
+import json
+from pathlib import Path
+
+import pytest
+
+from liteda import record
+from liteda.record import DatasetRef, StageRecord, Transform, write_record
+from liteda.utils import UserError, write_json
+
+SMALL = "≤ 1 MB INT8 student (whitened SVD + PTSQ)"  # a compress recipe's label, as its record gives it
+TASKS = ("A2W", "W2A")
+
+
+def _rec(kind, name, label, task, seed, arch="mobilenet_v3_small", parents=None, results="results.json"):
+    src, tgt = task.split("2")
+    return StageRecord(kind=kind, name=name, label=label, seed=seed, arch=arch, parents=parents or {},
+                       dataset=DatasetRef("Fake", "data/fake", src, tgt, ["a", "b"]), results=results,
+                       transform=Transform(36, 32, [0.5] * 3, [0.25] * 3), artifacts={"model": "model.pt"},
+                       weights="scratch")
+
+
+def _train(base, kind, name, label, task, seed, acc, arch="mobilenet_v3_small", parents=None, extra=None):
+    d = base / task / name / f"seed{seed}"
+    write_json(d / "results.json", {
+        "schema": "liteda.run/1", "method": name, "task": task, "seed": seed, "epochs": 2,
+        "target_test": {"acc": acc}, "target_all": {"acc": acc + 1}, "validator": {"im_score": acc / 100},
+        "timing": {"seconds_per_epoch": 3.0}, "resources": {"params": 1.5e6, "macs": 6e7, "model_mb": 6.1},
+        "analysis": {"a_distance": 1.2}, **(extra or {})})
+    write_record(d, _rec(kind, name, label, task, seed, arch, parents))
+    return d
+
+
+def _compress(base, name, label, task, seed, parent):
+    d = base / task / name / f"seed{seed}"
+    write_json(d / "results.json", {
+        "schema": "liteda.compress/1", "techniques": ["lowrank", "quantize:ptsq"],
+        "before": {"target_test": {"acc": 80.0}},
+        "after": {"target_test": {"acc": 77.0}, "params": 4e5, "macs": 2e7, "file_mb": 1.6, "latency_ms_p50": 2.5},
+        "stages": [{"op": "lowrank", "target_test_acc": 78.0},
+                   {"op": "quantize", "kind": "ptsq", "target_test_acc": 77.0}]})
+    write_record(d, _rec("compress", name, label, task, seed, parents={"model": f"../../{parent}/seed{seed}"}))
+    return d
+
+
+def _bench(run_dir, label, task, seed, int8_mb):
+    d = run_dir / "deploy"
+    rows = [{"name": "torch-fp32", "runtime": "torch", "precision": "fp32", "size_mb": 1.6, "acc": 77.0, "p50_ms": 3.0},
+            {"name": "ort-fp32", "runtime": "ort", "precision": "fp32", "size_mb": 1.5, "acc": 77.0, "p50_ms": 1.5,
+             "bs32_img_s": 900.0},
+            {"name": "ort-int8", "runtime": "ort", "precision": "int8", "size_mb": int8_mb, "acc": 76.5, "p50_ms": 0.7,
+             "bs32_img_s": 2000.0},
+            {"name": "ort-fp16", "runtime": "ort", "precision": "fp16", "size_mb": 0.8, "acc": None, "note": "skipped"}]
+    write_json(d / "bench.json", {"schema": "liteda.deploy_bench/1", "machine": {}, "rows": rows})
+    (d / "bench.md").write_text("| name |\n|---|\n| ort-int8 |\n")
+    # as the deploy stage writes it: the deployed run's name and label, its folder as the parent
+    write_record(d, _rec("bench", run_dir.parent.name, label, task, seed, parents={"model": ".."},
+                         results="bench.json"))
+
+
+@pytest.fixture()
+def runs_tree(tmp_path, monkeypatch):
+    """Two tasks x two seeds through every stage kind, plus a compress recipe named arbitrarily and a stage of a
+    kind the report does not know."""
+    base = tmp_path / "runs" / "Fake"
+    monkeypatch.setattr(record, "KINDS", record.KINDS + ("soup",))  # a new kind of stage, registered by its writer
+    for t_i, task in enumerate(TASKS):
+        for seed in (0, 1):
+            off = t_i * 5 + seed
+            _train(base, "source_only", "source_only", "source-only", task, seed, 60.0 + off)
+            _train(base, "adapt", "dann", "dann", task, seed, 70.0 + off)
+            _train(base, "adapt", "brand_new_method", "brand-new method", task, seed, 71.0 + off)
+            _train(base, "adapt", "mcc-resnet18", "mcc (resnet18)", task, seed, 85.0 + off, arch="resnet18")
+            _train(base, "distill", "kd", "distilled student", task, seed, 80.0 + off,
+                   parents={"teacher": f"../../mcc-resnet18/seed{seed}", "init": f"../../source_only/seed{seed}"})
+            run = _compress(base, "tiny_recipe", SMALL, task, seed, "kd")
+            _bench(run, SMALL, task, seed, int8_mb=0.9)
+            _bench(base / task / "kd" / f"seed{seed}", "distilled student", task, seed, int8_mb=1.7)
+            _train(base, "oracle", "oracle", "oracle (target labels)", task, seed, 90.0 + off)
+            d = base / task / "model_soup" / f"seed{seed}"
+            write_json(d / "results.json", {"target_test": {"acc": 81.0 + off}})
+            write_record(d, _rec("soup", "model_soup", "model soup of the students", task, seed))
+    (base / TASKS[0] / "dann" / "seed0" / "curves.png").write_bytes(_png())
+    (base / ".stages.jsonl").write_text('{"stage": "A2W dann seed 0", "seconds": 1}\n')
+    return tmp_path / "runs"
+
+
+def _png() -> bytes:
+    import io
+
+    from liteda.plots import plt
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _rows(md: str) -> dict[str, list[str]]:
+    """A Markdown table's rows by their first cell."""
+    return {cells[0]: cells for ln in md.splitlines() if ln.startswith("| ")
+            for cells in [[c.strip() for c in ln.strip().strip("|").split("|")]]}
+
+
+class _Imgs(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs)["src"])
+
+
+@pytest.fixture()
+def report(runs_tree, tmp_path):
+    from liteda.report.cli import main
+
+    out = tmp_path / "results"
+    main(["--runs", str(runs_tree), "--dataset", "Fake", "--out", str(out)])
+    return out
+
+
+def test_every_stage_appears_with_its_label_in_pipeline_order(report):
+    acc = _rows((report / "accuracy.md").read_text())
+    labels = [k for k in acc if k != "Method"]
+    assert labels == ["source-only", "dann", "brand-new method", "teacher: mcc (resnet18)", "distilled student",
+                      SMALL, "distilled student, ort-fp32", "distilled student, ort-int8", f"{SMALL}, ort-fp32",
+                      f"{SMALL}, ort-int8", "model soup of the students", "oracle (target labels)"]
+    assert acc["dann"][1:4] == ["70.5 ± 0.7", "75.5 ± 0.7", "73.0 ± 0.7"]
+    stages = (report / "stages.md").read_text()
+    for label in (*labels[:6], "model soup of the students", "oracle (target labels)"):
+        assert f"| {label} |" in stages, label
+    assert "| bench | tiny_recipe | A2W W2A | 0,1 | model: tiny_recipe |" in stages
+    md = (report / "report.md").read_text()
+    assert all(label in md for label in labels)
+    assert "Distilled student's teacher: mcc-resnet18 resnet18" in md
+    assert "### " + SMALL + " (`tiny_recipe`)" in md
+
+
+def test_headline_holds_the_deployed_int8_file_of_the_compressed_student(report):
+    md = (report / "report.md").read_text()
+    assert md.index("## Headline") < md.index("## Setup") < md.index("## Target-test accuracy")
+    head = _rows((report / "headline.md").read_text())
+    assert head["Method"] == ["Method", "A→W", "W→A", "Avg", "size (MB)", "bs1 p50 (ms)", "seeds"]
+    assert list(head)[1:] == ["source-only", "dann", "brand-new method", "distilled student",
+                              f"{SMALL}, ort-fp32", f"{SMALL}, ort-int8", "oracle (target labels)"]
+    int8 = head[f"{SMALL}, ort-int8"]
+    assert int8[1:] == ["76.5 ± 0.0", "76.5 ± 0.0", "76.5 ± 0.0", "0.90", "0.70", "0,1"]
+    assert head["dann"][4:6] == ["6.10", "–"]  # a trained model: its file size, no deployed latency
+    csv_header = (report / "headline.csv").read_text().splitlines()[0]
+    assert csv_header == "Method,A→W,W→A,Avg,size (MB),bs1 p50 (ms),seeds"
+    summary = json.loads((report / "summary.json").read_text())
+    assert [r[0] for r in summary["headline"]["rows"]] == list(head)[1:]
+
+
+def test_compression_and_artifacts_come_from_the_records(report):
+    comp = (report / "compression_tiny_recipe.md").read_text()
+    assert ("| Task | student | after lowrank | after quantize:ptsq | params (M) | float file (MB) | ort-fp32 acc |"
+            in comp)
+    assert "| A2W s0 | 80.0 | 78.0 | 77.0 | 0.400 | 1.60 | 77.0 | 1.50 | 76.5 | 0.90 |" in comp
+    arts = _rows((report / "artifacts.md").read_text())
+    assert arts[f"{SMALL}: ort-int8"][1:] == ["0.90", "76.5", "0.70", "2000", "2"]
+    assert arts["distilled student: torch-fp32"][2] == "77.0"  # every runtime here, not only ONNX Runtime
+    assert arts[f"{SMALL}: ort-fp16"][2] == "–"  # a row that could not run stays visible
+
+
+def test_outputs_are_written_and_self_contained(report):
+    for f in ("report.md", "report.html", "summary.json", "accuracy.csv", "accuracy_all_target.md",
+              "seconds_per_epoch.md", "resources.md", "validators.csv", "validator_agreement.md", "a_distance.png",
+              "pareto.png", "deploy/A2W_tiny_recipe_s0.json", "deploy/W2A_kd_s1.md", "runs/stages.jsonl",
+              "runs/A2W/tiny_recipe/seed0/deploy/record.json", "runs/A2W/tiny_recipe/seed0/deploy/bench.json",
+              "runs/W2A/kd/seed1/results.json", "runs/W2A/model_soup/seed1/record.json"):
+        assert (report / f).is_file(), f
+    p = _Imgs()
+    p.feed((report / "report.html").read_text())
+    assert len(p.srcs) >= 3 and all(s.startswith("data:image/png;base64,") for s in p.srcs)  # 2 plots + curves
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["dataset"] == "Fake" and summary["seeds"] == [0, 1]
+    kinds = {(s["kind"], s["name"]) for s in summary["stages"]}
+    assert kinds >= {("compress", "tiny_recipe"), ("bench", "tiny_recipe"), ("soup", "model_soup")}
+
+
+def test_python_m_entry_point_and_bad_dataset(runs_tree, tmp_path):
+    import subprocess
+    import sys
+
+    from liteda.report.cli import main
+
+    with pytest.raises(UserError, match="no runs for dataset 'Nope'"):
+        main(["--runs", str(runs_tree), "--dataset", "Nope", "--out", str(tmp_path / "r")])
+    r = subprocess.run([sys.executable, "-m", "liteda.report", "--runs", str(runs_tree), "--dataset", "Nope"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: no runs for dataset 'Nope'")
