@@ -93,15 +93,18 @@ class MobileNetV3Backbone(nn.Module):
 def _torchvision_mbv3(name: str, pretrained: bool | str, prelogits: bool = True) -> nn.Module:
     import torchvision.models as tvm
 
-    builder = getattr(tvm, name)
-    weights = None
+    model = getattr(tvm, name)(weights=None)
     if pretrained is True:
+        # torchvision's own loader unpickles its hub cache with weights_only=False: a file planted there would
+        # run code. The same file through torch.hub with weights_only=True and its published hash cannot.
         weights = tvm.get_model_weights(name).DEFAULT
-    try:
-        model = builder(weights=weights)
-    except Exception as e:  # noqa: BLE001 - offline machines land here
-        fail(f"could not download torchvision weights for {name} ({str(e)[:80]}); pass --pretrained PATH "
-             f"to a local state_dict or --scratch")
+        try:
+            state = torch.hub.load_state_dict_from_url(weights.url, progress=True, check_hash=True,
+                                                       weights_only=True)
+        except Exception as e:  # noqa: BLE001 - offline machines land here
+            fail(f"could not load torchvision weights for {name} ({str(e).splitlines()[0][:100]}); pass "
+                 f"--pretrained PATH to a local state_dict or --scratch")
+        load_strict(model, state, weights.url, name)
     if isinstance(pretrained, (str, os.PathLike)):
         load_strict(model, load_state_dict_file(pretrained), pretrained, name)
     return MobileNetV3Backbone(model, prelogits)

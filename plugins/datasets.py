@@ -12,15 +12,16 @@ import hashlib
 import io
 import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .utils import atomic_write_bytes, atomic_write_text, fail
 
@@ -82,7 +83,12 @@ def _class_dirs(folder: Path) -> list[str]:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    """Image files under ``folder``, following symlinked sub-folders (os.walk, not rglob, which does not)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [Path(dirpath) / f for f in filenames if Path(f).suffix.lower() in IMAGE_EXTS]
+    return sorted(p for p in out if p.is_file())
 
 
 def class_folder_root(root: Path, spec: DatasetSpec, domain: str) -> Path:
@@ -108,8 +114,11 @@ def list_domain(root: str | os.PathLike, spec: DatasetSpec, domain: str) -> tupl
         return read_image_list(image_list, root), classes
     items: list[Item] = []
     for label, cls in enumerate(classes):
-        for p in _images_in(folder / cls):
-            items.append((p.relative_to(root).as_posix(), label))
+        found = _images_in(folder / cls)
+        if not found:
+            warnings.warn(f"class folder '{folder / cls}' has no images: it stays a class (matched across domains "
+                          f"by name) but this domain has no example of it")
+        items += [(p.relative_to(root).as_posix(), label) for p in found]
     if not items:
         fail(f"domain folder '{folder}' has no images")
     return items, classes
@@ -132,7 +141,7 @@ def write_image_list(path: str | os.PathLike, items: Sequence[Item]) -> None:
 
 def read_image_list(path: str | os.PathLike, root: str | os.PathLike) -> list[Item]:
     """Parse ``relative/path label`` lines; every path must stay inside ``root``."""
-    path, root_r = Path(path), Path(root).resolve()
+    path = Path(path)
     if not path.is_file():
         fail(f"image list '{path}' does not exist")
     items: list[Item] = []
@@ -145,8 +154,9 @@ def read_image_list(path: str | os.PathLike, root: str | os.PathLike) -> list[It
         rel, label = parts[0].strip(), int(parts[1])
         if label < 0:
             fail(f"{path}:{n}: negative label {label}")
-        full = (root_r / rel).resolve()
-        if not full.is_relative_to(root_r):
+        # lexical, not resolved: domain folders may be symlinks into shared storage, '..' may not escape
+        pure = PurePosixPath(rel)
+        if pure.is_absolute() or ".." in pure.parts:
             fail(f"{path}:{n}: '{rel}' points outside the dataset root '{root}'")
         items.append((rel, label))
     if not items:
@@ -203,26 +213,70 @@ def prepare_domains(
     out: dict[str, DomainSplit] = {}
     split_dir = Path(split_dir)
     for d, (items, dom_classes) in listed.items():
+        bad = next((y for _, y in items if y >= len(dom_classes)), None)
+        if bad is not None:
+            fail(f"domain '{d}' of '{root}': label {bad} in its image list, but it has {len(dom_classes)} classes")
         # remap folder-order labels to the shared class order (identical when class sets match)
         remap = {i: classes.index(c) for i, c in enumerate(dom_classes)}
         items = [(p, remap.get(y, y)) for p, y in items]
         letter = domain_letter(spec, d)
         tr_path, te_path = split_dir / f"{letter}_train.txt", split_dir / f"{letter}_test.txt"
+        manifest_path = split_dir / f"{letter}_manifest.json"
+        manifest = split_manifest(root, classes, items, test_ratio, split_seed)
         if tr_path.is_file() and te_path.is_file():
+            check_manifest(manifest_path, manifest, split_dir, d)
             train, test = read_image_list(tr_path, root), read_image_list(te_path, root)
         else:
             train, test = stratified_split(items, test_ratio, split_seed)
             write_image_list(tr_path, train)
             write_image_list(te_path, test)
+            atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
         out[d] = DomainSplit(letter, classes, train, test)
     return out
 
 
+def split_manifest(root: str | os.PathLike, classes: Sequence[str], items: Sequence[Item], test_ratio: float,
+                   split_seed: int) -> dict:
+    """What a domain's image lists were made from: reused lists must come from the same listing."""
+    listing = hashlib.sha256("".join(f"{p} {y}\n" for p, y in sorted(items)).encode()).hexdigest()
+    return {"root": str(Path(root).resolve()), "classes": list(classes), "images": len(items), "listing_sha256": listing,
+            "test_ratio": test_ratio, "split_seed": split_seed}
+
+
+def check_manifest(path: Path, now: dict, split_dir: Path, domain: str) -> None:
+    """One-line error when existing lists were made from another dataset listing (a class added, files changed,
+    another dataset of the same name): reusing them would train images under wrong labels."""
+    if not path.is_file():  # lists a user placed by hand: theirs to vouch for, said once
+        print(f"note: image lists in '{split_dir}' have no manifest (not written by LiteDA): used as they are",
+              file=sys.stderr)
+        return
+    try:
+        then = json.loads(path.read_text())
+    except (OSError, ValueError):
+        then = {}
+    what = next((k for k in ("root", "classes", "listing_sha256", "test_ratio", "split_seed") if then.get(k) != now[k]),
+                None)
+    if what is not None:
+        change = "unreadable manifest" if not then else {"root": f"root {then.get('root')} vs {now['root']}",
+                                                  "classes": "the class folders changed",
+                                                  "listing_sha256": "its image files changed"}.get(what, what + " changed")
+        fail(f"image lists in '{split_dir}' were made from another listing of domain '{domain}' ({change}); delete "
+             f"'{split_dir}' to split anew (finished runs keep their own copy) or use another --runs-root")
+
+
 # ----------------------------------------------------------------------------- decoding + cache
 def decode_image(path: Path, size: int) -> np.ndarray:
-    """Decode any PIL-readable image to RGB uint8 ``size x size`` (grayscale/CMYK/RGBA converted)."""
+    """Decode any PIL-readable image to RGB uint8 ``size x size``: EXIF orientation applied, grayscale/CMYK/RGBA
+    converted, 16-bit and 32-bit integer images scaled to 8 bits (a plain convert would clip them to white)."""
+    from PIL import ImageOps
+
     with Image.open(path) as img:
         img.draft("RGB", (size, size))  # JPEG: decode at reduced scale when much larger (fast DSLR)
+        img = ImageOps.exif_transpose(img)
+        if img.mode.startswith("I"):  # I, I;16, I;16B ...: integers beyond 8 bits
+            a = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if a.max() <= 65535 else float(a.max())
+            img = Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8), "L")
         img = img.convert("RGB").resize((size, size), Image.BILINEAR)
         return np.asarray(img, dtype=np.uint8)
 
@@ -252,9 +306,9 @@ def load_images(
     key = _cache_key(root, rels, size)
     npy = Path(cache_dir) / f"{key}.npy" if cache_dir else None
     meta = npy.with_suffix(".json") if npy else None
-    if npy is not None and npy.is_file() and meta.is_file():
-        keep = json.loads(meta.read_text())["keep"]
-        arr = np.load(npy)
+    cached = _read_cache(npy, meta, len(rels), size) if npy is not None else None
+    if cached is not None:
+        arr, keep = cached
     else:
         arrs, keep = [], []
         it = enumerate(rels)
@@ -266,7 +320,7 @@ def load_images(
             try:
                 arrs.append(decode_image(root / rel, size))
                 keep.append(i)
-            except (OSError, UnidentifiedImageError, ValueError) as e:
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
                 warnings.warn(f"skipping unreadable image {root / rel}: {e}")
         if not arrs:
             fail(f"none of the {len(rels)} images under '{root}' could be read")
@@ -280,6 +334,22 @@ def load_images(
         warnings.warn(f"{len(rels) - len(keep)} of {len(rels)} images under '{root}' were unreadable and skipped")
     labels = torch.tensor([items[i][1] for i in keep], dtype=torch.long)
     return torch.from_numpy(arr), labels
+
+
+def _read_cache(npy: Path, meta: Path, n: int, size: int) -> Optional[tuple[np.ndarray, list[int]]]:
+    """A cache entry, or None when it is missing or damaged (then it is decoded and written again)."""
+    if not (npy.is_file() and meta.is_file()):
+        return None
+    try:
+        keep = json.loads(meta.read_text())["keep"]
+        arr = np.load(npy)
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        warnings.warn(f"decoded-image cache '{npy}' is damaged ({str(e)[:80]}): decoding again")
+        return None
+    if arr.shape[1:] != (size, size, 3) or len(arr) != len(keep) or (keep and max(keep) >= n):
+        warnings.warn(f"decoded-image cache '{npy}' does not match its listing: decoding again")
+        return None
+    return arr, keep
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -321,19 +391,76 @@ class UnlabeledImageDataset(TensorImageDataset):
         return super().__getitem__(i)[0], i
 
 
+class ResumableSampler(Sampler[int]):
+    """A (shuffled) pass over ``n`` items from its own generator, which can start a pass part-way: a run resumed
+    from a checkpoint draws exactly the batches the uninterrupted run would have drawn next."""
+
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0):
+        self.n, self.shuffle = n, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+        self._perm: Optional[torch.Tensor] = None
+        self._start = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        if self._perm is None:
+            self._perm = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+            self._start = 0
+        perm, start = self._perm, self._start
+        self._perm, self._start = None, 0
+        yield from perm[start:].tolist()
+
+    def begin_pass(self) -> dict:
+        """Draws the next pass's order now and returns it (with the generator state after it) for a checkpoint."""
+        self._perm = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+        self._start = 0
+        return {"perm": self._perm.clone(), "generator": self.generator.get_state()}
+
+    def resume_pass(self, state: dict, start: int) -> None:
+        self.generator.set_state(state["generator"])
+        self._perm, self._start = state["perm"].clone(), start
+
+
 class ForeverDataIterator:
-    """Endless iteration over a DataLoader (tllib's name), re-shuffling at each pass."""
+    """Endless iteration over a DataLoader (tllib's name), re-shuffling at each pass. With a
+    :class:`ResumableSampler` its position is part of a checkpoint (``state_dict``/``load_state_dict``)."""
 
     def __init__(self, loader: DataLoader):
         self.loader = loader
-        self._it: Iterator = iter(loader)
+        self.sampler = loader.sampler if isinstance(loader.sampler, ResumableSampler) else None
+        self._pass: Optional[dict] = None
+        self.consumed = 0  # batches drawn in the current pass
+        self._it: Iterator = self._new_pass()
+
+    def _new_pass(self) -> Iterator:
+        if self.sampler is not None:
+            self._pass = self.sampler.begin_pass()
+        self.consumed = 0
+        return iter(self.loader)
 
     def __next__(self):
         try:
-            return next(self._it)
+            batch = next(self._it)
         except StopIteration:
-            self._it = iter(self.loader)
-            return next(self._it)
+            self._it = self._new_pass()
+            batch = next(self._it)
+        self.consumed += 1
+        return batch
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def state_dict(self) -> Optional[dict]:
+        if self.sampler is None:
+            return None
+        return {**self._pass, "consumed": self.consumed}
+
+    def load_state_dict(self, state: Optional[dict]) -> None:
+        if self.sampler is None or state is None:
+            return
+        self.sampler.resume_pass(state, state["consumed"] * self.loader.batch_size)
+        self._pass = {"perm": state["perm"], "generator": state["generator"]}
+        self._it = iter(self.loader)
+        self.consumed = state["consumed"]

@@ -49,7 +49,9 @@ def sha256_of(path: Path) -> str:
 def _extract(archive: Path, dest: Path) -> None:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
-            z.testzip()
+            bad = z.testzip()
+            if bad is not None:
+                raise zipfile.BadZipFile(f"damaged member {bad}")
             z.extractall(dest)
     else:
         with tarfile.open(archive) as t:
@@ -57,32 +59,41 @@ def _extract(archive: Path, dest: Path) -> None:
             t.extractall(dest, filter="data")
 
 
-def fetch(urls: list[str], dest: Path, timeout: float = 30.0) -> str:
-    """Try each mirror; return the URL that worked."""
+ARCHIVE_ERRORS = (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile)
+
+
+def fetch_and_extract(urls: list[str], name: str, work: Path, timeout: float = 30.0) -> tuple[str, Path]:
+    """Each mirror in turn until one gives an archive that extracts whole; returns (url, extracted folder)."""
     errors = []
-    for url in urls:
+    for i, url in enumerate(urls):
+        archive, out = work / f"{i}_{name}", work / f"{i}_x"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(dest, "wb") as f:
+            with urllib.request.urlopen(url, timeout=timeout) as r, open(archive, "wb") as f:
                 shutil.copyfileobj(r, f)
-            return url
-        except OSError as e:
-            errors.append(f"{url}: {e}")
+            _extract(archive, out)
+            print(f"downloaded {name} from {url} sha256={sha256_of(archive)}")
+            return url, out
+        except ARCHIVE_ERRORS as e:  # a dead mirror, or one that answered with a truncated / wrong body
+            errors.append(f"{url}: {str(e)[:120]}")
+            shutil.rmtree(out, ignore_errors=True)
     raise OSError("; ".join(errors))
 
 
 def download_office31(root: str | os.PathLike) -> None:
+    """Downloads what is missing into a temporary folder and moves it into ``root`` only when every archive
+    has arrived and extracted: a failed download creates nothing (not even ``root``)."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    for folder, name, urls in OFFICE31_FILES:
-        if (root / folder).exists():
-            continue
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            archive = Path(tmp) / name
+    missing = [(folder, name, urls) for folder, name, urls in OFFICE31_FILES if not (root / folder).exists()]
+    if not missing:
+        return
+    with tempfile.TemporaryDirectory(prefix="liteda-office31-") as tmp:
+        extracted = []
+        for folder, name, urls in missing:
             try:
-                url = fetch(urls, archive)
-                _extract(archive, Path(tmp) / "x")
-            except (OSError, tarfile.TarError, zipfile.BadZipFile) as e:
+                extracted.append(fetch_and_extract(urls, name, Path(tmp))[1])
+            except OSError as e:
                 fail(f"could not download {name} from any mirror ({str(e)[:200]}); " + MANUAL.format(root=root))
-            print(f"downloaded {name} from {url} sha256={sha256_of(archive)}")
-            for p in (Path(tmp) / "x").iterdir():
-                os.replace(p, root / p.name)
+        root.mkdir(parents=True, exist_ok=True)
+        for out in extracted:
+            for p in out.iterdir():
+                shutil.move(str(p), root / p.name)

@@ -41,6 +41,8 @@ class TrainConfig:
     print_freq: int = 0  # 0: a tqdm bar per epoch
     device: str = "cpu"
     progress: bool = True
+    # settings that define the run beyond the optimiser's (arch, batch, crop, ...): a resume must share them
+    run_settings: dict = field(default_factory=dict)
 
 
 def autocast_for(device: str, amp: str) -> torch.autocast:
@@ -102,7 +104,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
         self.history = History()
         self.start_epoch = 0
+        self.resumed_from: Optional[int] = None  # the epoch a resumed run continued from
         self.train_seconds = 0.0
+        self._iterators: list[Optional[ForeverDataIterator]] = []
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
@@ -112,24 +116,44 @@ class Trainer:
         return self.run_dir / "checkpoint.pt"
 
     def save_checkpoint(self, epoch: int) -> None:
+        import random
+
+        import numpy as np
+
+        np_state = np.random.get_state()
         atomic_torch_save({
             "epoch": epoch, "model": self.model.state_dict(), "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "history": self.history.rows, "train_seconds": self.train_seconds, "resume_key": self.resume_key(),
             "scaler": self.scaler.state_dict(),
-            "rng": torch.get_rng_state(),
+            # every random stream the next epoch reads, so that a resumed run equals an uninterrupted one
+            "rng": torch.get_rng_state(), "py_rng": random.getstate(),
+            "np_rng": {"key": torch.from_numpy(np_state[1].astype("int64")), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+            "iterators": [it.state_dict() if it is not None else None for it in self._iterators],
         }, self.ckpt_path)
 
     def load_checkpoint(self) -> bool:
+        import random
+
+        import numpy as np
+
         if not self.ckpt_path.is_file():
             return False
         try:
             ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001
             fail(f"checkpoint '{self.ckpt_path}' cannot be read: {str(e).splitlines()[0][:120]}")
-        if ck.get("resume_key", self.resume_key()) != self.resume_key():
-            fail(f"checkpoint '{self.ckpt_path}' was made with other settings ({ck['resume_key']} vs "
-                 f"{self.resume_key()}); use another --log or delete it")
+        saved, now = ck.get("resume_key", {}), self.resume_key()
+        if not isinstance(saved, dict):
+            fail(f"checkpoint '{self.ckpt_path}' was written by another version of LiteDA; use another --log or delete it")
+        diff = next((k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)), None)
+        if diff is not None:
+            fail(f"checkpoint '{self.ckpt_path}' was made with {diff}={saved.get(diff)}, this command has "
+                 f"{diff}={now.get(diff)}; resume with the same settings, or use another --log")
+        if int(ck["epoch"]) + 1 > self.cfg.epochs:
+            fail(f"--epochs {self.cfg.epochs} is fewer than the {int(ck['epoch']) + 1} epochs checkpoint "
+                 f"'{self.ckpt_path}' has trained; give --epochs >= {int(ck['epoch']) + 1} or use another --log")
         self.model.load_state_dict(ck["model"])
         self.method.load_state_dict(ck["method"])
         self.optimizer.load_state_dict(ck["optimizer"])
@@ -138,17 +162,27 @@ class Trainer:
             self.scaler.load_state_dict(ck["scaler"])
         self.history.rows = list(ck["history"])
         self.train_seconds = float(ck["train_seconds"])
+        for it, state in zip(self._iterators, ck.get("iterators", [])):
+            if it is not None:
+                it.load_state_dict(state)
         torch.set_rng_state(ck["rng"])
+        if "py_rng" in ck:
+            random.setstate(_as_tuple(ck["py_rng"]))
+        if "np_rng" in ck:
+            r = ck["np_rng"]
+            np.random.set_state(("MT19937", r["key"].numpy().astype("uint32"), r["pos"], r["has_gauss"], r["gauss"]))
         self.start_epoch = int(ck["epoch"]) + 1
+        self.resumed_from = self.start_epoch
         return True
 
-    def resume_key(self) -> str:
+    def resume_key(self) -> dict:
         """Settings a resumed run must share with its checkpoint (--epochs may grow: training continues)."""
         c = self.cfg
-        key = (f"{self.method.name}|iters={c.iters_per_epoch}|lr={c.lr}|wd={c.weight_decay}|"
-               f"gamma={c.lr_gamma}|decay={c.lr_decay}|trade_off={c.trade_off}")
+        key = {"method": self.method.name, "iters_per_epoch": c.iters_per_epoch, "lr": c.lr, "wd": c.weight_decay,
+               "lr_gamma": c.lr_gamma, "lr_decay": c.lr_decay, "trade_off": c.trade_off, "amp": c.amp,
+               **{k: str(v) for k, v in c.run_settings.items()}}
         extra = self.method.resume_fields()
-        return f"{key}|{extra}" if extra else key
+        return {**key, "method_settings": extra} if extra else key
 
     # ------------------------------------------------------------------ training
     def _autocast(self):
@@ -195,18 +229,24 @@ class Trainer:
         row: dict[str, float] = {}
         for name, loader in self.evals.items():
             logits, labels = predict(self.model, loader, self.cfg.device)
+            loss = float(F.cross_entropy(logits, labels))
+            if not (math.isfinite(loss) and bool(torch.isfinite(logits).all())):
+                # a diverged model still argmaxes to some class: stop before its numbers can be tabulated
+                fail(f"the model diverged: {name} loss is {loss} after epoch {len(self.history.rows) + 1}; "
+                     f"lower --lr or --trade-off (nothing was saved for this epoch)")
             row[f"{name}_acc"] = accuracy(logits, labels)
-            row[f"{name}_loss"] = float(F.cross_entropy(logits, labels))
+            row[f"{name}_loss"] = loss
             if name.startswith("target"):  # the unsupervised validator reads logits only
                 row.update({f"{name}_{k}": v for k, v in info_max_score(logits).items()})
                 row[f"{name}_snd"] = soft_neighborhood_density(logits) if len(logits) > 1 else float("nan")
         return row
 
     def fit(self, resume: bool = False, on_epoch_end: Optional[Callable[[dict], None]] = None) -> History:
-        if resume and self.load_checkpoint():
-            print(f"resumed from {self.ckpt_path} at epoch {self.start_epoch}")
         it_l = ForeverDataIterator(self.labeled)
         it_u = ForeverDataIterator(self.unlabeled) if self.method.uses_target else None
+        self._iterators = [it_l, it_u]
+        if resume and self.load_checkpoint():
+            print(f"resumed from {self.ckpt_path} at epoch {self.start_epoch}")
         total = self.cfg.epochs * self.cfg.iters_per_epoch
         self.model.train()
         for epoch in range(self.start_epoch, self.cfg.epochs):
@@ -235,6 +275,11 @@ class Trainer:
             if on_epoch_end:
                 on_epoch_end(row)
         return self.history
+
+
+def _as_tuple(o):
+    """``random.setstate`` wants the nested tuples that a checkpoint stores as lists."""
+    return tuple(_as_tuple(v) for v in o) if isinstance(o, (list, tuple)) else o
 
 
 def _epoch_line(row: dict, epochs: int) -> str:

@@ -43,17 +43,6 @@ class OneLineParser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def benchmark_parser(doc: Optional[str]) -> argparse.ArgumentParser:
-    """The arguments every per-run benchmark script shares: the dataset and task a model.pt was trained on."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("root")
-    p.add_argument("-d", "--data", default="OfficeCaltech")
-    p.add_argument("-s", "--source", required=True)
-    p.add_argument("-t", "--target", required=True)
-    p.add_argument("--ckpt", required=True)
-    return p
-
-
 def run_cli(main, argv=None) -> int:
     """Run `main(argv)` turning UserError into a one-line message and exit code 2."""
     try:
@@ -68,14 +57,20 @@ def run_cli(main, argv=None) -> int:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, fsynced, then renamed over it. Temporaries
+    left by a killed earlier write of the same file are removed; the file gets the usual umask permissions
+    (mkstemp's are 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -83,12 +78,32 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON: a non-finite float (a validator on one image, say) is written as null, never as NaN."""
+    atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default,
+                                       allow_nan=False) + "\n")
+
+
+def _finite(o: Any) -> Any:
+    import math
+
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -102,9 +117,9 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):
-        return float(o)
+        return _finite(float(o))
     if isinstance(o, np.ndarray):
-        return o.tolist()
+        return _finite(o.tolist())
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")

@@ -1,5 +1,7 @@
 from collections import Counter
 
+import torch
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -62,8 +64,82 @@ def test_prepare_domains_writes_and_reuses_lists(tiny_dataset, tmp_path):
     splits = prepare_domains("Custom", tiny_dataset, ["src", "tgt"], tmp_path / "splits")
     assert (tmp_path / "splits" / "src_train.txt").is_file()
     assert len(splits["src"].train) + len(splits["src"].test) == 24
-    again = prepare_domains("Custom", tiny_dataset, ["src", "tgt"], tmp_path / "splits", split_seed=5)
-    assert again["src"].train == splits["src"].train  # the written lists win: every run sees the same images
+    again = prepare_domains("Custom", tiny_dataset, ["src", "tgt"], tmp_path / "splits")
+    assert again["src"].train == splits["src"].train  # reused: every run of the tree sees the same images
+    with pytest.raises(UserError, match="split_seed"):  # another split asked for: never the old lists silently
+        prepare_domains("Custom", tiny_dataset, ["src", "tgt"], tmp_path / "splits", split_seed=5)
+
+
+def test_split_lists_refuse_a_changed_dataset(tiny_dataset, tmp_path):
+    """A class added after the lists were made: the old lists would train its images under wrong labels."""
+    from conftest import make_folder_dataset
+
+    prepare_domains("Custom", tiny_dataset, ["src", "tgt"], tmp_path / "splits")
+    make_folder_dataset(tiny_dataset, classes=("a", "b", "c", "cow"))
+    with pytest.raises(UserError, match="class folders changed"):
+        prepare_domains("Custom", tiny_dataset, ["src", "tgt"], tmp_path / "splits")
+
+
+def test_symlinked_domains_work_after_the_first_run(tiny_dataset, tmp_path):
+    """Domain folders linked in from shared storage: listing follows the links and the written lists read back."""
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for dom in ("src", "tgt"):
+        (linked / dom).symlink_to(tiny_dataset / dom)
+    first = prepare_domains("Custom", linked, ["src", "tgt"], tmp_path / "splits")
+    again = prepare_domains("Custom", linked, ["src", "tgt"], tmp_path / "splits")
+    assert first["tgt"].test == again["tgt"].test and len(first["tgt"].all) == 24
+    with pytest.raises(UserError, match="outside the dataset root"):
+        (tmp_path / "bad.txt").write_text("../escape.png 0\n")
+        read_image_list(tmp_path / "bad.txt", linked)
+
+
+def test_decode_handles_exif_16_bit_and_oversized_images(tmp_path, recwarn):
+    from PIL import Image
+
+    from liteda.datasets import decode_image, load_images
+
+    wide = Image.new("RGB", (40, 20), (255, 0, 0))
+    wide.paste((0, 0, 255), (20, 0, 40, 20))  # left red, right blue
+    exif = wide.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": the right half ends at the bottom
+    wide.save(tmp_path / "rot.jpg", exif=exif)
+    img = decode_image(tmp_path / "rot.jpg", 20)
+    assert img[2, 10, 0] > 200 and img[17, 10, 2] > 200  # red on top, blue at the bottom
+    Image.fromarray(np.full((8, 8), 1000, np.uint16)).save(tmp_path / "deep.png")
+    assert 0 < decode_image(tmp_path / "deep.png", 8).mean() < 10  # 1000/65535 of white, not clipped to white
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 1000  # 4096 px is over twice this: PIL refuses it as a decompression bomb
+    try:
+        imgs, labels = load_images(tmp_path, [("deep.png", 0), ("big.png", 1)], 8)
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    assert labels.tolist() == [0]
+
+
+def test_a_damaged_cache_entry_is_decoded_again(tiny_dataset, tmp_path):
+    from liteda.datasets import load_images
+
+    items = [(f"src/a/{k:03d}.png", 0) for k in range(3)]
+    first, _ = load_images(tiny_dataset, items, 16, tmp_path / "cache")
+    for npy in (tmp_path / "cache").glob("*.npy"):
+        npy.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="damaged"):
+        again, _ = load_images(tiny_dataset, items, 16, tmp_path / "cache")
+    assert torch.equal(first, again)
+
+
+def test_image_list_label_beyond_the_classes_is_one_line(tmp_path):
+    root = tmp_path / "office"
+    for dom in ("amazon", "webcam"):
+        (root / dom / "images" / "cls").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / dom / "images" / "cls" / "x.jpg")
+    (root / "image_list").mkdir()
+    for dom in ("amazon", "webcam"):
+        (root / "image_list" / f"{dom}.txt").write_text(f"{dom}/images/cls/x.jpg 3\n")
+    with pytest.raises(UserError, match="label 3 in its image list, but it has 1 classes"):
+        prepare_domains("Office31", root, ["A", "W"], tmp_path / "splits")
 
 
 def test_decode_converts_modes_and_skips_broken_files(tmp_path):
@@ -96,15 +172,37 @@ def test_embedded_digits_are_deterministic(tmp_path):
     assert (src[..., 0] == src[..., 1]).all() and not (tgt[..., 0] == tgt[..., 1]).all()  # a colour shift
 
 
-def test_office31_download_failure_says_how_to_place_files(tmp_path, monkeypatch):
-    import liteda.download as dl
+def test_office31_download_failure_says_how_to_place_files_and_creates_nothing(tmp_path, monkeypatch):
+    import urllib.request
 
-    def offline(urls, dest, timeout=30.0):
+    def offline(url, timeout=30.0):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(dl, "fetch", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(UserError, match="place Office-31 by hand"):
         prepare_domains("Office31", tmp_path / "office31", ["A", "W"], tmp_path / "splits")
+    assert not (tmp_path / "office31").exists() and not (tmp_path / "splits").exists()
+
+
+def test_office31_download_tries_the_next_mirror_after_a_bad_body(tmp_path, monkeypatch):
+    """The first mirror answers with a truncated archive (EOFError/TarError inside): the second one is used."""
+    import io
+    import tarfile
+    import urllib.request
+
+    import liteda.download as dl
+
+    good = io.BytesIO()
+    with tarfile.open(fileobj=good, mode="w:gz") as t:
+        data = b"x"
+        info = tarfile.TarInfo("webcam/images/cls/a.jpg")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    bodies = {"bad": good.getvalue()[:40], "good": good.getvalue()}
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=30.0: io.BytesIO(bodies[url]))
+    monkeypatch.setattr(dl, "OFFICE31_FILES", [("webcam", "webcam.tgz", ["bad", "good"])])
+    dl.download_office31(tmp_path / "office31")
+    assert (tmp_path / "office31" / "webcam" / "images" / "cls" / "a.jpg").read_bytes() == b"x"
 
 
 def test_office31_tllib_layout_with_image_list(tmp_path):
