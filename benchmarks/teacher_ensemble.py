@@ -1,7 +1,7 @@
 """How good was the teacher a distilled student learned from? Each teacher and their ensemble on target-test.
 
     python benchmarks/teacher_ensemble.py runs_e30_lite0kd/OfficeCaltech/*/kd_ens/seed0 \\
-        --out benchmarks/results/officecaltech_e30_lite0kd/teacher_ensemble
+        --out benchmarks/studies/officecaltech_e30_lite0kd/teacher_ensemble
 
 For each kd run folder: the teachers named in its results.json (``method_config.teachers``), combined as in
 training (``TeacherEnsemble``: weighted average of probabilities), scored on the run's target-test images with
@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-from liteda.deploy.cli import build_parser, load_inputs
+from liteda.deploy.inputs import load_inputs
 from liteda.distill import load_teachers
 from liteda.utils import (OneLineParser, atomic_write_text, fail, machine_label, read_json, run_cli,
                            write_json)
@@ -33,10 +32,10 @@ def score_run(run: Path) -> dict:
     teachers = (res.get("method_config") or {}).get("teachers") or []
     if not teachers:
         fail(f"'{res_path}' names no teachers (not a kd run)")
-    inp = load_inputs(build_parser("teacher_ensemble", bench=False).parse_args(["--run", str(run), "--calib-size", "1"]))
+    inp = load_inputs(run, calib_size=1)
     weights = (res.get("method_config") or {}).get("teacher_weights")
-    ens, infos = load_teachers([t["ckpt"] for t in teachers], int(inp.rec["num_classes"]), inp.rec.get("mean"),
-                               inp.rec.get("std"), weights)
+    ens, infos = load_teachers([t["ckpt"] for t in teachers], len(inp.record.dataset.classes),
+                               inp.record.transform.mean, inp.record.transform.std, weights)
     x = torch.from_numpy(inp.test_x)
     logits = torch.cat([ens.outputs(x[i:i + 32])[0] for i in range(0, len(x), 32)], dim=1)  # (teachers, N, C)
     y = inp.test_y

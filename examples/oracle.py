@@ -1,7 +1,7 @@
-"""Oracle: trained on labeled target-train with the same epochs and iterations as an adaptation run."""
+"""`liteda oracle`: MobileNetV3-Small trained on labeled target-train (the reference the adapted model is held to)."""
 import sys
 
-from liteda.runner import cli
+from liteda.cli import main
 
 if __name__ == "__main__":
-    cli("source_only", regime="oracle")
+    main(["oracle", *sys.argv[1:]])

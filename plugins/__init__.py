@@ -3,4 +3,4 @@
 Pipeline order (one module a stage): datasets -> backbones -> classifier -> engine
 (+ adaptation/<method>, distill) -> compress/* -> deploy/* -> metrics/analysis -> report.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"

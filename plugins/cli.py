@@ -8,6 +8,7 @@
     liteda export  --run RUN                                  ONNX / INT8 artifacts of a run
     liteda bench   --run RUN                                  accuracy, size, latency, FPS of each artifact
     liteda report  --runs runs --dataset OfficeCaltech        tables, plots and the report
+    liteda grid    ROOT -d OfficeCaltech --tasks A2W W2A --seeds 0 1 2   every stage, resumable (make all-tasks)
     liteda demo                                               the whole pipeline on the embedded default
     liteda list    methods|techniques|recipes|artifacts       what the registries hold
 
@@ -29,8 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("liteda.deploy.cli:export_main", "write the deploy artifacts (ONNX, INT8, engines) of a run"),
     "bench": ("liteda.deploy.cli:bench_main", "benchmark every artifact of a run: accuracy, size, speed"),
     "report": ("liteda.report.cli:main", "tables, plots and the written report from finished runs"),
-    "demo": ("liteda.demo:main", "the whole pipeline on the embedded default dataset"),
-    "stage": ("liteda.stage:main", "run one grid stage with a progress line and an ETA (used by make)"),
+    "grid": ("liteda.grid:main", "every stage of tasks x seeds, resumable (make all-tasks)"),
+    "demo": ("liteda.demo:main", "the whole pipeline on the embedded default dataset (make demo)"),
     "list": ("liteda.cli:list_main", "list a registry: methods, techniques, recipes, artifacts"),
 }
 

@@ -1,13 +1,15 @@
-"""What every example script runs: tllib's flags -> data, model, method -> train / test / analysis.
+"""The training stages (``liteda train|oracle|adapt|distill``): tllib's flags -> data, model, method -> train /
+test / analysis, all through one engine.
 
-``examples/<method>.py`` is one line over :func:`main`; so are ``source_only.py`` and ``oracle.py``.
 Run folder: ``--log`` or ``runs/<dataset>/<S>2<T>/<method>[-<arch>]/seed<k>/`` holding ``checkpoint.pt``
-(resumable), ``model.pt`` (the trained classifier), ``history.csv``, ``curves.png``, ``results.json``.
+(resumable), ``model.pt`` (the trained classifier), ``history.csv``, ``curves.png``, ``results.json``, the image
+lists in ``splits/`` and, written last, the stage record ``record.json`` that later stages read.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import shutil
 import sys
@@ -19,11 +21,14 @@ from torch.utils.data import DataLoader
 
 from .adaptation import Method, get_method
 from .classifier import ImageClassifier, build_classifier, load_classifier, model_record
-from .datasets import (DATASETS, DomainSplit, TensorImageDataset, UnlabeledImageDataset, build_transform, load_images,
-                       prepare_domains)
+from .lock import lock_run, unlock_run
+from .datasets import (DATASETS, DomainSplit, ResumableSampler, TensorImageDataset, UnlabeledImageDataset,
+                       build_transform, load_images, prepare_domains)
 from .engine import Trainer, TrainConfig, config_dict, iterations_per_epoch
 from .metrics import classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict
 from .plots import plot_confusion, plot_history
+from .record import DatasetRef, StageRecord, Transform, read_record, relative, write_record
+from .settings import apply_threads, cache_dir
 from .utils import (OneLineParser, atomic_torch_save, fail, machine_info, read_json, resolve_device, run_cli,
                     seed_everything, write_json)
 
@@ -31,7 +36,9 @@ REGIMES = ("source_only", "oracle", "adapt")
 
 
 def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentParser:
-    p = OneLineParser(prog=f"{method_cls.name if regime == 'adapt' else regime}.py",
+    command = ("liteda distill" if method_cls.name == "kd" else f"liteda adapt -m {method_cls.name}") \
+        if regime == "adapt" else {"source_only": "liteda train", "oracle": "liteda oracle"}[regime]
+    p = OneLineParser(prog=command,
                       description=f"LiteDA {regime} ({method_cls.name}) in tllib's command-line shape")
     p.add_argument("root", help="dataset root (for -d Digits: where the embedded dataset is generated)")
     p.add_argument("-d", "--data", default="OfficeCaltech", help=f"dataset: {', '.join(DATASETS)}")
@@ -66,7 +73,7 @@ def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentPars
     p.add_argument("--protocol", choices=("heldout", "transductive"), default="heldout")
     p.add_argument("--test-ratio", type=float, default=0.2)
     p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--cache-dir", default=os.environ.get("LITEDA_CACHE", "data/cache"))
+    p.add_argument("--cache-dir", default=cache_dir(), help="decoded-image cache (LITEDA_CACHE)")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
                    help="mixed precision training: bf16 autocast (CPU or GPU), fp16 autocast + GradScaler (GPU only)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when a GPU is visible, as "
@@ -115,6 +122,7 @@ class Data:
     def __init__(self, args, splits: dict[str, DomainSplit], mean, std, regime: str):
         src, tgt = splits[args.source], splits[args.target]
         self.classes, self.num_classes = src.classes, len(src.classes)
+        self.source_letter, self.target_letter = src.letter, tgt.letter
         load = lambda items: load_images(args.root, items, args.resize_size, args.cache_dir,  # noqa: E731
                                          progress=not args.no_progress)
         train_tf = build_transform(True, args.crop_size, mean, std, args.scale, not args.no_hflip)
@@ -125,10 +133,14 @@ class Data:
         labeled = t_tr if regime == "oracle" else s_tr
         self.n_source, self.n_target = len(s_tr[1]), len(t_tr[1])
         bs = args.batch_size
-        mk = lambda ds, train: DataLoader(ds, batch_size=bs, shuffle=train, drop_last=train and len(ds) >= bs,  # noqa: E731
-                                          num_workers=args.workers, persistent_workers=args.workers > 0)
+        def mk(ds, train: bool, stream: int = 0) -> DataLoader:
+            # training loaders draw from their own seeded streams, which a checkpoint saves (exact resume)
+            sampler = ResumableSampler(len(ds), True, args.seed * 1000 + stream) if train else None
+            return DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=train and len(ds) >= bs,
+                              num_workers=args.workers, persistent_workers=args.workers > 0,
+                              generator=torch.Generator().manual_seed(args.seed * 1000 + 100 + stream))
         self.labeled = mk(TensorImageDataset(*labeled, train_tf, nc), True)
-        self.unlabeled = mk(UnlabeledImageDataset(t_unl[0], train_tf, nc), True)
+        self.unlabeled = mk(UnlabeledImageDataset(t_unl[0], train_tf, nc), True, 1)
         # the same images in the same order with the test transform (Method.prepare: e.g. cached teacher outputs)
         self.unlabeled_eval = lambda: mk(UnlabeledImageDataset(t_unl[0], test_tf, nc), False)  # noqa: E731
         self.evals = {"source_test": mk(TensorImageDataset(*s_te, test_tf, nc), False),
@@ -141,15 +153,27 @@ class Data:
         return self._t_all()
 
 
-def build_data(args, regime: str, run_dir: Path, mean, std) -> Data:
+def prepare_splits(args, run_dir: Path) -> dict[str, DomainSplit]:
+    """The dataset checked, listed and split (a bad root, domain or class layout fails here, before anything is
+    built, downloaded or created for the run). Every run of a runs tree shares one split per dataset."""
     split_dir = Path(args.runs_root) / args.data / "splits" if not args.log else run_dir / "splits"
-    splits = prepare_domains(args.data, args.root, [args.source, args.target], split_dir,
-                             args.test_ratio, args.split_seed)
-    if split_dir != run_dir / "splits":  # PROTOCOL.md: the run folder holds the image lists it used
+    return prepare_domains(args.data, args.root, [args.source, args.target], split_dir,
+                           args.test_ratio, args.split_seed)
+
+
+def build_data(args, regime: str, run_dir: Path, mean, std) -> Data:
+    """The run's loaders over its dataset's split (as the training stage built them)."""
+    return Data(args, prepare_splits(args, run_dir), mean, std, regime)
+
+
+def keep_splits(args, run_dir: Path) -> None:
+    """The run folder holds a copy of the image lists it used (later stages read only the run folder)."""
+    split_dir = Path(args.runs_root) / args.data / "splits" if not args.log else run_dir / "splits"
+    if split_dir.resolve() != (run_dir / "splits").resolve():
         (run_dir / "splits").mkdir(parents=True, exist_ok=True)
-        for f in split_dir.glob("*.txt"):
-            shutil.copyfile(f, run_dir / "splits" / f.name)
-    return Data(args, splits, mean, std, regime)
+        for f in split_dir.glob("*"):
+            if f.is_file():
+                shutil.copyfile(f, run_dir / "splits" / f.name)
 
 
 # ----------------------------------------------------------------------------- model
@@ -175,17 +199,20 @@ def build_model(args, num_classes: int) -> ImageClassifier:
     return model
 
 
-def _source_model_path(args, run_dir: Path) -> Path:
+def _source_model_path(args) -> Path:
     if args.source_ckpt:
         return Path(args.source_ckpt)
-    return Path(args.runs_root) / args.data / task_name(args) / run_name(args, "source_only") / f"seed{args.seed}" / "model.pt"
-
-
-def init_from_source(model: ImageClassifier, args, run_dir: Path) -> str:
-    path = _source_model_path(args, run_dir)
-    if not path.is_file():
-        fail(f"this method starts from a source-only model: '{path}' does not exist (run source_only.py for "
+    run = Path(args.runs_root) / args.data / task_name(args) / run_name(args, "source_only") / f"seed{args.seed}"
+    if not (run / "record.json").is_file():
+        fail(f"this method starts from a source-only model: '{run}' is not a finished run (run `liteda train` for "
              f"this task and seed first, or pass --source-ckpt)")
+    return read_record(run).path(run, "model")
+
+
+def init_from_source(model: ImageClassifier, args) -> str:
+    path = _source_model_path(args)
+    if not path.is_file():
+        fail(f"--source-ckpt '{path}' does not exist")
     src, _ = load_classifier(path)
     model.load_state_dict(src.state_dict())
     return str(path)
@@ -212,21 +239,27 @@ def resources(model, args, run_dir: Path) -> dict:
     return res
 
 
-def train_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
+def input_normalisation(args) -> tuple:
+    """The backbone's input mean/std (timm teachers differ from torchvision), read off an empty model: no
+    weights are loaded or downloaded for it."""
+    probe = build_classifier(args.arch, 2, pretrained=False, bottleneck_dim=0)
+    return probe.mean, probe.std
+
+
+def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict) -> dict:
     seed_everything(args.seed)
-    model_probe = build_model(args, 2)  # normalisation comes from the backbone (timm teachers differ)
-    data = build_data(args, regime, run_dir, model_probe.mean, model_probe.std)
+    data = Data(args, splits, *input_normalisation(args), regime)
+    seed_everything(args.seed)
     model = build_model(args, data.num_classes)
-    del model_probe
     iters = args.iters_per_epoch or iterations_per_epoch(data.n_source, data.n_target, args.batch_size)
     cfg = TrainConfig(epochs=args.epochs, iters_per_epoch=iters, lr=args.lr, momentum=args.momentum,
                       weight_decay=args.wd, lr_gamma=args.lr_gamma, lr_decay=args.lr_decay,
                       trade_off=args.trade_off, amp=args.amp, channels_last=args.channels_last,
-                      progress=not args.no_progress, device=args.device)
+                      progress=not args.no_progress, device=args.device, run_settings=run_settings(args))
     method_cls = get_method(method_name)
     init = None
     if method_cls.needs_source_model:
-        init = init_from_source(model, args, run_dir)
+        init = init_from_source(model, args)
     method = method_cls(model, data.num_classes, args, args.epochs * iters)
     method.name = method_name
     model.to(args.device), method.to(args.device)  # the teacher and discriminators live in the method
@@ -244,6 +277,7 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
     return {
         **run_header(args, method_name, regime, data),
         "config": config_dict(cfg), "method_config": method.config(), "init_from": init,
+        "resumed_from_epoch": trainer.resumed_from,
         **evaluate_all(model, data, run_dir, args.device),
         "resources": resources(model.cpu(), args, run_dir),
         "timing": {"train_seconds": trainer.train_seconds, "seconds_per_epoch": trainer.train_seconds / epochs_done,
@@ -255,7 +289,8 @@ def run_header(args, method_name: str, regime: str, data: Data) -> dict:
     name = "oracle" if regime == "oracle" else method_name
     return {
         "schema": "liteda.run/1", "dataset": args.data, "root": str(args.root), "task": task_name(args),
-        "source": args.source, "target": args.target, "method": run_name(args, name), "regime": regime,
+        "source": args.source, "target": args.target, "source_letter": data.source_letter,
+        "target_letter": data.target_letter, "method": run_name(args, name), "regime": regime,
         "arch": args.arch, "weights": weights_desc(args), "seed": args.seed, "protocol": args.protocol,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "crop_size": args.crop_size,
         "classes": data.classes, "n_source_train": data.n_source, "n_target_train": data.n_target,
@@ -263,24 +298,90 @@ def run_header(args, method_name: str, regime: str, data: Data) -> dict:
     }
 
 
-def test_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
+def run_settings(args) -> dict:
+    """What defines a run beyond the optimiser: a resume under other values would mix two runs in one."""
+    return {k: getattr(args, k) for k in ("arch", "batch_size", "crop_size", "resize_size", "bottleneck_dim",
+                                          "freeze_stages", "no_prelogits", "scale", "no_hflip", "protocol",
+                                          "test_ratio", "split_seed", "scratch", "pretrained", "seed")}
+
+
+def test_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict) -> dict:
     model, rec = load_classifier(run_dir / "model.pt")
-    data = build_data(args, regime, run_dir, rec["mean"] or None, rec["std"] or None)
+    data = Data(args, splits, rec["mean"] or None, rec["std"] or None, regime)
     prev = read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
     return {**prev, **run_header(args, method_name, regime, data), **evaluate_all(model, data, run_dir),
             "resources": resources(model, args, run_dir)}
 
 
-def analysis_phase(args, method_name: str, regime: str, run_dir: Path) -> dict:
+def analysis_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict) -> dict:
     from .analysis import analyse_run  # t-SNE + A-distance
 
     model, rec = load_classifier(run_dir / "model.pt")
-    data = build_data(args, regime, run_dir, rec["mean"] or None, rec["std"] or None)
+    data = Data(args, splits, rec["mean"] or None, rec["std"] or None, regime)
     prev = read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
     return {**prev, "analysis": analyse_run(model, data.source_train_eval(), data.target_train_eval(), run_dir)}
 
 
 PHASES = {"train": train_phase, "test": test_phase, "analysis": analysis_phase}
+
+
+KIND_LABELS = {"source_only": "source-only", "oracle": "oracle (target labels)", "kd": "distilled student"}
+
+
+def stage_kind(regime: str, method_name: str) -> str:
+    if regime in ("source_only", "oracle"):
+        return regime
+    return "distill" if method_name == "kd" else "adapt"
+
+
+def stage_label(args, regime: str, method_name: str) -> str:
+    """The run's row label: the method (its registry name, as tllib's tables print it), and the arch when it is
+    not the student's (a teacher)."""
+    base = KIND_LABELS.get("oracle" if regime == "oracle" else method_name, method_name)
+    return base if args.arch == "mobilenet_v3_small" else f"{base} ({args.arch})"
+
+
+def stage_record(args, method_name: str, regime: str, run_dir: Path, results: dict) -> StageRecord:
+    """What later stages and the report read about this run (written after results.json)."""
+    from .classifier import read_record as read_model_file
+    from .datasets import IMAGENET_MEAN, IMAGENET_STD
+
+    model = read_model_file(run_dir / "model.pt")
+    parents: dict[str, str] = {}
+    if results.get("init_from"):
+        parents["init"] = relative(Path(results["init_from"]).parent, run_dir)
+    for i, t in enumerate((results.get("method_config") or {}).get("teachers", [])):
+        parents["teacher" if i == 0 else f"teacher{i + 1}"] = relative(Path(t["ckpt"]).parent, run_dir)
+    name = run_dir.parent.name if run_dir.name.startswith("seed") else run_name(args, method_name)
+    return StageRecord(
+        kind=stage_kind(regime, method_name), name=name, label=stage_label(args, regime, method_name),
+        seed=args.seed, arch=args.arch, weights=weights_desc(args),
+        dataset=DatasetRef(name=args.data, root=str(args.root), source=results["source_letter"],
+                           target=results["target_letter"], classes=list(results["classes"]), splits="splits",
+                           protocol=args.protocol),
+        transform=Transform(resize=model.get("resize_size") or args.resize_size, crop=model["crop_size"],
+                            mean=list(model.get("mean") or IMAGENET_MEAN), std=list(model.get("std") or IMAGENET_STD)),
+        artifacts={"model": "model.pt"}, parents=parents)
+
+
+def validate(args, regime: str) -> None:
+    """Cheap checks of the flags, before anything is built, downloaded or created."""
+    if args.pretrained and not os.path.isfile(args.pretrained):
+        fail(f"--pretrained '{args.pretrained}' does not exist")
+    if args.scratch and args.pretrained:
+        fail("--scratch and --pretrained exclude each other")
+    if args.epochs < 1 or args.batch_size < 1:
+        fail("--epochs and -b must be positive")
+    if args.source == args.target and regime != "oracle":
+        fail(f"source and target are the same domain ('{args.source}')")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        fail(f"--lr must be a positive number, got {args.lr}")
+    if args.iters_per_epoch is not None and args.iters_per_epoch < 1:
+        fail(f"-i/--iters-per-epoch must be at least 1, got {args.iters_per_epoch}")
+    if args.resize_size < args.crop_size:
+        fail(f"--resize-size {args.resize_size} is below --crop-size {args.crop_size} (the crop would be padded)")
+    if args.trade_off < 0 or not math.isfinite(args.trade_off):
+        fail(f"--trade-off must be a non-negative number, got {args.trade_off}")
 
 
 def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional[list[str]] = None) -> dict:
@@ -290,29 +391,63 @@ def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional
     args = build_parser(method_cls, regime).parse_args(argv)
     method_name = method_cls.variant_name(args, method_name)  # e.g. cdan -E -> cdan_e
     name = "oracle" if regime == "oracle" else method_name
-    if args.pretrained and not os.path.isfile(args.pretrained):
-        fail(f"--pretrained '{args.pretrained}' does not exist")
-    if args.scratch and args.pretrained:
-        fail("--scratch and --pretrained exclude each other")
-    if args.epochs < 1 or args.batch_size < 1:
-        fail("--epochs and -b must be positive")
-    if args.source == args.target and regime != "oracle":
-        fail(f"source and target are the same domain ('{args.source}')")
+    validate(args, regime)
     args.device = resolve_device(args.device, args.amp)
     run_dir = run_dir_for(args, name)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if args.phase != "train" and not (run_dir / "model.pt").is_file():
         fail(f"--phase {args.phase}: no trained model at '{run_dir / 'model.pt'}' (train first)")
-    torch.set_num_threads(int(os.environ.get("LITEDA_THREADS", torch.get_num_threads())))
-    results = PHASES[args.phase](args, method_name, regime, run_dir)
-    results["command"] = " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))
-    write_json(run_dir / "results.json", results)
+    splits = prepare_splits(args, run_dir)  # the dataset is checked before the run folder exists
+    lock_run(run_dir)
+    try:
+        keep_splits(args, run_dir)
+        apply_threads()
+        results = PHASES[args.phase](args, method_name, regime, run_dir, splits)
+        results["command"] = " ".join(["liteda"] + (argv if argv is not None else sys.argv[1:]))
+        write_json(run_dir / "results.json", results)
+        if args.phase != "analysis":
+            write_record(run_dir, stage_record(args, method_name, regime, run_dir, results))
+    finally:
+        unlock_run(run_dir)
     tt = results.get("target_test", {})
     print(f"{results.get('task')} {results.get('method')} seed {args.seed}: target-test acc {tt.get('acc', float('nan')):.2f} "
           f"| results: {run_dir / 'results.json'}")
     return results
 
 
+# ----------------------------------------------------------------------------- `liteda <stage>` entry points
+def train_main(argv: Optional[list[str]] = None) -> dict:
+    """``liteda train``: source-only on labeled source."""
+    return main("source_only", "source_only", argv)
+
+
+def oracle_main(argv: Optional[list[str]] = None) -> dict:
+    """``liteda oracle``: labeled target-train, the same epochs and iterations (a reference, never deployed)."""
+    return main("source_only", "oracle", argv)
+
+
+def adapt_main(argv: Optional[list[str]] = None) -> dict:
+    """``liteda adapt -m METHOD``: any registered adaptation method (its own flags follow -m)."""
+    from .adaptation import METHODS
+
+    pre = OneLineParser(prog="liteda adapt", add_help=False)
+    pre.add_argument("-m", "--method", default=None)
+    known, rest = pre.parse_known_args(list(argv if argv is not None else sys.argv[1:]))
+    if known.method is None:
+        if {"-h", "--help"} & set(rest):
+            print("usage: liteda adapt -m METHOD ROOT -d DATA -s S -t T [flags]  (liteda adapt -m METHOD -h: "
+                  f"its flags)\nmethods: {', '.join(m for m in METHODS.names() if m not in ('source_only', 'kd'))}")
+            return {}
+        fail("liteda adapt: -m/--method is required; `liteda list methods` lists them")
+    if known.method in ("source_only", "kd"):
+        fail(f"-m {known.method}: use `liteda {'train' if known.method == 'source_only' else 'distill'}`")
+    return main(known.method, "adapt", rest)
+
+
+def distill_main(argv: Optional[list[str]] = None) -> dict:
+    """``liteda distill``: the student learns from finished teacher runs on the unlabeled target."""
+    return main("kd", "adapt", argv)
+
+
 def cli(method_name: str = "source_only", regime: str = "adapt") -> None:
-    """Entry point for example scripts: one-line errors, exit codes."""
+    """Entry point for scripts: one-line errors, exit codes."""
     sys.exit(run_cli(lambda argv: main(method_name, regime, argv)))

@@ -24,7 +24,8 @@ from liteda.metrics import info_max_score
 from liteda.runner import build_parser, main
 from liteda.utils import UserError, run_cli
 
-ADAPT = ["dann", "cdan", "cdan_e", "mdd", "dan", "jan", "coral", "mcc", "iwan", "shot_im"]
+# every registered adaptation method (the engine's "source_only" and "kd" are regimes of their own)
+ADAPT = [m for m in METHODS.names() if m not in ("source_only", "kd")]
 
 
 def feats(n=6, d=5, seed=0, shift=0.0):

@@ -1,7 +1,11 @@
-"""`make all-tasks` on the embedded default: every stage, the results folder, resume without redoing stages."""
+"""`make all-tasks` on the embedded default: every stage through the grid, the results folder, resume without
+redoing stages, a failed stage that does not stop the others; the grid's plan as the registries make it."""
 import html.parser
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,15 +17,11 @@ TINY = "--scratch -i 2 -b 8 --resize-size 36 --crop-size 32 --scale 0.6 1.0"
 def make(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = ["make", "-C", str(ROOT), "all-tasks", "DATASET=Digits", f"ROOT={tmp / 'digits'}", "TASKS=S2M", "EPOCHS=1",
            "SEEDS=0", f"RUNS={tmp / 'runs'}", f"RESULTS={tmp / 'results'}", "METHODS=dann", "STANDIN=0",
-           "TEACHER=mobilenet_v3_small", "TEACHER_METHOD=dann", f"EXTRA={TINY}", "DEPS=",
-           "COMPRESS_ARGS=--prune 0.3 --ft-epochs 0 --resize-size 36 -b 8 --latency-runs 2",
-           "BENCH_ARGS=--runtime torch ort --precision fp32 int8 int8w --iters 3 --warmup 1 --calib-size 8 --max-images 16",
-           "QAT_ARGS=--quantize qat --ft-epochs 1 --ft-iters 1 --resize-size 36 -b 8 --latency-runs 2",
-           "LOWRES=24", "LOWRES_ARGS=--ft-epochs 1 --ft-iters 1 -b 8 --latency-runs 2",
-           "RELU_ARGS=--activation relu --ft-epochs 1 --ft-iters 1 --resize-size 36 -b 8 --latency-runs 2",
-           *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                          env={**__import__("os").environ, "LITEDA_THREADS": "1"})
+           "TEACHER=mobilenet_v3_small", "TEACHER_METHOD=dann", f"TRAIN_ARGS={TINY}", "DEPS=", "KD_ARGS=",
+           f"PY={sys.executable}",
+           "COMPRESS_ARGS=--ft-epochs 1 --ft-iters 1 -b 8 --latency-runs 2 --calib-batches 1",
+           "BENCH_ARGS=--iters 3 --warmup 1 --calib-size 8 --max-images 16", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "LITEDA_THREADS": "1"})
 
 
 class _Imgs(html.parser.HTMLParser):
@@ -39,68 +39,87 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
     r = make(tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     runs = tmp_path / "runs" / "Digits" / "S2M"
-    for stage in ("source_only", "oracle", "dann", "kd"):
-        assert (runs / stage / "seed0" / "results.json").is_file(), stage
-    assert (runs / "compressed" / "seed0" / "results.json").is_file()
-    assert (runs / "kd" / "seed0" / "deploy" / "bench.json").is_file()
-    assert (runs / "compressed" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # the pruned student on ORT
-    assert (runs / "compressed" / "seed0" / "deploy" / "model_int8w.onnx").is_file()
-    assert (runs / "compressed_qat" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # QAT's own QDQ export
-    assert (runs / "lowres" / "seed0" / "deploy" / "model_fp32.onnx").is_file()  # the student at 24 px
-    assert (runs / "relu" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # the ReLU student on ORT INT8
-    assert (runs / "relu_lowres" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # ... and at 24 px
+    for stage in ("source_only", "oracle", "dann", "kd", "1mb", "kd/seed0/deploy", "1mb/seed0/deploy"):
+        folder = runs / stage if "/" in stage else runs / stage / "seed0"
+        assert (folder / "record.json").is_file(), stage
+    assert (runs / "1mb" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # the small student on ORT
     assert (runs / "source_only" / "seed0" / "tsne.png").is_file()
     res = tmp_path / "results"
-    for f in ("accuracy.md", "accuracy.csv", "accuracy_all_target.md", "seconds_per_epoch.md", "resources.md", "report.md",
-              "report.html", "summary.json"):
+    for f in ("headline.md", "accuracy.md", "accuracy.csv", "accuracy_all_target.md", "seconds_per_epoch.md",
+              "resources.md", "report.md", "report.html", "summary.json"):
         assert (res / f).is_file(), f
-    acc = (res / "accuracy.md").read_text()
-    for row in ("source-only", "dann", "distilled student", "compressed student", "deployed INT8 (ORT, compressed",
-                "deployed INT8 weights, FP32 compute", "deployed INT8 from QAT", "lower input resolution",
-                "deployed FP32, lower input resolution", "ReLU activations", "deployed INT8, ReLU activations",
-                "ReLU, lower input resolution",
-                "oracle"):
+    label = json.loads((runs / "1mb" / "seed0" / "record.json").read_text())["label"]
+    acc, headline = (res / "accuracy.md").read_text(), (res / "headline.md").read_text()
+    for row in ("source-only", "dann", "distilled student", "oracle (target labels)", label, f"{label}, ort-int8"):
         assert row in acc, row
-    assert "Distilled student's teacher: dann mobilenet_v3_small" in (res / "report.md").read_text()
-    for f in ("S2M/dann/seed0/results.json", "S2M/kd/seed0/history.csv", "S2M/compressed/seed0/results.json",
-              "stages.jsonl"):  # the tables' inputs are copied beside them
-        assert (res / "runs" / f).is_file(), f
+    assert f"{label}, ort-int8" in headline and "size (MB)" in headline
+    report = (res / "report.md").read_text()
+    assert "Distilled student's teacher: dann mobilenet_v3_small" in report
+    assert report.index("## Headline") < report.index("## Setup")
+    for f in ("S2M/dann/seed0/results.json", "S2M/kd/seed0/record.json", "S2M/1mb/seed0/results.json"):
+        assert (res / "runs" / f).is_file(), f  # the tables' inputs are copied beside them
     p = _Imgs()
     p.feed((res / "report.html").read_text())
     assert p.srcs and all(s.startswith("data:image/png;base64,") for s in p.srcs)
+    assert "[stage]" in r.stdout and "ETA" in r.stdout  # one progress line per stage
 
     # a second run redoes nothing; a lost stage is redone alone
     again = make(tmp_path)
-    assert again.returncode == 0 and "[stage]" not in again.stdout
-    (runs / "oracle" / "seed0" / "results.json").unlink()
+    assert again.returncode == 0 and "0 to run" in again.stdout and "[stage]" not in again.stdout
+    (runs / "oracle" / "seed0" / "record.json").unlink()
     third = make(tmp_path)
     started = [ln for ln in third.stdout.splitlines() if ln.startswith("[stage]") and ln.endswith("start")]
     assert started == ["[stage] S2M oracle seed 0: start"], third.stdout[-2000:]
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-def test_extra_teachers_join_the_distill_stage(tmp_path):
-    """EXTRA_TEACHERS=mcc: the distill stage waits for the task's mcc run and gives kd.py both teachers."""
-    goal = tmp_path / "OfficeCaltech" / "A2W" / "kd" / "seed0" / "results.json"
-    out = subprocess.run(["make", "-n", "-C", str(ROOT), str(goal), f"RUNS={tmp_path}", "DATASET=OfficeCaltech",
-                          "METHODS=cdan mcc", "TEACHER=mobilenet_v3_small", "TEACHER_METHOD=cdan",
-                          "EXTRA_TEACHERS=mcc", "DEPS="], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    kd = next(ln for ln in out.stdout.splitlines() if "examples/kd.py" in ln)
-    run = tmp_path / "OfficeCaltech" / "A2W"
-    assert f"--teacher-ckpt {run}/cdan/seed0/model.pt --teacher-ckpt {run}/mcc/seed0/model.pt" in kd
-    assert out.stdout.index("A2W mcc seed 0") < out.stdout.index("A2W distill seed 0")
+def grid_plan(tmp_path, *extra: str) -> list[str]:
+    r = subprocess.run([sys.executable, "-m", "liteda", "grid", "ROOT", "-d", "OfficeCaltech", "--runs", str(tmp_path),
+                        "-n", *extra], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-def test_teacher_seed_distils_every_student_seed_from_one_teacher(tmp_path):
-    """TEACHER_SEED=0 with SEEDS=1 2: one teacher run (seed 0) per task, both students learn from it."""
-    out = subprocess.run(["make", "-n", "-C", str(ROOT), "all-tasks", f"RUNS={tmp_path}", "DATASET=OfficeCaltech",
-                          "TASKS=A2W", "SEEDS=1 2", "TEACHER_SEED=0", "METHODS=cdan", "TEACHER=resnet18",
-                          "TEACHER_METHOD=mcc", "DEPS="], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    teachers = [ln for ln in out.stdout.splitlines() if "examples/mcc.py" in ln]
-    assert len(teachers) == 1 and "--seed 0 " in teachers[0] and "-a resnet18" in teachers[0]
-    kds = [ln for ln in out.stdout.splitlines() if "examples/kd.py" in ln]
-    assert len(kds) == 2 and all(f"--teacher-ckpt {tmp_path}/OfficeCaltech/A2W/mcc-resnet18/seed0/model.pt" in k
-                                 for k in kds)
+def test_each_student_seed_gets_its_own_teacher_unless_told(tmp_path):
+    plan = grid_plan(tmp_path, "--tasks", "A2W", "--seeds", "1", "2", "--teacher", "resnet18")
+    teachers = [ln for ln in plan if "teacher mcc-resnet18" in ln.split(":")[0]]
+    assert len(teachers) == 2 and all("-a resnet18" in t for t in teachers)
+    shared = grid_plan(tmp_path, "--tasks", "A2W", "--seeds", "1", "2", "--teacher", "resnet18", "--teacher-seed", "0")
+    teachers = [ln for ln in shared if "teacher mcc-resnet18" in ln.split(":")[0]]
+    assert len(teachers) == 1 and "--seed 0 " in teachers[0]
+    kds = [ln for ln in shared if ln.split(":")[0].endswith("distill seed 1") or ln.split(":")[0].endswith("distill seed 2")]
+    assert len(kds) == 2 and all(f"--teacher-run {tmp_path}/OfficeCaltech/A2W/mcc-resnet18/seed0" in k for k in kds)
+
+
+def test_a_teacher_that_is_a_table_row_runs_once_and_comes_first(tmp_path):
+    plan = grid_plan(tmp_path, "--tasks", "W2A", "--methods", "mcc", "--teacher", "mobilenet_v3_small")
+    mcc = [ln for ln in plan if "adapt -m mcc" in ln and "--phase analysis" not in ln]
+    assert len(mcc) == 1
+    keys = [ln.split(":")[0] for ln in plan]
+    assert keys.index(mcc[0].split(":")[0]) < next(i for i, k in enumerate(keys) if k.endswith("distill seed 0"))
+
+
+def test_only_runs_a_stage_and_what_it_needs(tmp_path):
+    plan = grid_plan(tmp_path, "--tasks", "W2A", "--only", "compress")
+    kinds = sorted(" ".join(ln.split(":")[0].split()[2:]).rsplit(" seed", 1)[0] for ln in plan)
+    assert kinds == ["compress 1mb", "distill", "teacher mcc-mobilenet_v3_large"]
+
+
+def test_a_failed_stage_skips_its_dependents_and_the_report_lists_it(tmp_path):
+    """A distillation that cannot run (its teacher flags are bad): the rows that do not need it are still
+    trained and reported, the grid exits non-zero and the report says what failed and why."""
+    from conftest import make_folder_dataset
+
+    data = make_folder_dataset(tmp_path / "data")
+    r = subprocess.run([sys.executable, "-m", "liteda", "grid", str(data), "-d", "Custom", "--tasks", "src2tgt",
+                        "--epochs", "1", "--methods", "--recipes", "--runs", str(tmp_path / "runs"),
+                        "--results", str(tmp_path / "results"), "--no-analysis", "--teacher", "mobilenet_v3_small",
+                        "--teacher-method", "source_only",
+                        "--train-args", "--scratch -i 1 -b 8 --resize-size 36 --crop-size 32 --no-progress",
+                        "--kd-args", "--kd-T -1", "--only", "source_only", "distill", "bench"],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "LITEDA_THREADS": "1"})
+    assert r.returncode == 2 and "stage(s) failed or were skipped" in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+    failures = json.loads((tmp_path / "runs" / "Custom" / "grid_failures.json").read_text())
+    assert {f["stage"] for f in failures} == {"src2tgt distill seed 0", "src2tgt deploy kd seed 0"}
+    assert (tmp_path / "runs" / "Custom" / "src2tgt" / "source_only" / "seed0" / "record.json").is_file()
+    report = (tmp_path / "results" / "report.md").read_text()
+    assert "src2tgt distill seed 0: " in report and "--kd-T must be positive" in report

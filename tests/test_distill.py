@@ -1,5 +1,5 @@
 """Knowledge distillation: the losses by hand, frozen teachers, ensembles, re-normalisation, and a tiny end-to-end
-run through the users' entry point (teacher trained by the pipeline, then the student)."""
+run through the users' entry point (`liteda distill` from a finished teacher run)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from liteda.adaptation import Step
 from liteda.classifier import build_classifier, load_classifier, model_record
 from liteda.distill import (ClassBalancedPseudoLabelLoss, Distill, FeatureDistillationLoss, KnowledgeDistillationLoss,
-                             Renormalize, TeacherEnsemble, run_kd, strip_options)
+                             Renormalize, TeacherEnsemble)
+from liteda.runner import distill_main as run_kd
 from liteda.datasets import IMAGENET_MEAN, IMAGENET_STD
 from liteda.utils import atomic_torch_save, run_cli
 
@@ -149,11 +150,6 @@ def test_cached_teacher_outputs_are_in_index_order_and_average_the_mirror():
     assert torch.allclose(logits, (z + z_m) / 2, atol=1e-5) and torch.allclose(feats, (f + f_m) / 2, atol=1e-5)
 
 
-def test_strip_options_handles_both_forms():
-    argv = ["root", "-a", "x", "--pretrained=p", "--scratch", "--seed", "1", "--log", "l"]
-    assert strip_options(argv, {"-a": 1, "--pretrained": 1, "--log": 1, "--scratch": 0}) == ["root", "--seed", "1"]
-
-
 def agreement(model, teacher, loader) -> float:
     from liteda.metrics import predict
 
@@ -206,35 +202,42 @@ def test_tiny_distillation_moves_the_student_toward_the_teacher(run_args, tmp_pa
     assert after > before and after > without and after >= 60, (before, after, without)
 
 
-def test_pipeline_trains_the_teacher_once_and_records_it(run_args, tmp_path, capsys):
-    teacher_flags = ["--teacher", "test_convnext", "--teacher-method", "dann", *TINY_NET]
-    run_kd(run_args(*teacher_flags, "--epochs", "2", "--teacher-epochs", "1"))
-    teacher_pt = tmp_path / "runs" / "Custom" / "src2tgt" / "dann-test_convnext" / "seed0" / "model.pt"
-    assert teacher_pt.is_file() and (tmp_path / "run" / "model.pt").is_file()
-    info = json.loads((tmp_path / "run" / "results.json").read_text())["method_config"]["teachers"][0]
-    teacher_results = json.loads((teacher_pt.parent / "results.json").read_text())
-    assert info["ckpt"] == str(teacher_pt) and info["method"] == "dann-test_convnext"
-    assert info["target_test_acc"] == teacher_results["target_test"]["acc"]
-    student_results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert teacher_results["epochs"] == 1 and student_results["epochs"] == 2  # --teacher-epochs: the teacher's own
+def test_teacher_run_is_read_through_its_record_and_becomes_the_parent(run_args, tmp_path):
+    """`liteda distill --teacher-run DIR`: the teacher's model comes from its stage record; the student's record
+    names the teacher run as its parent and the run JSON carries the teacher's own accuracy."""
+    from liteda.record import read_record
+    from liteda.runner import main
 
-    stamp = teacher_pt.stat().st_mtime_ns
-    run_kd(run_args(*teacher_flags, "-i", "1", log="run2"))
-    assert f"reusing {teacher_pt}" in capsys.readouterr().out and teacher_pt.stat().st_mtime_ns == stamp
+    main("dann", "adapt", run_args(*TINY_NET, log="teacher"))
+    teacher = tmp_path / "teacher"
+    run_kd(run_args(*TINY_NET, "--teacher-run", str(teacher), log="student"))
+    rec = read_record(tmp_path / "student")
+    assert rec.kind == "distill" and rec.label == "distilled student (test_convnext)"
+    assert rec.parent(tmp_path / "student", "teacher").resolve() == teacher.resolve()
+    info = json.loads((tmp_path / "student" / "results.json").read_text())["method_config"]["teachers"][0]
+    teacher_results = json.loads((teacher / "results.json").read_text())
+    assert info["ckpt"] == str(teacher / "model.pt") and info["method"] == "dann-test_convnext"
+    assert info["target_test_acc"] == teacher_results["target_test"]["acc"]
 
 
 @pytest.mark.parametrize("extra, needle", [
     (["--teacher-ckpt", "missing/model.pt"], "--teacher-ckpt"),
-    (["--teacher", "mobilenet_v3_small", "--teacher-pretrained", "a.pth", "--teacher-pretrained", "b.pth"],
-     "--teacher-pretrained"),
-    (["--teacher", "mobilenet_v3_small", "--teacher-method", "nope"], "unknown method 'nope'"),
-    (["--teacher", "mobilenet_v3_small", "--teacher-weights", "1", "2"], "--teacher-weights"),
-    (["--teacher", "mobilenet_v3_small", "--teacher-epochs", "0"], "--teacher-epochs"),
+    (["--teacher-run", "missing"], "not a finished LiteDA run folder"),
+    ([], "distill needs a teacher"),
 ])
 def test_bad_teacher_input_is_one_line(run_args, capsys, extra, needle):
     assert run_cli(run_kd, run_args(*extra)) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_teacher_weights_must_match_the_teachers(run_args, tmp_path, capsys):
+    from liteda.runner import main
+
+    main("source_only", "source_only", run_args("-i", "1", *TINY_NET, log="teacher"))
+    ckpt = str(tmp_path / "teacher" / "model.pt")
+    assert run_cli(run_kd, run_args(*TINY_NET, "--teacher-ckpt", ckpt, "--teacher-weights", "1", "2")) == 2
+    assert "--teacher-weights" in capsys.readouterr().err
 
 
 def test_resume_refuses_a_kd_checkpoint_made_with_other_distillation_settings(run_args, tmp_path, capsys):
@@ -246,7 +249,7 @@ def test_resume_refuses_a_kd_checkpoint_made_with_other_distillation_settings(ru
     run_kd(kd)
     assert run_cli(run_kd, kd + ["--epochs", "2", "--resume", "--teacher-cache"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "other settings" in err and "cache=0" in err and len(err.splitlines()) == 1
+    assert "was made with" in err and "cache=0" in err and len(err.splitlines()) == 1
     run_kd(kd + ["--epochs", "2", "--resume"])  # the same settings resume
     assert json.loads((tmp_path / "kd" / "results.json").read_text())["epochs"] == 2
 

@@ -61,7 +61,7 @@ def test_bad_input_is_one_line_user_error(run_args, extra, msg):
 def test_cli_exit_code_and_single_line(tmp_path):
     import subprocess, sys  # noqa: E401
 
-    r = subprocess.run([sys.executable, "examples/source_only.py", str(tmp_path / "nowhere"), "-d", "OfficeCaltech",
+    r = subprocess.run([sys.executable, "-m", "liteda", "train", str(tmp_path / "nowhere"), "-d", "OfficeCaltech",
                         "-s", "A", "-t", "W", "--scratch"], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr

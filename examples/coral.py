@@ -1,7 +1,0 @@
-"""Deep CORAL: covariance alignment of bottleneck features."""
-import sys
-
-from liteda.runner import cli
-
-if __name__ == "__main__":
-    cli("coral", regime="adapt")

@@ -1,0 +1,165 @@
+"""The distillation method ``kd``: the engine's source cross-entropy plus ``kd_weight * KD(student, teachers)``
+on the unlabeled target batch, with optional feature KD, an adaptation loss on the student and class-balanced
+teacher pseudo-labels.
+
+The teachers are finished runs (``--teacher-run DIR``, read through their stage records) or LiteDA ``model.pt``
+files (``--teacher-ckpt``); training them is a stage of its own (``liteda adapt -a ARCH``), which the Makefile
+orders before the student.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..adaptation import Method, Step, get_method
+from ..utils import fail
+from .losses import ClassBalancedPseudoLabelLoss, FeatureDistillationLoss, KnowledgeDistillationLoss
+from .teachers import load_teachers
+
+
+class Distill(Method):
+    """Source cross-entropy (engine) + ``kd_weight * KD(student, teachers)`` on the target batch
+    [+ feature KD] [+ the student's own adaptation loss] [+ class-balanced teacher pseudo-label CE]."""
+
+    name = "kd"
+    uses_target = True
+    uses_source_labels = True
+
+    def __init__(self, model: nn.Module, num_classes: int, args: argparse.Namespace, total_iters: int):
+        super().__init__(model, num_classes, args, total_iters)
+        paths = teacher_paths(args)
+        self.teacher, self.teacher_info = load_teachers(paths, num_classes, model.mean, model.std,
+                                                        args.teacher_weights)
+        if args.kd_T <= 0:
+            fail(f"--kd-T must be positive, got {args.kd_T}")
+        self.kd = KnowledgeDistillationLoss(args.kd_T)
+        self.kd_weight, self.feat_kd_weight = args.kd_weight, args.feat_kd_weight
+        self.feat_kd = None
+        if self.feat_kd_weight > 0:
+            try:
+                self.feat_kd = FeatureDistillationLoss(model.features_dim, self.teacher.features_dim)
+            except ValueError as e:
+                fail(f"--feat-kd-weight: {e}")
+        self.pseudo = None
+        if args.pseudo_threshold > 0:
+            if args.pseudo_threshold > 1:
+                fail(f"--pseudo-threshold must be in [0, 1], got {args.pseudo_threshold}")
+            self.pseudo = ClassBalancedPseudoLabelLoss(num_classes, args.pseudo_threshold)
+        self.cache = args.teacher_cache
+        self.cached: Optional[tuple[torch.Tensor, Optional[torch.Tensor]]] = None
+        self.student_method = (student_method(args.student_method, model, num_classes, args, total_iters)
+                               if args.student_method else None)
+        self.frozen = self.student_method.frozen if self.student_method else ()
+
+    @staticmethod
+    def add_args(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--teacher-run", action="append", default=None, metavar="DIR",
+                            help="repeatable: a finished run folder (e.g. the teacher arch adapted with "
+                                 "`liteda adapt -m mcc -a tf_efficientnet_lite0`); its model comes from its record")
+        parser.add_argument("--teacher-ckpt", action="append", default=None, metavar="PATH",
+                            help="repeatable: a LiteDA model.pt to use as a teacher")
+        parser.add_argument("--teacher-weights", type=float, nargs="+", default=None,
+                            help="ensemble weights, one per teacher (default: equal)")
+        parser.add_argument("--kd-T", type=float, default=4.0,
+                            help="distillation temperature (Hinton; default %(default)s)")
+        parser.add_argument("--kd-weight", type=float, default=1.0,
+                            help="weight of the KD loss on the target (default %(default)s)")
+        parser.add_argument("--feat-kd-weight", type=float, default=0.0,
+                            help="weight of feature KD through a linear projector (0 = off)")
+        parser.add_argument("--student-method", default=None,
+                            help="also add this registered adaptation loss (dann, cdan, mcc, ...) on the student, "
+                                 "with its default hyper-parameters")
+        parser.add_argument("--teacher-cache", action="store_true",
+                            help="offline distillation: the teachers label each unlabeled target image once "
+                                 "(center crop and its mirror) before training, and the student matches those "
+                                 "outputs under its own augmentation; one teacher pass instead of one per step "
+                                 "(for a teacher with several times the student's MACs, most of the run's cost)")
+        parser.add_argument("--pseudo-threshold", type=float, default=0.0,
+                            help="self-training on teacher pseudo-labels above this confidence, class-balanced "
+                                 "(0 = off; e.g. 0.9)")
+
+    def prepare(self, unlabeled_eval: Callable[[], DataLoader]) -> None:
+        if self.cache:
+            self.cached = self.teacher.label_set(unlabeled_eval(), features=self.feat_kd is not None)
+
+    def teacher_outputs(self, step: Step) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        if self.cached is None:
+            return self.teacher.outputs(step.x_t, features=self.feat_kd is not None)
+        if step.idx_t is None:
+            raise RuntimeError("--teacher-cache needs the unlabeled images' indices in the training step")
+        logits, feats = self.cached
+        idx = step.idx_t.cpu()
+        return (logits[:, idx].to(step.x_t.device),
+                feats[idx].to(step.x_t.device) if feats is not None else None)
+
+    def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
+        teacher_logits, teacher_f = self.teacher_outputs(step)
+        soft = self.teacher.mix(teacher_logits, self.kd.T)
+        kd = self.kd(step.logits_t, soft)
+        loss = self.kd_weight * kd
+        stats = {"kd_loss": float(kd.detach()),
+                 "teacher_agreement": float((step.logits_t.argmax(1) == soft.argmax(1)).float().mean() * 100)}
+        if self.feat_kd is not None:
+            feat = self.feat_kd(step.f_t, teacher_f)
+            loss = loss + self.feat_kd_weight * feat
+            stats["feat_kd_loss"] = float(feat.detach())
+        if self.pseudo is not None:
+            pl, rate = self.pseudo(step.logits_t, self.teacher.mix(teacher_logits, 1.0).softmax(1))
+            loss = loss + pl
+            stats.update(pseudo_loss=float(pl.detach()), pseudo_rate=rate * 100)
+        if self.student_method is not None:
+            transfer, s = self.student_method(step)
+            loss = loss + transfer
+            stats.update({f"{self.student_method.name}_loss": float(transfer.detach()),
+                          **{f"{self.student_method.name}_{k}": v for k, v in s.items()}})
+        return loss, stats
+
+    def get_parameters(self, base_lr: float = 1.0) -> list[dict]:
+        groups = self.student_method.get_parameters(base_lr) if self.student_method else []
+        if self.feat_kd is not None:
+            groups.append({"params": list(self.feat_kd.parameters()), "lr": base_lr})
+        return groups
+
+    def config(self) -> dict:
+        return {"teachers": self.teacher_info, "teacher_weights": self.teacher.weights.tolist(),
+                "kd_T": self.kd.T, "kd_weight": self.kd_weight, "feat_kd_weight": self.feat_kd_weight,
+                "pseudo_threshold": self.pseudo.threshold if self.pseudo else 0.0,
+                "teacher_cache": self.cache,
+                "student_method": self.student_method.name if self.student_method else None,
+                "student_method_config": self.student_method.config() if self.student_method else None}
+
+    def resume_fields(self) -> str:
+        return (f"cache={int(bool(self.cache))}|T={self.kd.T}|kd={self.kd_weight}|feat={self.feat_kd_weight}|"
+                f"pseudo={self.pseudo.threshold if self.pseudo else 0.0}|"
+                f"student={self.student_method.name if self.student_method else None}|"
+                f"tw={','.join(f'{w:.4g}' for w in self.teacher.weights.tolist())}")
+
+
+def teacher_paths(args: argparse.Namespace) -> list[str]:
+    """The teachers' model files: ``--teacher-run`` folders through their records, then ``--teacher-ckpt`` files."""
+    from ..record import read_record
+
+    paths = [str(read_record(d).path(d, "model")) for d in (args.teacher_run or [])]
+    paths += list(args.teacher_ckpt or [])
+    if not paths:
+        fail("distill needs a teacher: --teacher-run DIR (a finished run) or --teacher-ckpt PATH")
+    return paths
+
+
+def student_method(name: str, model: nn.Module, num_classes: int, args: argparse.Namespace,
+                   total_iters: int) -> Method:
+    """A registered adaptation method on the student, with its own flags at their defaults."""
+    cls = get_method(name)
+    if cls is Distill or cls.needs_source_model or not cls.uses_source_labels:
+        fail(f"--student-method {name}: only methods that train from labeled source (not source-free or "
+             f"source-model methods, not kd) can be combined with kd")
+    own = argparse.ArgumentParser(add_help=False)
+    cls.add_args(own)
+    margs = argparse.Namespace(**{**vars(own.parse_args([])), **vars(args)})
+    method = cls(model, num_classes, margs, total_iters)
+    method.name = name
+    return method

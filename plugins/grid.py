@@ -1,0 +1,262 @@
+"""The grid behind ``make all-tasks`` and ``make demo``: every stage of every task and seed, planned from the
+registries, run in dependency order, resumable, with a progress line and an ETA per stage.
+
+    liteda grid ROOT -d OfficeCaltech --tasks A2W W2A --seeds 0 1 2 [-j 2]
+
+A stage is done when its run folder holds ``record.json`` (written last by every stage), so a rerun skips
+finished stages and an interrupted training resumes from its checkpoint (``--resume``). A stage that fails does
+not stop the stages that do not depend on it; the report runs at the end and lists what failed and why
+(``<runs>/<dataset>/grid_failures.json``). Each stage runs as its own ``liteda`` process with its log in
+``<runs>/<dataset>/logs/``.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .record import FILENAME
+from .utils import OneLineParser, atomic_write_text, fail, write_json
+
+STUDENT = "mobilenet_v3_small"
+
+
+@dataclass
+class Stage:
+    key: str                 # unique: "<task> <what> seed <k>"
+    kind: str                # source_only, oracle, adapt, teacher, distill, compress, bench, analysis
+    argv: list[str]          # the liteda command line
+    done: Path               # exists when the stage has finished
+    deps: list[str] = field(default_factory=list)
+    rank: int = 0            # start order: teachers first, so the long chains of every task start early
+
+
+# teacher -> distill -> compress -> bench is the long chain; table rows and analysis fill the gaps
+RANK = {"teacher": 0, "source_only": 1, "distill": 2, "compress": 3, "bench": 4, "adapt": 5, "oracle": 6,
+        "analysis": 7}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="liteda grid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", help="dataset root")
+    p.add_argument("-d", "--data", required=True, help="dataset name (OfficeCaltech, Office31, Digits, Custom, ...)")
+    p.add_argument("--tasks", nargs="+", required=True, help="S2T task names, e.g. A2W W2A")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--arch", default=STUDENT)
+    p.add_argument("--pretrained", default=None, help="local ImageNet weights for the student")
+    p.add_argument("--methods", nargs="*", default=["mcc"], help="adaptation methods on the student (table rows)")
+    p.add_argument("--teacher", default="mobilenet_v3_large")
+    p.add_argument("--teacher-pretrained", default=None)
+    p.add_argument("--teacher-method", default="mcc", help="how the teacher is adapted before it teaches")
+    p.add_argument("--teacher-epochs", type=int, default=None, help="default: --epochs")
+    p.add_argument("--teacher-seed", type=int, default=None,
+                   help="one teacher seed for every student seed (default: each seed its own teacher)")
+    p.add_argument("--recipes", nargs="*", default=["1mb"], help="compression recipes of the distilled student")
+    p.add_argument("--train-args", default="", help="flags for every training stage (quoted)")
+    p.add_argument("--teacher-args", default="", help="flags for the teacher only (quoted)")
+    p.add_argument("--kd-args", default="", help="flags for the distillation stage (quoted)")
+    p.add_argument("--compress-args", default="", help="flags after each recipe (quoted)")
+    p.add_argument("--bench-args", default="", help="flags for each benchmark stage (quoted)")
+    p.add_argument("--no-analysis", dest="analysis", action="store_false", help="skip t-SNE / A-distance")
+    p.add_argument("--runs", default="runs", help="runs root")
+    p.add_argument("--results", default=None, help="report folder (default: no report)")
+    p.add_argument("--only", nargs="*", default=None, metavar="KIND",
+                   help="run only these stage kinds and what they need: source_only oracle adapt teacher distill "
+                        "compress bench analysis")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="stages at a time (set LITEDA_THREADS=1 with -j2 "
+                                                             "on 2 cores)")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print the stages that would run")
+    return p
+
+
+def split_task(task: str) -> tuple[str, str]:
+    if task.count("2") != 1:
+        fail(f"--tasks: '{task}' is not of the form S2T (e.g. A2W)")
+    s, t = task.split("2")
+    return s, t
+
+
+def plan(a: argparse.Namespace) -> list[Stage]:
+    """Every stage of the grid in a dependency-respecting order (stage-major: long chains start first)."""
+    from .adaptation import METHODS
+    from .compress.registry import RECIPES
+
+    for m in a.methods:
+        METHODS.get(m)
+    recipes: list[str] = []  # each recipe after the recipe whose run it compresses (qat after eca)
+    for r in a.recipes:
+        chain = [r]
+        while RECIPES.get(chain[0]).parent != "kd":
+            chain.insert(0, RECIPES.get(chain[0]).parent)
+        recipes += [c for c in chain if c not in recipes]
+    base = Path(a.runs) / a.data
+    stages: dict[str, Stage] = {}
+
+    def run_dir(task: str, name: str, seed: int) -> Path:
+        return base / task / name / f"seed{seed}"
+
+    alias: dict[str, str] = {}  # a stage planned twice (a teacher that is also a table row) runs once
+
+    def add(key: str, argv: list[str], done: Path, deps: list[str], kind: str) -> None:
+        same = next((st for st in stages.values() if st.done == done), None)
+        if same is not None:
+            alias[key] = same.key
+            same.rank = min(same.rank, RANK[kind])
+        else:
+            stages[key] = Stage(key, kind, argv, done, [alias.get(d, d) for d in deps], RANK[kind])
+
+    def common(task: str, seed: int) -> list[str]:
+        s, t = split_task(task)
+        return [a.root, "-d", a.data, "-s", s, "-t", t, "--seed", str(seed), "--epochs", str(a.epochs),
+                "--runs-root", a.runs, "--resume", "--no-progress", *train_flags]
+
+    train_flags = shlex.split(a.train_args)
+    teacher_name = a.teacher_method if a.teacher == a.arch else f"{a.teacher_method}-{a.teacher}"
+    teacher_epochs = a.teacher_epochs or a.epochs
+    for task in a.tasks:
+        for seed in a.seeds:
+            student = ["-a", a.arch, *(["--pretrained", a.pretrained] if a.pretrained else [])]
+            k = f"{task} %s seed {seed}"
+            cargs = common(task, seed)
+            add(k % "source-only", ["train", *cargs, *student], run_dir(task, "source_only", seed) / FILENAME, [],
+                "source_only")
+            add(k % "oracle", ["oracle", *cargs, *student], run_dir(task, "oracle", seed) / FILENAME, [], "oracle")
+            for m in a.methods:
+                deps = [k % "source-only"] if METHODS.get(m).needs_source_model else []
+                add(k % m, ["adapt", "-m", m, *cargs, *student], run_dir(task, m, seed) / FILENAME, deps, "adapt")
+            tseed = seed if a.teacher_seed is None else a.teacher_seed
+            tcommon = [*common(task, tseed), "--epochs", str(teacher_epochs), *shlex.split(a.teacher_args)]
+            teacher_key = f"{task} teacher {teacher_name} seed {tseed}"
+            tdeps = [f"{task} source-only seed {tseed}"] if METHODS.get(a.teacher_method).needs_source_model else []
+            tcmd = ["train"] if a.teacher_method == "source_only" else ["adapt", "-m", a.teacher_method]
+            add(teacher_key, [*tcmd, *tcommon, "-a", a.teacher,
+                              *(["--pretrained", a.teacher_pretrained] if a.teacher_pretrained else [])],
+                run_dir(task, teacher_name, tseed) / FILENAME, tdeps, "teacher")
+            kd_dir = run_dir(task, "kd", seed)
+            add(k % "distill", ["distill", *cargs, *student, "--teacher-run", str(run_dir(task, teacher_name, tseed)),
+                                *shlex.split(a.kd_args)], kd_dir / FILENAME, [alias.get(teacher_key, teacher_key)], "distill")
+            benched = [("kd", k % "distill")]
+            for r in recipes:
+                recipe = RECIPES.get(r)
+                parent = recipe.parent
+                parent_key = k % "distill" if parent == "kd" else k % f"compress {parent}"
+                add(k % f"compress {r}", ["compress", "--run", str(run_dir(task, parent, seed)), "--recipe", r,
+                                          "--out", str(run_dir(task, r, seed)), "--seed", str(seed), "--no-progress",
+                                          *shlex.split(a.compress_args)],
+                    run_dir(task, r, seed) / FILENAME, [parent_key], "compress")
+                benched.append((r, k % f"compress {r}"))
+            for name, dep in benched:
+                add(k % f"deploy {name}", ["bench", "--run", str(run_dir(task, name, seed)),
+                                           *shlex.split(a.bench_args)],
+                    run_dir(task, name, seed) / "deploy" / FILENAME, [dep], "bench")
+            if a.analysis:
+                rows = [("source_only", ["train"], "source-only"), ("oracle", ["oracle"], "oracle"),
+                        *[(m, ["adapt", "-m", m], m) for m in a.methods], ("kd", ["distill"], "distill")]
+                for name, cmd, dep in rows:
+                    add(k % f"analysis {name}", [*cmd, *cargs, *student, "--phase", "analysis"],
+                        run_dir(task, name, seed) / "tsne.png", [k % dep], "analysis")
+    out = sorted(stages.values(), key=lambda st: st.rank)
+    if a.only is not None:
+        out = _with_deps([st for st in out if st.kind in set(a.only)], stages)
+    return out
+
+
+def _with_deps(wanted: list[Stage], stages: dict[str, Stage]) -> list[Stage]:
+    keep: dict[str, Stage] = {}
+
+    def visit(st: Stage) -> None:
+        for d in st.deps:
+            visit(stages[d])
+        keep.setdefault(st.key, st)
+
+    for st in wanted:
+        visit(st)
+    return list(keep.values())
+
+
+def _fmt(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def run_stage(st: Stage, log_dir: Path) -> tuple[int, float, str]:
+    """One stage as its own process; returns (exit code, seconds, last lines of its log)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / (st.key.replace(" ", "_").replace("/", "_") + ".log")
+    t0 = time.time()
+    with open(log, "w") as f:
+        rc = subprocess.call([sys.executable, "-m", "liteda", *st.argv], stdout=f, stderr=subprocess.STDOUT)
+    tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+    return rc, time.time() - t0, " / ".join(tail)
+
+
+def run(stages: list[Stage], jobs: int, base: Path) -> list[dict]:
+    """Runs the stages not done yet; returns the failures (stage, exit code, last log lines)."""
+    todo = [st for st in stages if not st.done.exists()]
+    by_key = {st.key: st for st in stages}
+    failed: dict[str, dict] = {}
+    finished: set[str] = {st.key for st in stages if st.done.exists()}
+    running: dict[Future, Stage] = {}
+    durations: list[float] = []
+    t_start, n_total = time.time(), len(todo)
+    print(f"[grid] {len(stages)} stages, {len(stages) - len(todo)} done earlier, {len(todo)} to run", flush=True)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while todo or running:
+            for st in list(todo):
+                blocked = [d for d in st.deps if d in failed]
+                if blocked:
+                    todo.remove(st)
+                    failed[st.key] = {"stage": st.key, "skipped": True, "why": f"needs '{blocked[0]}', which failed"}
+                    print(f"[stage] {st.key}: SKIPPED (needs '{blocked[0]}')", flush=True)
+                elif all(d in finished or d not in by_key for d in st.deps) and len(running) < max(1, jobs):
+                    todo.remove(st)
+                    print(f"[stage] {st.key}: start", flush=True)
+                    running[pool.submit(run_stage, st, base / "logs")] = st
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                st = running.pop(fut)
+                rc, secs, tail = fut.result()
+                if rc == 0 and st.done.exists():
+                    finished.add(st.key)
+                    durations.append(secs)
+                    left = len(todo) + len(running)
+                    eta = left * (sum(durations) / len(durations)) / max(1, jobs)
+                    print(f"[stage] {st.key}: done in {_fmt(secs)} | {n_total - left}/{n_total} | elapsed "
+                          f"{_fmt(time.time() - t_start)}, ETA {_fmt(eta)}", flush=True)
+                else:
+                    why = tail if rc != 0 else f"exit 0 but '{st.done}' was not written"
+                    failed[st.key] = {"stage": st.key, "exit_code": rc, "why": why, "command": "liteda " + shlex.join(st.argv)}
+                    print(f"[stage] {st.key}: FAILED (exit {rc}) after {_fmt(secs)}: {why}", flush=True)
+    return list(failed.values())
+
+
+def main(argv: Optional[list[str]] = None) -> list[dict]:
+    a = build_parser().parse_args(argv)
+    if a.jobs < 1:
+        fail("-j must be at least 1")
+    stages = plan(a)
+    base = Path(a.runs) / a.data
+    if a.dry_run:
+        for st in stages:
+            state = "done" if st.done.exists() else "todo"
+            print(f"{state}  {st.key}: liteda {shlex.join(st.argv)}")
+        return []
+    failures = run(stages, a.jobs, base)
+    write_json(base / "grid_failures.json", failures)
+    if a.results:
+        from .report.cli import main as report_main
+
+        report_main(["--runs", a.runs, "--dataset", a.data, "--out", a.results])
+    if failures:
+        atomic_write_text(base / "grid_failures.md", "".join(f"- {f['stage']}: {f['why']}\n" for f in failures))
+        fail(f"{len(failures)} stage(s) failed or were skipped; see {base / 'grid_failures.json'} (rerun to resume)")
+    return failures
