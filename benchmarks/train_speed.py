@@ -25,17 +25,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from liteda.adaptation.dann import DANN
 from liteda.classifier import build_classifier
 from liteda.engine import autocast_for
 from liteda.datasets import (ForeverDataIterator, TensorImageDataset, build_transform, load_images,
                               prepare_domains)
 from liteda.tables import to_markdown
+from liteda.settings import shared_dir
 from liteda.utils import atomic_write_text, machine_info, machine_label, write_json
 
-SHARED = Path(os.environ.get("LITEDA_SHARED", ROOT.parent / "shared"))
+SHARED = shared_dir()
 
 
 class PILImageList(Dataset):

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from ..metrics import time_calls
+from ..tables import to_markdown
 from ..utils import atomic_write_text, machine_info, write_json
 from .artifact import LoadedArtifact, Runner
 
@@ -134,15 +135,14 @@ def format_row(row: dict) -> str:
 def markdown_table(rows: Sequence[dict], machine: dict, title: str = "") -> str:
     head = ["artifact", "size MB", "target-test acc %", "agree w/ FP32 %", "bs1 p50 ms", "p90 ms", "p99 ms",
             "bs32 img/s", "threads", "providers / note"]
+    body = [[r["name"], _fmt(r.get("size_mb")), _fmt(r.get("acc"), 1), _fmt(r.get("agree_fp32"), 1),
+             _fmt(r.get("p50_ms")), _fmt(r.get("p90_ms")), _fmt(r.get("p99_ms")), _fmt(r.get("bs32_img_s"), 0),
+             _fmt(r.get("threads")), " ".join(x for x in (str(r.get("providers") or ""), r.get("note") or "") if x)]
+            for r in rows]
     lines = [f"## {title}" if title else "", "",
              f"Machine: {machine.get('gpu') or machine.get('cpu')}, {machine.get('cpu_count')} CPUs; torch "
              f"{machine.get('torch')}, onnxruntime {machine.get('onnxruntime', '-')}.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["name"], _fmt(r.get("size_mb")), _fmt(r.get("acc"), 1), _fmt(r.get("agree_fp32"), 1),
-            _fmt(r.get("p50_ms")), _fmt(r.get("p90_ms")), _fmt(r.get("p99_ms")), _fmt(r.get("bs32_img_s"), 0),
-            _fmt(r.get("threads")), " ".join(x for x in (str(r.get("providers") or ""), r.get("note") or "") if x)]) + " |")
+             to_markdown(head, body).rstrip("\n")]
     if not machine.get("gpu") and not any(r.get("runtime") == "trt" and r.get("p50_ms") is not None for r in rows):
         lines += ["", "No NVIDIA GPU on this machine: TensorRT FP16/INT8/FP8 were not measured."]
     return "\n".join(lines).lstrip() + "\n"
