@@ -62,3 +62,21 @@ def _one_thread():
 
     torch.set_num_threads(1)
     yield
+
+
+def img_sources(html_text: str) -> list[str]:
+    """The ``src`` of every ``<img>`` in an HTML page (the report must inline its figures)."""
+    import html.parser
+
+    class Imgs(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.srcs: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.srcs.append(dict(attrs)["src"])
+
+    parser = Imgs()
+    parser.feed(html_text)
+    return parser.srcs

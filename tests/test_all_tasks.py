@@ -1,6 +1,5 @@
 """`make all-tasks` on the embedded default: every stage through the grid, the results folder, resume without
 redoing stages, a failed stage that does not stop the others; the grid's plan as the registries make it."""
-import html.parser
 import json
 import os
 import shutil
@@ -9,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import img_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "--scratch -i 2 -b 8 --resize-size 36 --crop-size 32 --scale 0.6 1.0"
@@ -23,15 +23,6 @@ def make(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
            "BENCH_ARGS=--iters 3 --warmup 1 --calib-size 8 --max-images 16", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "LITEDA_THREADS": "1"})
 
-
-class _Imgs(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.srcs = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.srcs.append(dict(attrs)["src"])
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -58,9 +49,8 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
     assert report.index("## Headline") < report.index("## Setup")
     for f in ("S2M/dann/seed0/results.json", "S2M/kd/seed0/record.json", "S2M/1mb/seed0/results.json"):
         assert (res / "runs" / f).is_file(), f  # the tables' inputs are copied beside them
-    p = _Imgs()
-    p.feed((res / "report.html").read_text())
-    assert p.srcs and all(s.startswith("data:image/png;base64,") for s in p.srcs)
+    srcs = img_sources((res / "report.html").read_text())
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "[stage]" in r.stdout and "ETA" in r.stdout  # one progress line per stage
 
     # a second run redoes nothing; a lost stage is redone alone

@@ -1,10 +1,10 @@
 """The report is driven by stage records: every stage in a runs tree appears with its label, the headline table
 holds the deployed file of a compressed model, and a stage nobody told the report about still shows up."""
-import html.parser
 import json
 from pathlib import Path
 
 import pytest
+from conftest import img_sources
 
 from liteda import record
 from liteda.record import DatasetRef, StageRecord, Transform, write_record
@@ -105,15 +105,6 @@ def _rows(md: str) -> dict[str, list[str]]:
             for cells in [[c.strip() for c in ln.strip().strip("|").split("|")]]}
 
 
-class _Imgs(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.srcs = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.srcs.append(dict(attrs)["src"])
-
 
 @pytest.fixture()
 def report(runs_tree, tmp_path):
@@ -175,9 +166,8 @@ def test_outputs_are_written_and_self_contained(report):
               "runs/A2W/tiny_recipe/seed0/deploy/record.json", "runs/A2W/tiny_recipe/seed0/deploy/bench.json",
               "runs/W2A/kd/seed1/results.json", "runs/W2A/model_soup/seed1/record.json"):
         assert (report / f).is_file(), f
-    p = _Imgs()
-    p.feed((report / "report.html").read_text())
-    assert len(p.srcs) >= 3 and all(s.startswith("data:image/png;base64,") for s in p.srcs)  # 2 plots + curves
+    srcs = img_sources((report / "report.html").read_text())
+    assert len(srcs) >= 3 and all(s.startswith("data:image/png;base64,") for s in srcs)  # 2 plots + curves
     summary = json.loads((report / "summary.json").read_text())
     assert summary["dataset"] == "Fake" and summary["seeds"] == [0, 1]
     kinds = {(s["kind"], s["name"]) for s in summary["stages"]}
