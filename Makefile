@@ -25,6 +25,8 @@ TEACHER_METHOD ?= mcc
 TEACHER_EPOCHS ?= 10
 # Every training stage fine-tunes from block 4 on (the frozen stem and first blocks keep ImageNet features).
 TRAIN_ARGS ?= --freeze-stages 4
+# Flags of every adaptation stage (the METHODS rows and the teacher's), e.g. --trade-off 0.3.
+METHOD_ARGS ?=
 # Teacher outputs are computed once per unlabeled target image: a larger teacher costs one pass, not one per step.
 KD_ARGS ?= --teacher-cache
 # Compression recipes of the distilled student (`liteda list recipes`); 1mb is the <= 1 MB INT8 deployable.
@@ -55,7 +57,7 @@ GRID = $(LITEDA) grid $(ROOT) -d $(DATASET) --epochs $(EPOCHS) --arch $(ARCH) --
 	--recipes $(RECIPES) --runs $(RUNS) -j $(JOBS) \
 	$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(if $(TEACHER_PRETRAINED),--teacher-pretrained $(TEACHER_PRETRAINED)) \
 	$(if $(TEACHER_SEED),--teacher-seed $(TEACHER_SEED)) \
-	--train-args "$(TRAIN_ARGS)" --kd-args "$(KD_ARGS)" --compress-args "$(COMPRESS_ARGS)" --bench-args "$(BENCH_ARGS)"
+	--train-args "$(TRAIN_ARGS)" --method-args "$(METHOD_ARGS)" --kd-args "$(KD_ARGS)" --compress-args "$(COMPRESS_ARGS)" --bench-args "$(BENCH_ARGS)"
 ONE = $(GRID) --tasks $(TASK) --seeds $(SEED)
 DEPLOY_RUN = $(RUNS)/$(DATASET)/$(TASK)/$(DEPLOY)/seed$(SEED)
 
@@ -74,7 +76,7 @@ help:
 	@echo "  make bench TASK=W2A      accuracy, size, latency and FPS of each artifact of DEPLOY"
 	@echo "  make trt-bench TASK=W2A  the same with TensorRT and PyTorch CUDA on an NVIDIA GPU"
 	@echo "  make report              tables, plots and the report from finished runs"
-	@echo "  Variables: SEEDS EPOCHS METHODS TEACHER TEACHER_METHOD TEACHER_EPOCHS TEACHER_SEED RECIPES TRAIN_ARGS"
+	@echo "  Variables: SEEDS EPOCHS METHODS METHOD_ARGS TEACHER TEACHER_METHOD TEACHER_EPOCHS TEACHER_SEED RECIPES TRAIN_ARGS"
 	@echo "             KD_ARGS COMPRESS_ARGS BENCH_ARGS JOBS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER_PRETRAINED"
 
 # Installs into the Python that PY names (the current environment by default; use PY=.venv/bin/python for a venv).
@@ -85,8 +87,10 @@ $(DEPS): requirements.txt pyproject.toml
 
 deps: $(DEPS)
 
-demo: $(DEPS)
-	$(LITEDA) demo
+# Set-up (installing what the demo needs) and the demo itself are timed apart.
+demo:
+	@t0=$$(date +%s); $(MAKE) --no-print-directory deps; echo "[demo] set-up: $$(( $$(date +%s) - t0 )) s"
+	@t0=$$(date +%s); $(LITEDA) demo; echo "[demo] demo: $$(( $$(date +%s) - t0 )) s (set-up excluded)"
 
 test: $(DEPS)
 	$(PY) -m pytest -q tests

@@ -57,6 +57,8 @@ def model_record(model: ImageClassifier, arch: str, classes: list[str], crop_siz
     transform (resize, then centre crop) when known."""
     return {"format": "liteda.classifier/1", "arch": arch, "num_classes": model.num_classes,
             "bottleneck_dim": bottleneck_dim, "classes": list(classes), "crop_size": crop_size,
+            # MBV3 without its 1024-d pre-logits layer (--no-prelogits) is another structure to rebuild
+            **({"prelogits": False} if isinstance(getattr(model.backbone, "prelogits", None), nn.Identity) else {}),
             **({"resize_size": resize_size} if resize_size else {}),
             "mean": list(model.mean or ()), "std": list(model.std or ()),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}  # loads without a GPU
@@ -90,12 +92,19 @@ def classifier_from_record(rec: dict, path) -> ImageClassifier:
 
     if rec.get("format") != "liteda.classifier/1":
         fail(f"checkpoint '{path}' is not a LiteDA model file (expected model.pt from a run folder)")
-    model = build_classifier(rec["arch"], rec["num_classes"], pretrained=False, bottleneck_dim=rec["bottleneck_dim"])
+    model = empty_classifier(rec)
     try:
         model.load_state_dict(rec["state_dict"])
     except RuntimeError as e:
         fail(f"checkpoint '{path}' does not fit arch '{rec['arch']}': {str(e).splitlines()[0][:120]}")
     return model
+
+
+def empty_classifier(desc: dict) -> ImageClassifier:
+    """The classifier a saved description names (arch, classes, bottleneck, pre-logits), weights not loaded."""
+    kw = {"prelogits": False} if desc.get("prelogits") is False else {}
+    return build_classifier(desc["arch"], desc["num_classes"], pretrained=False, bottleneck_dim=desc["bottleneck_dim"],
+                            **kw)
 
 
 def load_classifier(path) -> tuple[ImageClassifier, dict]:

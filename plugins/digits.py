@@ -1,10 +1,17 @@
 """The embedded default dataset: scikit-learn's bundled digits (source) and an MNIST-M-style target.
 
-Needs no download: ``sklearn.datasets.load_digits`` ships with scikit-learn. The 1,797 digits are split into
-two disjoint halves; the source half is drawn white-on-black, the target half becomes coloured strokes on
-synthetic coloured textures (MNIST-M-style; dark or bright backgrounds, so polarity flips too): colour
-statistics and backgrounds shift while the shapes keep their labels. Deterministic by seed; written as PNG folders so the
-same folder-per-class pipeline as Office reads them.
+Needs no download: ``sklearn.datasets.load_digits`` ships with scikit-learn. The 1,797 8x8 digits are upsampled
+to 32x32 and split into two disjoint halves by a seeded permutation (898 source, 899 target images):
+
+- ``digits`` (S): white strokes on a black background, as MNIST;
+- ``digits_m`` (M): the same kind of strokes in a random bright colour over a dark, coloured synthetic texture,
+  as MNIST-M (Ganin et al., 2016, the DANN paper's digits benchmark).
+
+Shapes keep their labels while colour, background texture and image statistics shift, the shift a domain
+adaptation method is meant to remove: a network trained on S alone mistakes texture for strokes, one that also
+sees M unlabeled can learn to ignore the background. The stroke stays brighter than its background in both domains
+(no polarity flip), so a small network trained from scratch on a CPU budget can align the two domains.
+Deterministic by seed; written as PNG folders so the same folder-per-class pipeline as Office reads them.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from PIL import Image
 from .utils import atomic_write_text
 
 SIZE = 32
+VERSION = 2  # the generator's version: a copy made by another version is made again
 
 
 def _upsample(digit8: np.ndarray) -> np.ndarray:
@@ -37,11 +45,9 @@ def _texture(rng: np.random.Generator) -> np.ndarray:
 
 
 def _blend(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A coloured digit over a textured background, dark or bright at random, with the stroke on the other side
-    of the brightness range so the digit stays readable (polarity flips in half the images)."""
-    bright_bg = rng.random() < 0.5
-    bg = _texture(rng) * 0.43 + (145 if bright_bg else 0)  # [145, 255] or [0, 110]
-    fg = rng.uniform(0, 95, 3) if bright_bg else rng.uniform(160, 255, 3)
+    """A bright coloured digit over a dark textured background ([0, 110] per channel; strokes in [160, 255])."""
+    bg = _texture(rng) * 0.43
+    fg = rng.uniform(160, 255, 3)
     alpha = (digit / 255.0)[..., None]
     return bg * (1 - alpha) + fg * alpha
 
@@ -65,10 +71,16 @@ def make_digits(root: str | os.PathLike, seed: int = 0) -> None:
             out = root / domain / str(y) / f"{i:04d}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rgb.astype(np.uint8)).save(out)
-    atomic_write_text(root / ".complete", f"seed={seed}\n")
+    atomic_write_text(root / ".complete", f"version={VERSION} seed={seed}\n")
 
 
 def ensure_digits(root: str | os.PathLike, seed: int = 0) -> None:
-    """Generate the embedded dataset under ``root`` unless a finished copy is there."""
-    if not (Path(root) / ".complete").is_file():
-        make_digits(root, seed)
+    """Generate the embedded dataset under ``root`` unless a finished copy of this version and seed is there."""
+    marker = Path(root) / ".complete"
+    if marker.is_file() and marker.read_text().strip() == f"version={VERSION} seed={seed}":
+        return
+    import shutil
+
+    for domain in ("digits", "digits_m"):  # another version's images would mix with this one's
+        shutil.rmtree(Path(root) / domain, ignore_errors=True)
+    make_digits(root, seed)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from .record import FILENAME
+from .runner import planned_run_dir
 from .utils import OneLineParser, atomic_write_text, fail, write_json
 
 STUDENT = "mobilenet_v3_small"
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one teacher seed for every student seed (default: each seed its own teacher)")
     p.add_argument("--recipes", nargs="*", default=["1mb"], help="compression recipes of the distilled student")
     p.add_argument("--train-args", default="", help="flags for every training stage (quoted)")
+    p.add_argument("--method-args", default="",
+                   help="flags for every adaptation stage: the --methods rows and the teacher's (quoted)")
     p.add_argument("--teacher-args", default="", help="flags for the teacher only (quoted)")
     p.add_argument("--kd-args", default="", help="flags for the distillation stage (quoted)")
     p.add_argument("--compress-args", default="", help="flags after each recipe (quoted)")
@@ -70,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="*", default=None, metavar="KIND",
                    help="run only these stage kinds and what they need: source_only oracle adapt teacher distill "
                         "compress bench analysis")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="stages at a time (set LITEDA_THREADS=1 with -j2 "
-                                                             "on 2 cores)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="stages at a time")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads of each stage (LITEDA_THREADS of its process; e.g. 1 with -j 2 on 2 cores)")
     p.add_argument("-n", "--dry-run", action="store_true", help="print the stages that would run")
     return p
 
@@ -118,50 +122,54 @@ def plan(a: argparse.Namespace) -> list[Stage]:
                 "--runs-root", a.runs, "--resume", "--no-progress", *train_flags]
 
     train_flags = shlex.split(a.train_args)
-    teacher_name = a.teacher_method if a.teacher == a.arch else f"{a.teacher_method}-{a.teacher}"
+    method_flags = shlex.split(a.method_args)
     teacher_epochs = a.teacher_epochs or a.epochs
     for task in a.tasks:
         for seed in a.seeds:
             student = ["-a", a.arch, *(["--pretrained", a.pretrained] if a.pretrained else [])]
             k = f"{task} %s seed {seed}"
             cargs = common(task, seed)
-            add(k % "source-only", ["train", *cargs, *student], run_dir(task, "source_only", seed) / FILENAME, [],
-                "source_only")
-            add(k % "oracle", ["oracle", *cargs, *student], run_dir(task, "oracle", seed) / FILENAME, [], "oracle")
+
+            def training(key: str, argv: list[str], deps: list[str], kind: str) -> Path:
+                """A training stage; its folder is the one the runner will name (variants included)."""
+                run = planned_run_dir(argv)
+                add(key, argv, run / FILENAME, deps, kind)
+                if a.analysis and kind != "teacher":
+                    add(f"{key} analysis", [*argv, "--phase", "analysis"], run / "tsne.png",
+                        [alias.get(key, key)], "analysis")
+                return run
+
+            training(k % "source-only", ["train", *cargs, *student], [], "source_only")
+            training(k % "oracle", ["oracle", *cargs, *student], [], "oracle")
             for m in a.methods:
                 deps = [k % "source-only"] if METHODS.get(m).needs_source_model else []
-                add(k % m, ["adapt", "-m", m, *cargs, *student], run_dir(task, m, seed) / FILENAME, deps, "adapt")
+                training(k % m, ["adapt", "-m", m, *cargs, *student, *method_flags], deps, "adapt")
             tseed = seed if a.teacher_seed is None else a.teacher_seed
-            tcommon = [*common(task, tseed), "--epochs", str(teacher_epochs), *shlex.split(a.teacher_args)]
-            teacher_key = f"{task} teacher {teacher_name} seed {tseed}"
+            tcmd = (["train"] if a.teacher_method == "source_only"
+                    else ["adapt", "-m", a.teacher_method, *method_flags])
+            teacher_argv = [*tcmd, *common(task, tseed), "--epochs", str(teacher_epochs), "-a", a.teacher,
+                            *(["--pretrained", a.teacher_pretrained] if a.teacher_pretrained else []),
+                            *shlex.split(a.teacher_args)]
+            teacher_key = f"{task} teacher {planned_run_dir(teacher_argv).parent.name} seed {tseed}"
             tdeps = [f"{task} source-only seed {tseed}"] if METHODS.get(a.teacher_method).needs_source_model else []
-            tcmd = ["train"] if a.teacher_method == "source_only" else ["adapt", "-m", a.teacher_method]
-            add(teacher_key, [*tcmd, *tcommon, "-a", a.teacher,
-                              *(["--pretrained", a.teacher_pretrained] if a.teacher_pretrained else [])],
-                run_dir(task, teacher_name, tseed) / FILENAME, tdeps, "teacher")
-            kd_dir = run_dir(task, "kd", seed)
-            add(k % "distill", ["distill", *cargs, *student, "--teacher-run", str(run_dir(task, teacher_name, tseed)),
-                                *shlex.split(a.kd_args)], kd_dir / FILENAME, [alias.get(teacher_key, teacher_key)], "distill")
-            benched = [("kd", k % "distill")]
+            teacher_run = training(teacher_key, teacher_argv, tdeps, "teacher")
+            kd_run = training(k % "distill", ["distill", *cargs, *student, "--teacher-run", str(teacher_run),
+                                              *shlex.split(a.kd_args)], [alias.get(teacher_key, teacher_key)],
+                              "distill")
+            benched = [(kd_run, k % "distill")]
+            runs_of = {"kd": kd_run}
             for r in recipes:
-                recipe = RECIPES.get(r)
-                parent = recipe.parent
+                parent = RECIPES.get(r).parent
                 parent_key = k % "distill" if parent == "kd" else k % f"compress {parent}"
-                add(k % f"compress {r}", ["compress", "--run", str(run_dir(task, parent, seed)), "--recipe", r,
-                                          "--out", str(run_dir(task, r, seed)), "--seed", str(seed), "--no-progress",
-                                          *shlex.split(a.compress_args)],
-                    run_dir(task, r, seed) / FILENAME, [parent_key], "compress")
-                benched.append((r, k % f"compress {r}"))
-            for name, dep in benched:
-                add(k % f"deploy {name}", ["bench", "--run", str(run_dir(task, name, seed)),
-                                           *shlex.split(a.bench_args)],
-                    run_dir(task, name, seed) / "deploy" / FILENAME, [dep], "bench")
-            if a.analysis:
-                rows = [("source_only", ["train"], "source-only"), ("oracle", ["oracle"], "oracle"),
-                        *[(m, ["adapt", "-m", m], m) for m in a.methods], ("kd", ["distill"], "distill")]
-                for name, cmd, dep in rows:
-                    add(k % f"analysis {name}", [*cmd, *cargs, *student, "--phase", "analysis"],
-                        run_dir(task, name, seed) / "tsne.png", [k % dep], "analysis")
+                out = run_dir(task, r, seed)
+                add(k % f"compress {r}", ["compress", "--run", str(runs_of[parent]), "--recipe", r, "--out", str(out),
+                                          "--seed", str(seed), "--no-progress", *shlex.split(a.compress_args)],
+                    out / FILENAME, [parent_key], "compress")
+                runs_of[r] = out
+                benched.append((out, k % f"compress {r}"))
+            for run, dep in benched:
+                add(k % f"deploy {run.parent.name}", ["bench", "--run", str(run), *shlex.split(a.bench_args)],
+                    run / "deploy" / FILENAME, [dep], "bench")
     out = sorted(stages.values(), key=lambda st: st.rank)
     if a.only is not None:
         out = _with_deps([st for st in out if st.kind in set(a.only)], stages)
@@ -186,18 +194,21 @@ def _fmt(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def run_stage(st: Stage, log_dir: Path) -> tuple[int, float, str]:
+def run_stage(st: Stage, log_dir: Path, threads: Optional[int] = None) -> tuple[int, float, str]:
     """One stage as its own process; returns (exit code, seconds, last lines of its log)."""
+    import os
+
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / (st.key.replace(" ", "_").replace("/", "_") + ".log")
+    env = {**os.environ, **({"LITEDA_THREADS": str(threads)} if threads else {})}
     t0 = time.time()
     with open(log, "w") as f:
-        rc = subprocess.call([sys.executable, "-m", "liteda", *st.argv], stdout=f, stderr=subprocess.STDOUT)
+        rc = subprocess.call([sys.executable, "-m", "liteda", *st.argv], stdout=f, stderr=subprocess.STDOUT, env=env)
     tail = log.read_text(errors="replace").strip().splitlines()[-3:]
     return rc, time.time() - t0, " / ".join(tail)
 
 
-def run(stages: list[Stage], jobs: int, base: Path) -> list[dict]:
+def run(stages: list[Stage], jobs: int, base: Path, threads: Optional[int] = None) -> list[dict]:
     """Runs the stages not done yet; returns the failures (stage, exit code, last log lines)."""
     todo = [st for st in stages if not st.done.exists()]
     by_key = {st.key: st for st in stages}
@@ -218,7 +229,7 @@ def run(stages: list[Stage], jobs: int, base: Path) -> list[dict]:
                 elif all(d in finished or d not in by_key for d in st.deps) and len(running) < max(1, jobs):
                     todo.remove(st)
                     print(f"[stage] {st.key}: start", flush=True)
-                    running[pool.submit(run_stage, st, base / "logs")] = st
+                    running[pool.submit(run_stage, st, base / "logs", threads)] = st
             if not running:
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -250,7 +261,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
             state = "done" if st.done.exists() else "todo"
             print(f"{state}  {st.key}: liteda {shlex.join(st.argv)}")
         return []
-    failures = run(stages, a.jobs, base)
+    failures = run(stages, a.jobs, base, a.threads)
     write_json(base / "grid_failures.json", failures)
     if a.results:
         from .report.cli import main as report_main

@@ -66,6 +66,20 @@ def info_max_score(logits: torch.Tensor) -> dict:
     return {"entropy": ent, "diversity": div, "im_score": div - ent}
 
 
+def prediction_collapse(logits: torch.Tensor, num_classes: int, share: float = 0.9) -> dict:
+    """Label-free collapse check: a model whose predictions on the (unlabeled) target fall into one class has
+    collapsed (an adversarial game lost, a degenerate self-training), whatever its accuracy happens to be.
+    ``collapsed`` when one class takes at least ``share`` of the predictions (and more than the 2/num_classes a
+    two-class task may legitimately reach)."""
+    pred = logits.argmax(1)
+    counts = torch.bincount(pred, minlength=num_classes)
+    top = int(counts.argmax())
+    majority = float(counts[top]) / max(1, len(pred))
+    return {"majority_class": top, "majority_share": majority, "classes_predicted": int((counts > 0).sum()),
+            "collapsed": bool(num_classes > 1 and len(pred) >= 2 * num_classes
+                              and majority >= max(share, 2.0 / num_classes))}
+
+
 def soft_neighborhood_density(logits: torch.Tensor, temperature: float = 0.05) -> float:
     """SND (Saito et al., 2021), an unsupervised validator (higher is better): the mean entropy of each target
     sample's softmax over cosine similarities to the other samples' predictions (self excluded), at

@@ -25,7 +25,8 @@ from .lock import lock_run, unlock_run
 from .datasets import (DATASETS, DomainSplit, ResumableSampler, TensorImageDataset, UnlabeledImageDataset,
                        build_transform, load_images, prepare_domains)
 from .engine import Trainer, TrainConfig, config_dict, iterations_per_epoch
-from .metrics import classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict
+from .metrics import (classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict,
+                      prediction_collapse)
 from .plots import plot_confusion, plot_history
 from .record import DatasetRef, StageRecord, Transform, read_record, relative, write_record
 from .settings import apply_threads, cache_dir
@@ -227,6 +228,12 @@ def evaluate_all(model, data: Data, run_dir: Path, device: str = "cpu") -> dict:
         out[name] = classification_metrics(logits, labels, data.num_classes)
         if name == "target_test":
             out["validator"] = info_max_score(logits)
+        if name == "target_all":  # every target image, predictions only: no label is read for the check
+            out["collapse"] = prediction_collapse(logits, data.num_classes)
+            if out["collapse"]["collapsed"]:
+                share, cls = out["collapse"]["majority_share"], data.classes[out["collapse"]["majority_class"]]
+                print(f"warning: the model collapsed: {share:.0%} of its target predictions are class '{cls}' "
+                      f"(label-free check; recorded as 'collapse' in results.json)", file=sys.stderr)
     plot_confusion(out["target_test"]["confusion"], data.classes, run_dir / "confusion_target_test.png",
                    f"target-test confusion ({out['target_test']['acc']:.1f}%)")
     return out
@@ -256,7 +263,7 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict
                       weight_decay=args.wd, lr_gamma=args.lr_gamma, lr_decay=args.lr_decay,
                       trade_off=args.trade_off, amp=args.amp, channels_last=args.channels_last,
                       progress=not args.no_progress, device=args.device, run_settings=run_settings(args))
-    method_cls = get_method(method_name)
+    method_cls = get_method(args.registered_method)  # method_name may be a variant's (cdan_e, dann_tradeoff0.3)
     init = None
     if method_cls.needs_source_model:
         init = init_from_source(model, args)
@@ -328,10 +335,10 @@ PHASES = {"train": train_phase, "test": test_phase, "analysis": analysis_phase}
 KIND_LABELS = {"source_only": "source-only", "oracle": "oracle (target labels)", "kd": "distilled student"}
 
 
-def stage_kind(regime: str, method_name: str) -> str:
+def stage_kind(regime: str, registered: str) -> str:
     if regime in ("source_only", "oracle"):
         return regime
-    return "distill" if method_name == "kd" else "adapt"
+    return "distill" if registered == "kd" else "adapt"
 
 
 def stage_label(args, regime: str, method_name: str) -> str:
@@ -354,7 +361,7 @@ def stage_record(args, method_name: str, regime: str, run_dir: Path, results: di
         parents["teacher" if i == 0 else f"teacher{i + 1}"] = relative(Path(t["ckpt"]).parent, run_dir)
     name = run_dir.parent.name if run_dir.name.startswith("seed") else run_name(args, method_name)
     return StageRecord(
-        kind=stage_kind(regime, method_name), name=name, label=stage_label(args, regime, method_name),
+        kind=stage_kind(regime, args.registered_method), name=name, label=stage_label(args, regime, method_name),
         seed=args.seed, arch=args.arch, weights=weights_desc(args),
         dataset=DatasetRef(name=args.data, root=str(args.root), source=results["source_letter"],
                            target=results["target_letter"], classes=list(results["classes"]), splits="splits",
@@ -389,6 +396,7 @@ def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional
         fail(f"unknown regime '{regime}'")
     method_cls = get_method(method_name)
     args = build_parser(method_cls, regime).parse_args(argv)
+    args.registered_method = method_name
     method_name = method_cls.variant_name(args, method_name)  # e.g. cdan -E -> cdan_e
     name = "oracle" if regime == "oracle" else method_name
     validate(args, regime)
@@ -412,6 +420,23 @@ def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional
     print(f"{results.get('task')} {results.get('method')} seed {args.seed}: target-test acc {tt.get('acc', float('nan')):.2f} "
           f"| results: {run_dir / 'results.json'}")
     return results
+
+
+def planned_run_dir(argv: list[str]) -> Path:
+    """The run folder a training command (``train|oracle|adapt -m M|distill`` and its flags) will write, named
+    as the runner names it (method variants and the arch included): what the grid waits for."""
+    command, rest = argv[0], list(argv[1:])
+    if command == "adapt":
+        pre = OneLineParser(prog="liteda adapt", add_help=False)
+        pre.add_argument("-m", "--method", required=True)
+        known, rest = pre.parse_known_args(rest)
+        method, regime = known.method, "adapt"
+    else:
+        method, regime = {"train": ("source_only", "source_only"), "oracle": ("source_only", "oracle"),
+                          "distill": ("kd", "adapt")}[command]
+    method_cls = get_method(method)
+    args = build_parser(method_cls, regime).parse_args(rest)
+    return run_dir_for(args, "oracle" if regime == "oracle" else method_cls.variant_name(args, method))
 
 
 # ----------------------------------------------------------------------------- `liteda <stage>` entry points

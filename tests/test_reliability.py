@@ -129,3 +129,35 @@ def test_a_file_planted_in_the_weights_cache_cannot_run_code(tmp_path, monkeypat
     with pytest.raises(UserError, match="could not load torchvision weights"):
         create_backbone("mobilenet_v3_small", pretrained=True)
     assert not marker.exists()
+
+
+def test_a_collapsed_adaptation_is_detected_and_reported(run_args, tmp_path, capsys):
+    """A transfer loss that drives every target prediction to one class: the run finishes, but its results and
+    its output say it collapsed (a label-free check), and the report lists it."""
+    import torch.nn.functional as F
+
+    from liteda.adaptation import METHODS, Method
+    from liteda.report.cli import main as report
+
+    class ToOneClass(Method):
+        uses_target = True
+
+        def forward(self, step):
+            target = step.logits_t.new_zeros(len(step.logits_t), dtype=torch.long)
+            return 20 * F.cross_entropy(step.logits_t, target), {}
+
+    METHODS.register("to_one_class", ToOneClass)
+    try:
+        main("to_one_class", "adapt", run_args("-i", "12", "--runs-root", str(tmp_path / "runs"),
+                                               log="runs/Custom/src2tgt/to_one_class/seed0"))
+    finally:
+        METHODS.unregister("to_one_class")
+    res = json.loads((tmp_path / "runs" / "Custom" / "src2tgt" / "to_one_class" / "seed0" / "results.json").read_text())
+    assert res["collapse"]["collapsed"] and res["collapse"]["classes_predicted"] == 1
+    assert "the model collapsed" in capsys.readouterr().err
+    main("source_only", "source_only", run_args("--runs-root", str(tmp_path / "runs"),
+                                                log="runs/Custom/src2tgt/source_only/seed0"))
+    report(["--runs", str(tmp_path / "runs"), "--dataset", "Custom", "--out", str(tmp_path / "results")])
+    text = (tmp_path / "results" / "report.md").read_text()
+    collapsed = text[text.index("## Collapsed models"):]
+    assert "to_one_class, src2tgt seed 0: 100% of target predictions in one class" in collapsed

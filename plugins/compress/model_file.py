@@ -21,6 +21,7 @@ from ..utils import atomic_torch_save, atomic_write_bytes, fail
 FORMAT = "liteda.compressed/1"
 _PRIMITIVE = (int, float, bool, str, type(None))
 BASE_KEYS = ("arch", "num_classes", "bottleneck_dim", "classes", "crop_size", "mean", "std")
+OPTIONAL_BASE_KEYS = ("resize_size", "prelogits")  # present when the classifier's file has them
 
 
 # ----------------------------------------------------------------------------- structure record
@@ -45,7 +46,7 @@ def tensor_shapes(model: nn.Module) -> dict[str, list[int]]:
 def compressed_record(model: nn.Module, base: dict, ops: list[dict], float_model: Optional[nn.Module] = None) -> dict:
     """``float_model``: the structure before quantization (shapes/attributes are taken from it)."""
     ref = float_model if float_model is not None else model
-    base = {k: base[k] for k in BASE_KEYS + (("resize_size",) if base.get("resize_size") else ())}
+    base = {k: base[k] for k in BASE_KEYS + tuple(k for k in OPTIONAL_BASE_KEYS if base.get(k) is not None)}
     return {"format": FORMAT, "base": base, "ops": ops, "attributes": module_attributes(ref),
             "shapes": tensor_shapes(ref), "state_dict": model.state_dict()}
 
@@ -74,11 +75,11 @@ def rebuild(rec: dict) -> nn.Module:
     """The module a record describes, weights loaded: each op through its technique's ``rebuild``, in the
     recorded order; the recorded shapes go in once the float structure is complete (before the first technique
     that needs them, e.g. quantization, which traces the float model)."""
-    from ..classifier import build_classifier
+    from ..classifier import empty_classifier
     from .registry import TECHNIQUES
 
     base = rec["base"]
-    model = build_classifier(base["arch"], base["num_classes"], pretrained=False, bottleneck_dim=base["bottleneck_dim"])
+    model = empty_classifier(base)
     shaped = False
     for op in rec["ops"]:
         technique = TECHNIQUES.get(op["op"])

@@ -103,6 +103,16 @@ def _failures(base: Path) -> str:
     return "\n".join(f"- {f['stage']}: {'skipped, ' if f.get('skipped') else ''}{f['why']}" for f in failures)
 
 
+def _collapsed(runs: Sequence[dict], labels: dict) -> str:
+    """Runs whose target predictions fell into one class (the label-free check every training stage records):
+    their accuracies above are not adaptation results."""
+    bad = [r for r in runs if (r.get("collapse") or {}).get("collapsed")]
+    if not bad:
+        return "None: no trained model predicts one class for (nearly) every target image."
+    return "\n".join(f"- {labels.get(r['method'], r['method'])}, {r['task']} seed {r['seed']}: "
+                     f"{r['collapse']['majority_share']:.0%} of target predictions in one class" for r in bad)
+
+
 def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
     """Collect every stage under ``<runs_root>/<dataset>`` and write the results folder ``out``."""
     runs_root, out = Path(runs_root), Path(out)
@@ -171,6 +181,7 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
         _md(md_agree, "Fewer than three trained runs per task and seed: nothing to rank."),
         "## What helped and what did not", tables.what_helped(rows, order, labels), "",
         "## Stages that did not finish", _failures(c.base), "",
+        "## Collapsed models", _collapsed(c.runs, labels), "",
     ])
     plots = "\n".join(f"### {cap}\n![{cap}]({p.relative_to(out).as_posix()})" for cap, p in figures)
     atomic_write_text(out / "report.md", md + "\n## Plots\n" + plots + "\n")
