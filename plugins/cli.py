@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("liteda.grid:main", "every stage of tasks x seeds, resumable (make all-tasks)"),
     "demo": ("liteda.demo:main", "the whole pipeline on the embedded default dataset (make demo)"),
     "list": ("liteda.cli:list_main", "list a registry: methods, techniques, recipes, artifacts"),
+    "tllib-example": ("liteda.interop.tllib_example:main", "run one of tllib's example scripts with LiteDA's backbones"),
+    "import-tllib": ("liteda.interop.tllib_checkpoint:main", "turn a tllib checkpoint into a LiteDA run folder"),
 }
 
 

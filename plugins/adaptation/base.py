@@ -49,6 +49,7 @@ class Method(nn.Module):
     uses_source_labels = True
     frozen: tuple[str, ...] = ()
     needs_source_model = False
+    losses = "liteda"  # "tllib" when --tllib-losses put tllib's own loss modules in (liteda.interop.tllib_losses)
 
     def __init__(self, model: nn.Module, num_classes: int, args: argparse.Namespace, total_iters: int):
         super().__init__()
@@ -64,7 +65,9 @@ class Method(nn.Module):
         a flag turns the method into a named variant (``cdan.py -E`` is CDAN+E and must not overwrite CDAN's run).
         A ``--trade-off`` other than 1 is a variant of every method: ``coral.py --trade-off 10`` -> ``coral_tradeoff10``."""
         trade_off = getattr(args, "trade_off", 1.0)
-        return registered if trade_off == 1.0 else f"{registered}_tradeoff{trade_off:g}"
+        if trade_off == 1.0 or not cls.uses_target:  # no transfer loss (source-only, oracle): nothing to weigh
+            return registered
+        return f"{registered}_tradeoff{trade_off:g}"
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         return step.logits_s.new_zeros(()), {}
@@ -82,7 +85,11 @@ class Method(nn.Module):
         """Method knobs recorded in the run JSON."""
         return {}
 
+    def losses_config(self) -> dict:
+        """``{"losses": "tllib"}`` for a method running tllib's loss modules, for its ``config()``; else nothing."""
+        return {} if self.losses == "liteda" else {"losses": self.losses}
+
     def resume_fields(self) -> str:
         """Method settings a resumed run must share with its checkpoint, beyond the engine's own ("" = none):
         resuming under other settings would silently mix two recipes in one run."""
-        return ""
+        return "" if self.losses == "liteda" else f"losses={self.losses}"

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..interop import tllib_losses
 from ..metrics import entropy
 from .base import Method, Step
 from .dann import DomainDiscriminator, add_adversarial_args, binary_accuracy, grl_horizon, require_positive
@@ -88,6 +89,12 @@ class CDAN(Method):
         self.knobs = {"entropy": args.entropy, "randomized": args.randomized, "randomized_dim": args.randomized_dim,
                       "hidden_size": args.hidden_size, "grl_max_iters": grl_horizon(args, total_iters)}
         in_feature = args.randomized_dim if args.randomized else model.features_dim * num_classes
+        if tllib_losses.wanted(args):
+            self.losses = "tllib"
+            self.domain_adv = tllib_losses.conditional_domain_adversarial(
+                in_feature, args.hidden_size, args.entropy, args.randomized, num_classes, model.features_dim,
+                args.randomized_dim, self.knobs["grl_max_iters"])
+            return
         grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=self.knobs["grl_max_iters"], auto_step=True)
         self.domain_adv = ConditionalDomainAdversarialLoss(
             DomainDiscriminator(in_feature, args.hidden_size), entropy_conditioning=args.entropy,
@@ -101,6 +108,7 @@ class CDAN(Method):
         parser.add_argument("-r", "--randomized", action="store_true",
                             help="randomized multilinear map (for many classes x wide features)")
         parser.add_argument("--randomized-dim", type=int, default=1024, help="width of the randomized map")
+        tllib_losses.add_args(parser)
 
     @classmethod
     def variant_name(cls, args: argparse.Namespace, registered: str) -> str:
@@ -108,10 +116,10 @@ class CDAN(Method):
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         loss = self.domain_adv(step.logits_s, step.f_s, step.logits_t, step.f_t)
-        return loss, {"domain_acc": self.domain_adv.domain_discriminator_accuracy}
+        return loss, {"domain_acc": float(self.domain_adv.domain_discriminator_accuracy)}
 
     def config(self) -> dict:
-        return dict(self.knobs)
+        return {**self.knobs, **self.losses_config()}
 
 
 class CDANE(CDAN):

@@ -10,6 +10,7 @@ import argparse
 import torch
 from torch import nn
 
+from ..interop import tllib_losses
 from .base import Method, Step
 from .kernels import MultipleKernelMaximumMeanDiscrepancy, gaussian_kernel_family
 
@@ -21,14 +22,18 @@ class DAN(Method):
     def __init__(self, model: nn.Module, num_classes: int, args: argparse.Namespace, total_iters: int):
         super().__init__(model, num_classes, args, total_iters)
         self.linear = args.linear
-        self.mkmmd = MultipleKernelMaximumMeanDiscrepancy(gaussian_kernel_family(-3, 1), linear=args.linear)
+        if tllib_losses.wanted(args):
+            self.losses, self.mkmmd = "tllib", tllib_losses.multiple_kernel_mmd(args.linear)
+        else:
+            self.mkmmd = MultipleKernelMaximumMeanDiscrepancy(gaussian_kernel_family(-3, 1), linear=args.linear)
 
     @staticmethod
     def add_args(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--linear", action="store_true", help="linear-time MMD estimate (paper's)")
+        tllib_losses.add_args(parser)
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         return self.mkmmd(step.f_s, step.f_t), {}
 
     def config(self) -> dict:
-        return {"linear": self.linear, "kernel_alphas": [2.0 ** k for k in range(-3, 2)]}
+        return {"linear": self.linear, "kernel_alphas": [2.0 ** k for k in range(-3, 2)], **self.losses_config()}

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..interop import tllib_losses
 from ..utils import fail
 from .base import Method, Step
 from .grl import WarmStartGradientReverseLayer
@@ -110,17 +111,22 @@ class DANN(Method):
         super().__init__(model, num_classes, args, total_iters)
         require_positive(args, "hidden_size")
         self.hidden_size, self.grl_max_iters = args.hidden_size, grl_horizon(args, total_iters)
-        grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=self.grl_max_iters, auto_step=True)
-        self.domain_adv = DomainAdversarialLoss(DomainDiscriminator(model.features_dim, args.hidden_size), grl)
+        if tllib_losses.wanted(args):
+            self.losses = "tllib"
+            self.domain_adv = tllib_losses.domain_adversarial(model.features_dim, args.hidden_size, self.grl_max_iters)
+        else:
+            grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=1.0, max_iters=self.grl_max_iters, auto_step=True)
+            self.domain_adv = DomainAdversarialLoss(DomainDiscriminator(model.features_dim, args.hidden_size), grl)
 
     @staticmethod
     def add_args(parser: argparse.ArgumentParser) -> None:
         add_adversarial_args(parser)
+        tllib_losses.add_args(parser)
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         loss = self.domain_adv(step.f_s, step.f_t)
-        return loss, {"domain_acc": self.domain_adv.domain_discriminator_accuracy,
+        return loss, {"domain_acc": float(self.domain_adv.domain_discriminator_accuracy),
                       "grl_coeff": self.domain_adv.grl.coeff}
 
     def config(self) -> dict:
-        return {"hidden_size": self.hidden_size, "grl_max_iters": self.grl_max_iters}
+        return {"hidden_size": self.hidden_size, "grl_max_iters": self.grl_max_iters, **self.losses_config()}

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..interop import tllib_losses
 from .base import Method, Step
 from .dann import require_positive
 from .kernels import GaussianKernel, JointMultipleKernelMaximumMeanDiscrepancy, gaussian_kernel_family
@@ -24,18 +25,24 @@ class JAN(Method):
         super().__init__(model, num_classes, args, total_iters)
         require_positive(args, "softmax_sigma")
         self.linear, self.sigma = args.linear, args.softmax_sigma
-        self.jmmd = JointMultipleKernelMaximumMeanDiscrepancy(
-            (gaussian_kernel_family(-3, 1), [GaussianKernel(sigma=args.softmax_sigma, track_running_stats=False)]),
-            linear=args.linear)
+        if tllib_losses.wanted(args):
+            self.losses = "tllib"
+            self.jmmd = tllib_losses.joint_multiple_kernel_mmd(args.linear, args.softmax_sigma)
+        else:
+            self.jmmd = JointMultipleKernelMaximumMeanDiscrepancy(
+                (gaussian_kernel_family(-3, 1), [GaussianKernel(sigma=args.softmax_sigma, track_running_stats=False)]),
+                linear=args.linear)
 
     @staticmethod
     def add_args(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--linear", action="store_true", help="linear-time JMMD estimate")
         parser.add_argument("--softmax-sigma", type=float, default=0.92, help="bandwidth of the prediction kernel")
+        tllib_losses.add_args(parser)
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         loss = self.jmmd((step.f_s, F.softmax(step.logits_s, dim=1)), (step.f_t, F.softmax(step.logits_t, dim=1)))
         return loss, {}
 
     def config(self) -> dict:
-        return {"linear": self.linear, "softmax_sigma": self.sigma, "kernel_alphas": [2.0 ** k for k in range(-3, 2)]}
+        return {"linear": self.linear, "softmax_sigma": self.sigma, "kernel_alphas": [2.0 ** k for k in range(-3, 2)],
+                **self.losses_config()}

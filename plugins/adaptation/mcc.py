@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..interop import tllib_losses
 from ..metrics import entropy
 from .base import Method, Step
 from .dann import require_positive
@@ -44,14 +45,18 @@ class MCC(Method):
     def __init__(self, model: nn.Module, num_classes: int, args: argparse.Namespace, total_iters: int):
         super().__init__(model, num_classes, args, total_iters)
         require_positive(args, "temperature")
-        self.mcc = MinimumClassConfusionLoss(args.temperature)
+        if tllib_losses.wanted(args):
+            self.losses, self.mcc = "tllib", tllib_losses.minimum_class_confusion(args.temperature)
+        else:
+            self.mcc = MinimumClassConfusionLoss(args.temperature)
 
     @staticmethod
     def add_args(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-T", "--temperature", type=float, default=2.5, help="softmax temperature")
+        tllib_losses.add_args(parser)
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         return self.mcc(step.logits_t), {}
 
     def config(self) -> dict:
-        return {"temperature": self.mcc.temperature}
+        return {"temperature": self.mcc.temperature, **self.losses_config()}

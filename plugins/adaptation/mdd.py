@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..interop import tllib_losses
 from .base import Method, Step
 from .dann import add_grl_args, grl_horizon, require_positive
 from .grl import WarmStartGradientReverseLayer
@@ -79,10 +80,15 @@ class MDD(Method):
         require_positive(args, "margin", "adv_width", "grl_hi")
         self.margin, self.adv_width, self.grl_hi = args.margin, args.adv_width, args.grl_hi
         self.grl_max_iters = grl_horizon(args, total_iters)
-        self.mdd = ClassificationMarginDisparityDiscrepancy(args.margin)
         # The reversal ramps to hi=0.1 (MDD's), stepped once an iteration, on DANN's schedule.
-        self.grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=args.grl_hi, max_iters=self.grl_max_iters,
-                                                 auto_step=True)
+        if tllib_losses.wanted(args):
+            self.losses = "tllib"
+            self.mdd = tllib_losses.margin_disparity(args.margin)
+            self.grl = tllib_losses.gradient_reverse(args.grl_hi, self.grl_max_iters)
+        else:
+            self.mdd = ClassificationMarginDisparityDiscrepancy(args.margin)
+            self.grl = WarmStartGradientReverseLayer(alpha=1.0, lo=0.0, hi=args.grl_hi, max_iters=self.grl_max_iters,
+                                                     auto_step=True)
         self.adv_head = adversarial_head(model.features_dim, num_classes, args.adv_width)
 
     @staticmethod
@@ -91,6 +97,7 @@ class MDD(Method):
         parser.add_argument("--adv-width", type=int, default=1024, help="hidden width of the adversarial head")
         parser.add_argument("--grl-hi", type=float, default=0.1, help="final gradient-reversal coefficient")
         add_grl_args(parser)
+        tllib_losses.add_args(parser)
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         y_adv = self.adv_head(self.grl(torch.cat([step.f_s, step.f_t])))
@@ -101,4 +108,4 @@ class MDD(Method):
 
     def config(self) -> dict:
         return {"margin": self.margin, "adv_width": self.adv_width, "grl_hi": self.grl_hi,
-                "grl_max_iters": self.grl_max_iters}
+                "grl_max_iters": self.grl_max_iters, **self.losses_config()}
