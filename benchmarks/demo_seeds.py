@@ -10,6 +10,7 @@ demo took and the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -38,12 +39,14 @@ def main(argv=None) -> None:
     p.add_argument("--out", default="benchmarks/results/demo")
     a = p.parse_args(argv)
     runs, out = Path(a.runs), Path(a.out)
-    seconds = {}
+    seconds, load = {}, {}
     for seed in a.seeds:
+        load[seed] = [os.getloadavg()[0]]
         t0 = time.time()
         subprocess.run([sys.executable, "-m", "liteda", "demo", "--seed", str(seed), "--runs", str(runs),
                         "--out", str(runs / "Digits" / f"report_seed{seed}")], check=True)
         seconds[seed] = time.time() - t0
+        load[seed].append(os.getloadavg()[0])
     subprocess.run([sys.executable, "-m", "liteda", "report", "--runs", str(runs), "--dataset", "Digits",
                     "--out", str(out)], check=True)
     acc, labels, order = per_seed_rows(runs)
@@ -54,11 +57,13 @@ def main(argv=None) -> None:
              *[f"{acc[s][k] - acc[s][base]:+.1f}" if k in acc[s] and base in acc[s] else "–" for s in a.seeds]]
             for k in keys]
     table = write_table(out / "demo_seeds", header, body)
-    doc = {"schema": "liteda.demo_seeds/1", "seeds": a.seeds, "seconds_per_demo": seconds, "accuracy": acc,
+    doc = {"schema": "liteda.demo_seeds/1", "seeds": a.seeds, "seconds_per_demo": seconds,
+           "load_average_before_after": load, "accuracy": acc,
            "labels": labels, "machine": machine_info(),
            "command": "python benchmarks/demo_seeds.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     write_json(out / "demo_seeds.json", doc)
-    times = ", ".join(f"seed {s}: {seconds[s]:.0f} s" for s in a.seeds)
+    times = ", ".join(f"seed {s}: {seconds[s]:.0f} s (1-min load {load[s][0]:.1f} → {load[s][1]:.1f})"
+                      for s in a.seeds)
     atomic_write_text(out / "demo_seeds.md", "\n".join([
         "# `make demo` for several seeds", "",
         f"Target-test accuracy (%) of each row of the demo per seed, and its margin over source-only (points). "

@@ -25,7 +25,8 @@ def test_tiny_demo_runs_every_stage_and_writes_the_report(tmp_path):
     for row in ("source-only", "dann_tradeoff0.3", "distilled student", f"{label}, ort-int8", "oracle"):
         assert row in headline, row
     assert (report / "report.html").is_file() and "[demo] pipeline done" in r.stdout
-    assert headline in r.stdout  # the demo prints its three-way table
+    assert headline in r.stdout  # the demo prints its three-way table ...
+    assert (report / "resources.md").read_text() in r.stdout  # ... and the resource table
 
 
 def test_demo_set_names_a_known_flag():
