@@ -1,7 +1,9 @@
 """Deployment: ONNX export round trip, FP16/INT8 agreement, every registered artifact, the benchmark's keys and
-reports, the stage records it reads and writes, TensorRT guards (and its wiring, mocked), bad input."""
+reports, the stage records it reads and writes, TensorRT guards (and its wiring, mocked), OpenVINO IR and NNCF
+INT8, the compiled PyTorch path, the label-free recommendation, the CPU's instruction sets, bad input."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -28,6 +30,10 @@ from liteda.utils import run_cli
 
 SIZE = 32
 ROOT = Path(__file__).resolve().parents[1]
+SLOW = bool(os.environ.get("LITEDA_SLOW_TESTS"))
+SLOW_REASON = "compiles for 1-2 min on a 2-core CPU; runs with LITEDA_SLOW_TESTS=1"
+HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
+HAVE_NNCF = HAVE_OPENVINO and importlib.util.find_spec("nncf") is not None
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
@@ -213,16 +219,19 @@ def test_bench_cli_on_a_run_writes_reports(tiny_run):
     assert doc["rows"][3]["size_mb"] < ort_row["size_mb"] / 3
     assert read_metadata(run / "deploy" / "model_fp32.onnx")["crop_size"] == 32  # the record's transform
 
-    # no selection flags: the default set is the same four; the files are reused; the deploy folder's record
+    # no selection flags: the default set is the same four (OpenVINO and compiled PyTorch only when asked for);
+    # the files are reused; the deploy folder's record
     doc = bench_main(common)
     assert [r["name"] for r in doc["rows"]] == names
-    assert all(a["reused"] for a in doc["export"]["artifacts"].values())
+    assert all(doc["export"]["artifacts"][n]["reused"] for n in ("ort-fp32", "ort-int8", "ort-int8w"))
     deploy = run / "deploy"
     assert {p.name for p in deploy.glob("bench.*")} == {"bench.json", "bench.md", "bench.csv"}
     rec = read_record(deploy)
     assert rec.kind == "bench" and rec.name == "run" and rec.label == "source-only" and rec.parents == {"model": ".."}
-    assert rec.artifacts == {"ort-fp32": "model_fp32.onnx", "ort-int8": "model_int8.onnx",
-                             "ort-int8w": "model_int8w.onnx"}
+    assert {k: rec.artifacts[k] for k in ("ort-fp32", "ort-int8", "ort-int8w")} == {
+        "ort-fp32": "model_fp32.onnx", "ort-int8": "model_int8.onnx", "ort-int8w": "model_int8w.onnx"}
+    assert rec.artifacts["recommendation"] == "recommended.json"
+    assert rec.artifacts["recommended"].startswith("recommended.")
     assert rec.results == "bench.json" and rec.transform == read_record(run).transform
     assert rec.splits_dir(deploy).resolve() == (run / "splits").resolve()
 
@@ -249,7 +258,7 @@ def test_export_reuses_files_until_the_model_or_the_recipe_changes(tiny_run, tmp
 @pytest.fixture(scope="module")
 def deploy_ctx(tiny_run):
     args = build_parser("bench").parse_args(["--run", str(tiny_run / "run"), "--calib-size", "8", "--threads", "1",
-                                             "--cache-dir", str(tiny_run / "cache"),
+                                             "--cache-dir", str(tiny_run / "cache"), "--nncf-mode", "ptq",
                                              "--out", str(tiny_run / "every_artifact")])
     return make_context(args)
 
@@ -262,6 +271,8 @@ def test_every_artifact_is_made_and_runs_or_says_why(name, deploy_ctx):
     assert cls.name == name and cls.runtime and cls.precision and cls.description
     art = cls()
     why = art.available(deploy_ctx)
+    if why is None and cls.slow and not SLOW:
+        pytest.skip(f"{name}: {SLOW_REASON}")
     if why is not None:
         assert isinstance(why, str) and why and "\n" not in why
         with pytest.raises(Exception, match="cannot be made here"):
@@ -270,7 +281,7 @@ def test_every_artifact_is_made_and_runs_or_says_why(name, deploy_ctx):
     export_artifacts(deploy_ctx, [name], strict=[name])
     if art.file:
         path = deploy_ctx.file_of(name)
-        assert path.name == art.file and read_metadata(path)["source_sha256"] == deploy_ctx.source_sha
+        assert path.name == art.file and art.read_stamp(path)["source_sha256"] == deploy_ctx.source_sha
     loaded = art.load(deploy_ctx)
     x = deploy_ctx.inputs.test_x[:4]
     logits = loaded.run(np.ascontiguousarray(x))
@@ -297,7 +308,8 @@ def test_a_plugin_artifact_reaches_the_cli_and_the_table(tiny_run, tmp_path):
         assert out.returncode == 0, out.stderr
         return out.stdout
 
-    assert "const-fp32" in liteda("bench", "--help") and "const-fp32" in liteda("list", "artifacts").split()
+    help_text = "".join(liteda("bench", "--help").split())  # argparse may wrap the list at a hyphen
+    assert "const-fp32" in help_text and "const-fp32" in liteda("list", "artifacts").split()
     stem = tmp_path / "table"
     liteda("bench", "--run", str(tiny_run / "run"), "--artifacts", "torch-fp32", "const-fp32", "--iters", "2",
            "--warmup", "1", "--calib-size", "4", "--threads", "1", "--cache-dir", str(tiny_run / "cache"),
@@ -319,7 +331,9 @@ def test_a_run_made_by_the_runner_is_benchmarked(run_args, tiny_dataset, tmp_pat
     assert [r["name"] for r in doc["rows"]] == ["torch-fp32", "ort-fp32"]
     assert doc["rows"][1]["agree_fp32"] == pytest.approx(100.0) and doc["task"] == read_record(run).task
     assert doc["run_target_test_acc"] == json.loads((run / "results.json").read_text())["target_test"]["acc"]
-    assert read_record(run / "deploy").artifacts == {"ort-fp32": "model_fp32.onnx"}
+    arts = read_record(run / "deploy").artifacts
+    assert arts["ort-fp32"] == "model_fp32.onnx" and not {"ort-int8", "ort-int8w"} & set(arts)
+    assert arts["recommended"] in ("recommended.onnx", "recommended.pt")  # one of the two rows, copied
 
 
 def _one_line_error(capsys, fn, argv) -> str:
@@ -348,6 +362,9 @@ def test_bad_input_is_one_line(tiny_run, tmp_path, capsys):
     assert "unknown deploy artifact 'ort-int4'" in _one_line_error(capsys, bench_main,
                                                                    ["--run", run, "--artifacts", "ort-int4"])
     assert "--ckpt" in _one_line_error(capsys, export_main, ["--run", run, "--ckpt", run + "/model.pt"])  # record only
+    assert "--min-agreement" in _one_line_error(capsys, bench_main, ["--run", run, "--min-agreement", "0"])
+    assert "--agreement-size" in _one_line_error(capsys, bench_main, ["--run", run, "--agreement-size", "0"])
+    assert "--nncf-max-iters" in _one_line_error(capsys, export_main, ["--run", run, "--nncf-max-iters", "-1"])
     junk = _copy_run(tiny_run / "run", tmp_path / "junk")
     (junk / "model.pt").write_bytes(b"not a checkpoint")
     assert "cannot be read" in _one_line_error(capsys, export_main, ["--run", str(junk)])
@@ -566,3 +583,275 @@ def test_int8_calibration_of_an_activation_with_no_spread_falls_back_to_minmax(t
     assert "min/max used" in recipe["calib_fallback"]
     out = ort.InferenceSession(str(tmp_path / "m_int8.onnx")).run(None, {"input": calib[:2]})[0]
     assert out.shape == (2, 3) and np.isfinite(out).all()
+
+
+# ----------------------------------------------------------------------------- OpenVINO IR and NNCF INT8
+@pytest.mark.skipif(not HAVE_OPENVINO, reason="openvino not installed (pip install liteda[openvino])")
+def test_openvino_ir_matches_onnx_carries_metadata_and_is_reused(tiny_run, tmp_path):
+    from liteda.deploy.openvino import ir_logits, read_ir_metadata
+
+    common = ["--run", str(tiny_run / "run"), "--calib-size", "8", "--out", str(tmp_path / "dep"),
+              "--cache-dir", str(tiny_run / "cache")]
+    first = export_main([*common, "--artifacts", "openvino-ir-fp32"])
+    assert list(first["artifacts"]) == ["ort-fp32", "openvino-ir-fp32"]
+    xml = Path(first["artifacts"]["openvino-ir-fp32"]["path"])
+    assert xml.name == "openvino_fp32.xml" and xml.with_suffix(".bin").is_file()
+    assert first["artifacts"]["openvino-ir-fp32"]["size_mb"] * 1e6 > xml.with_suffix(".bin").stat().st_size  # both
+    meta = read_ir_metadata(xml)
+    assert meta["classes"] == ["a", "b", "c"] and meta["crop_size"] == SIZE and meta["precision"] == "fp32"
+    x = np.random.default_rng(0).standard_normal((5, 3, SIZE, SIZE)).astype(np.float32)
+    onnx = tmp_path / "dep" / "model_fp32.onnx"
+    np.testing.assert_allclose(ir_logits(xml, x), onnx_logits(onnx, x), atol=1e-4, rtol=1e-4)  # FP32 weights kept
+    again = export_main([*common, "--artifacts", "openvino-ir-fp32"])
+    assert all(a["reused"] for a in again["artifacts"].values())
+
+
+@pytest.mark.skipif(not HAVE_NNCF, reason="openvino/nncf not installed (pip install liteda[openvino])")
+def test_nncf_accuracy_control_is_driven_by_label_free_agreement(onnx_fp32, images, tmp_path, monkeypatch):
+    """The metric NNCF's accuracy control optimises is the top-1 agreement with the FP32 IR on the calibration
+    images: the FP32 model scores 1.0 on it, per image, and no label is in its data."""
+    import nncf
+
+    from liteda.deploy.openvino import convert_onnx_to_ir, ir_logits, quantize_nncf, read_ir_metadata
+
+    xml = tmp_path / "fp32.xml"
+    convert_onnx_to_ir(onnx_fp32[0], xml)
+    seen = {}
+    real = nncf.quantize_with_accuracy_control
+
+    def spy(model, calibration_dataset, validation_dataset, validation_fn, **kw):
+        import openvino as ov
+
+        items = list(validation_dataset.get_data())
+        seen.update(items=items, max_drop=kw["max_drop"],
+                    fp32=validation_fn(ov.Core().compile_model(model, "CPU"), items))
+        return real(model, calibration_dataset, validation_dataset, validation_fn, **kw)
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", spy)
+    calib = images[:12].numpy()
+    recipe = quantize_nncf(xml, tmp_path / "int8.xml", calib, "accuracy-control", min_agreement=10.0)
+    ref = ir_logits(xml, calib).argmax(1)
+    assert [int(r) for _, r in seen["items"]] == ref.tolist()  # (image, FP32 prediction): nothing else
+    assert all(x.shape == (1, 3, SIZE, SIZE) for x, _ in seen["items"])
+    assert seen["fp32"] == (1.0, [1.0] * 12) and seen["max_drop"] == pytest.approx(0.9)
+    assert recipe["mode"] == "accuracy-control" and recipe["agreement_on_calibration_images"] >= 10.0
+    assert recipe["calib_data"] == "unlabeled target-train images" and recipe["fake_quantize_nodes"] > 0
+    assert read_ir_metadata(tmp_path / "int8.xml")["int8_recipe"] == recipe
+    out = ir_logits(tmp_path / "int8.xml", images.numpy())
+    assert out.shape == (len(images), 3) and np.isfinite(out).all()
+
+
+@pytest.mark.skipif(not (HAVE_NNCF and SLOW), reason="openvino/nncf missing, or the restoring loop (about a minute): "
+                                                     "LITEDA_SLOW_TESTS=1")
+def test_nncf_accuracy_control_returns_layers_to_float_until_the_agreement_is_met(onnx_fp32, images, tmp_path):
+    from liteda.deploy.openvino import convert_onnx_to_ir, quantize_nncf
+
+    xml = tmp_path / "fp32.xml"
+    convert_onnx_to_ir(onnx_fp32[0], xml)
+    calib = images[:8].numpy()
+    ptq = quantize_nncf(xml, tmp_path / "ptq.xml", calib, "ptq")
+    ac = quantize_nncf(xml, tmp_path / "ac.xml", calib, "accuracy-control", min_agreement=100.0, max_iters=3)
+    assert ac["agreement_on_calibration_images"] >= ptq["agreement_on_calibration_images"]
+    assert ac["fake_quantize_nodes"] <= ptq["fake_quantize_nodes"]
+
+
+# ----------------------------------------------------------------------------- the compiled PyTorch path
+def test_compiled_runners_only_see_batch_1_and_the_static_batch():
+    from liteda.deploy.runtimes.inductor import static_batches
+
+    shapes = []
+
+    def run(x):
+        shapes.append(len(x))
+        return x[:, :2, 0, 0] * 2
+
+    wrapped = static_batches(run, batch=4)
+    x = np.arange(10 * 3, dtype=np.float32).reshape(10, 3, 1, 1)
+    np.testing.assert_array_equal(wrapped(x), x[:, :2, 0, 0] * 2)  # chunks of 4, the last padded, cut back
+    np.testing.assert_array_equal(wrapped(x[:1]), x[:1, :2, 0, 0] * 2)
+    assert shapes == [4, 4, 4, 1]
+
+
+def test_inductor_artifacts_say_why_without_a_compiler_or_the_api(deploy_ctx, monkeypatch):
+    import torch._inductor
+    import torch._inductor.cpp_builder as cpp_builder
+
+    def no_compiler():
+        raise RuntimeError("no g++")
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    for name in ("torch-compile", "torch-aoti"):
+        why = ARTIFACTS.get(name)().available(deploy_ctx)
+        assert "C++ compiler" in why and "\n" not in why
+    monkeypatch.delattr(torch._inductor, "aoti_compile_and_package")
+    assert "AOTInductor" in ARTIFACTS.get("torch-aoti")().available(deploy_ctx)
+
+
+@pytest.mark.skipif(not SLOW, reason=SLOW_REASON)
+def test_aoti_package_runs_like_eager_and_carries_metadata(tiny_model, images, tmp_path):
+    from liteda.deploy.runtimes.inductor import aoti_missing, aoti_package, aoti_runner
+
+    if aoti_missing():
+        pytest.skip(aoti_missing())
+    info = aoti_package(tiny_model, tmp_path / "m.pt2", SIZE, {"classes": ["a", "b", "c"]})
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    art = aoti_runner(tmp_path / "m.pt2", threads=1)
+    with torch.no_grad():
+        ref = tiny_model(images).numpy()
+    np.testing.assert_allclose(art.run(images.numpy()), ref, atol=1e-3, rtol=1e-3)  # dynamic batch: 32
+    np.testing.assert_allclose(art.run(images[:1].numpy()), ref[:1], atol=1e-3, rtol=1e-3)
+    meta = torch._inductor.aoti_load_package(str(tmp_path / "m.pt2")).get_metadata()
+    assert json.loads(meta["classes"]) == ["a", "b", "c"]
+
+
+# ----------------------------------------------------------------------------- the recommendation
+class TargetTestBlind(dict):
+    """A benchmark row that fails the test if the recommendation reads anything measured on target-test."""
+
+    HIDDEN = ("acc", "agree_fp32", "n_images")
+
+    def __getitem__(self, k):
+        assert k not in self.HIDDEN, f"the recommendation read '{k}' (target-test)"
+        return super().__getitem__(k)
+
+    def get(self, k, default=None):
+        assert k not in self.HIDDEN, f"the recommendation read '{k}' (target-test)"
+        return super().get(k, default)
+
+
+def _row(name, p50, agree, **kw):
+    return TargetTestBlind(name=name, runtime=name.split("-")[0], precision=name.split("-")[-1], p50_ms=p50,
+                           agree_unlabeled=agree, acc=100.0 - p50, agree_fp32=100.0, **kw)
+
+
+def test_recommendation_is_the_fastest_artifact_that_agrees_enough():
+    from liteda.deploy.recommend import recommend
+
+    rows = [_row("torch-fp32", 5.0, 100.0), _row("ort-fp32", 1.5, 100.0), _row("ort-int8", 0.9, 97.0),
+            _row("openvino-fp32", 1.2, 99.2), _row("openvino-int8", 1.2, 99.5),
+            _row("broken-int8", 0.1, 100.0, logits_finite=False),
+            TargetTestBlind(name="trt-fp16", runtime="trt", precision="fp16", note="skipped: no GPU")]
+    choice = recommend(rows, 99.0, {"split": "target-train", "n": 256})
+    assert choice["artifact"] == "openvino-fp32"  # ort-int8 is faster but agrees less; a tie keeps registry order
+    assert choice["p50_ms"] == 1.2 and choice["agree_unlabeled"] == 99.2 and choice["min_agreement"] == 99.0
+    assert "99%" in choice["rule"] and "unlabeled target-train" in choice["rule"]
+    assert "ort-int8 (0.90 ms, 97.00%)" in choice["why"] and choice["agreement_images"]["split"] == "target-train"
+    cands = {c["name"]: c for c in choice["candidates"]}
+    assert list(cands) == [r["name"] for r in rows]
+    assert cands["ort-int8"]["passes"] is False and "97.00% < 99%" in cands["ort-int8"]["why_not"]
+    assert cands["broken-int8"]["passes"] is False and cands["trt-fp16"]["why_not"] == "skipped: no GPU"
+    assert recommend(rows, 95.0)["artifact"] == "ort-int8"  # the threshold is the flag's
+    none = recommend(rows[2:3], 99.0)
+    assert none["artifact"] is None and "--min-agreement" in none["why"]
+
+
+def test_bench_recommends_from_unlabeled_target_train_images_and_writes_a_loader(tiny_run, tmp_path, monkeypatch):
+    """The agreement images are target-train images with their labels dropped (held out from calibration);
+    the recommended file is a copy of the chosen artifact's; its example classifies an image as the benchmark's
+    preprocessing does."""
+    import liteda.datasets
+    from liteda.datasets import decode_image, read_image_list
+    from liteda.deploy.inputs import normalised
+
+    requested = []
+    real = liteda.datasets.load_images
+
+    def spy(root, items, *a, **kw):
+        requested.append(list(items))
+        return real(root, items, *a, **kw)
+
+    monkeypatch.setattr(liteda.datasets, "load_images", spy)
+    run, out = tiny_run / "run", tmp_path / "dep"
+    doc = bench_main(["--run", str(run), "--artifacts", "torch-fp32", "ort-fp32", "ort-int8", "--iters", "5",
+                      "--warmup", "1", "--calib-size", "4", "--agreement-size", "6", "--threads", "1",
+                      "--out", str(out), "--cache-dir", str(tiny_run / "cache")])
+    rec = read_record(run)
+    train = {p for p, _ in read_image_list(run / "splits" / "tgt_train.txt", rec.dataset.root)}
+    test = read_image_list(run / "splits" / "tgt_test.txt", rec.dataset.root)
+    calib, _, agree = requested  # calibration, target-test (scored), agreement
+    assert all(p in train and y == -1 for p, y in calib + agree) and not {p for p, _ in agree} & {p for p, _ in calib}
+    assert len(agree) == 6 and doc["n_unlabeled"] == 6
+
+    choice = json.loads((out / "recommended.json").read_text())
+    assert choice == doc["recommended"] and choice["agreement_images"] == {
+        "split": "target-train", "labels": "not read", "n": 6, "also_calibration_images": 0, "seed": 0}
+    rows = {r["name"]: r for r in doc["rows"]}
+    assert rows["torch-fp32"]["agree_unlabeled"] == 100.0 and all(r["n_unlabeled"] == 6 for r in rows.values())
+    passing = [r for r in rows.values() if r["agree_unlabeled"] >= 99.0]
+    assert choice["artifact"] == min(passing, key=lambda r: r["p50_ms"])["name"]
+    assert [c["name"] for c in choice["candidates"]] == list(rows)
+    src = Path(rows[choice["artifact"]]["path"])
+    copy = out / choice["file"]
+    assert copy.name == f"recommended{src.suffix}" and copy.read_bytes() == src.read_bytes()
+    assert read_record(out).artifacts["recommended"] == copy.name
+    assert "**Recommended: " in (out / "bench.md").read_text()
+
+    image = rec.dataset.root + "/" + test[0][0]
+    spec = importlib.util.spec_from_file_location("recommended_example", out / "recommended_example.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    tf = rec.transform
+    expected = normalised(torch.from_numpy(decode_image(Path(image), tf.resize).copy())[None], tf.crop, tf.mean, tf.std)
+    np.testing.assert_allclose(example.preprocess(image), expected, atol=1e-5)
+    res = subprocess.run([sys.executable, str(out / "recommended_example.py"), image], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() in rec.dataset.classes
+
+    # a later benchmark with nothing to recommend (torch-int8 cannot run a float model) leaves no stale file behind
+    doc = bench_main(["--run", str(run), "--artifacts", "torch-int8", "--iters", "2", "--warmup", "1",
+                      "--calib-size", "4", "--agreement-size", "6", "--threads", "1",
+                      "--out", str(out), "--cache-dir", str(tiny_run / "cache")])
+    assert doc["recommended"]["artifact"] is None and "no benchmarked artifact" in doc["recommended"]["why"]
+    assert sorted(p.name for p in out.glob("recommended*")) == ["recommended.json"]
+    assert "recommended" not in read_record(out).artifacts
+
+
+@pytest.mark.parametrize("name", ARTIFACTS.names())
+def test_every_artifact_example_is_valid_python(name, deploy_ctx):
+    from liteda.deploy.recommend import example_script, recommend
+
+    art = ARTIFACTS.get(name)()
+    code = art.loader_code(deploy_ctx, f"recommended{Path(art.file or 'x.pt').suffix}")
+    if code is None:
+        pytest.skip(f"{name}: no standalone example")
+    choice = recommend([{"name": name, "runtime": art.runtime, "precision": art.precision, "p50_ms": 1.0,
+                         "agree_unlabeled": 100.0}], 99.0)
+    script = example_script(deploy_ctx, choice, art.description, "recommended.x", code)
+    compile(script, f"{name}_example.py", "exec")
+    assert "def run(x)" in script or "run = " in script
+
+
+# ----------------------------------------------------------------------------- the CPU's instruction sets
+@pytest.mark.parametrize("flags, dot", [("fpu sse2 avx2 fma", "none (AVX2 vpmaddubsw)"),
+                                        ("avx2 avx512f avx512_vnni", "AVX512-VNNI"),
+                                        ("avx2 avx_vnni", "AVX-VNNI"),
+                                        ("avx2 avx512f avx512_vnni amx_tile amx_int8 amx_bf16", "AMX")])
+def test_cpu_isa_names_the_int8_dot_product(flags, dot, tmp_path):
+    from liteda.deploy.machine import cpu_flags, cpu_isa, int8_dot_product
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t: other\n")
+    assert cpu_flags(info) == set(flags.split()) and int8_dot_product(cpu_flags(info)) == dot
+    isa = cpu_isa(info)
+    if isa["arch"] in ("x86_64", "AMD64"):
+        assert isa["flags"]["AVX2"] and isa["flags"]["AMX"] == ("amx_tile" in flags)
+    assert cpu_flags(tmp_path / "missing") is None and int8_dot_product(None) == "unknown"
+
+
+def test_bench_json_records_isa_flags_threads_and_runtime_versions(tiny_run, tmp_path):
+    stem = tmp_path / "b"
+    bench_main(["--run", str(tiny_run / "run"), "--artifacts", "torch-fp32", "--iters", "2", "--warmup", "1",
+                "--calib-size", "4", "--agreement-size", "4", "--threads", "1", "--out", str(tmp_path / "dep"),
+                "--cache-dir", str(tiny_run / "cache"), "--report", str(stem)])
+    doc = json.loads(stem.with_suffix(".json").read_text())
+    isa, versions = doc["machine"]["isa"], doc["machine"]["runtime_versions"]
+    assert doc["threads"] == 1 and doc["rows"][0]["threads"] == 1
+    assert isa["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability() and isa["int8_dot_product"]
+    if Path("/proc/cpuinfo").is_file() and isa["arch"] == "x86_64":
+        assert {"AVX2", "AVX-512", "AVX512-VNNI", "AVX-VNNI", "AMX"} <= set(isa["flags"])
+        assert isa["flags"]["AVX2"] == ("avx2" in Path("/proc/cpuinfo").read_text())
+    assert versions["torch"] and versions["onnxruntime"] and "openvino" in versions and "nncf" in versions
+    md = stem.with_suffix(".md").read_text()
+    assert "CPU instruction sets:" in md and "INT8 dot product" in md and "threads: 1" in md
+    assert f"onnxruntime {versions['onnxruntime']}" in md

@@ -185,3 +185,17 @@ def test_python_m_entry_point_and_bad_dataset(runs_tree, tmp_path):
     r = subprocess.run([sys.executable, "-m", "liteda.report", "--runs", str(runs_tree), "--dataset", "Nope"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().startswith("error: no runs for dataset 'Nope'")
+
+
+def test_the_artifact_bench_recommends_joins_the_headline(runs_tree, tmp_path):
+    """bench's label-free pick (here the distilled student's torch-fp32 on one seed) is a headline row, even
+    though it is neither an ONNX Runtime file nor one of a compressed model."""
+    from liteda.report.cli import main
+    from liteda.utils import read_json, write_json
+
+    bench = runs_tree / "Fake" / "W2A" / "kd" / "seed0" / "deploy" / "bench.json"
+    doc = read_json(bench)
+    write_json(bench, {**doc, "recommended": {"artifact": "torch-fp32"}})
+    main(["--runs", str(runs_tree), "--dataset", "Fake", "--out", str(tmp_path / "results")])
+    head = _rows((tmp_path / "results" / "headline.md").read_text())
+    assert "distilled student, torch-fp32" in head and "distilled student, ort-int8" not in head

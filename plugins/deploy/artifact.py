@@ -83,6 +83,7 @@ class DeployArtifact:
     file: Optional[str] = None
     model_kinds: tuple[str, ...] = (FLOAT,)
     description: str = ""
+    slow: bool = False  # making or loading it compiles for a minute or more on a small CPU
 
     # ------------------------------------------------------------------ flags
     @classmethod
@@ -139,6 +140,12 @@ class DeployArtifact:
     def load(self, ctx: DeployContext) -> LoadedArtifact:
         raise NotImplementedError(f"{type(self).__name__}.load")
 
+    def loader_code(self, ctx: DeployContext, file: str) -> Optional[str]:
+        """Python lines that load ``file`` (a copy of :meth:`path`'s file, a name relative to the example script
+        held in the variable ``FILE``) with this artifact's runtime and define ``run(x) -> logits`` on an
+        N x 3 x H x W float32 array: the body of ``deploy/recommended_example.py``. None: no standalone example."""
+        return None
+
     def path(self, ctx: DeployContext) -> Optional[Path]:
         """The file the benchmark measures (its size column): its own, else the file it runs."""
         if self.name in ctx.files:
@@ -147,35 +154,74 @@ class DeployArtifact:
         return ctx.files[deps[-1]] if deps else None
 
 
-class OnnxFile(DeployArtifact):
-    """An ONNX file in the deploy folder, reused while the model file and the recipe are the ones that made it
-    (both are written into the file's metadata)."""
+class StampedFile(DeployArtifact):
+    """A file in the deploy folder, reused while the model file and the recipe are the ones that made it.
+
+    The stamp (``source_sha256``, ``export_recipe``, the task) is written by :meth:`write_stamp`: beside the file
+    as ``<file>.json`` unless the format carries metadata of its own (ONNX, OpenVINO IR)."""
 
     def write(self, ctx: DeployContext, path: Path) -> dict:
         """Make the file at ``path``; returns what to record about it."""
         raise NotImplementedError(f"{type(self).__name__}.write")
 
-    def export(self, ctx: DeployContext) -> dict:
-        from .onnx import read_metadata, stamp
+    def read_stamp(self, path: Path) -> dict:
+        from ..utils import read_json
 
+        side = path.with_name(path.name + ".json")
+        return read_json(side) if side.is_file() else {}
+
+    def write_stamp(self, path: Path, meta: dict) -> None:
+        from ..utils import write_json
+
+        write_json(path.with_name(path.name + ".json"), {**self.read_stamp(path), **meta})
+
+    def described(self, path: Path) -> dict:
+        """What ``export.json`` says about the file besides its path and size."""
+        return {}
+
+    def export(self, ctx: DeployContext) -> dict:
         path = ctx.out / self.file
         recipe = self.full_recipe(ctx)
-        fresh = ctx.options.force or not _up_to_date(path, ctx.source_sha, recipe)
+        fresh = ctx.options.force or not self._up_to_date(path, ctx.source_sha, recipe)
         info = self.write(ctx, path) if fresh else {}
         if fresh:
-            stamp(path, {"source_sha256": ctx.source_sha, "export_recipe": recipe, "task": ctx.inputs.task})
-        meta = read_metadata(path)
+            self.write_stamp(path, {"source_sha256": ctx.source_sha, "export_recipe": recipe, "task": ctx.inputs.task})
+        return {**info, "path": str(path), "reused": not fresh, "size_mb": file_size_mb(path), **self.described(path)}
+
+    def _up_to_date(self, path: Path, sha: str, recipe: dict) -> bool:
+        if not all(f.is_file() for f in companion_files(path)):
+            return False
+        meta = self.read_stamp(path)
+        return meta.get("source_sha256") == sha and meta.get("export_recipe") == recipe
+
+
+class OnnxFile(StampedFile):
+    """An ONNX file; its stamp is in the file's metadata."""
+
+    def read_stamp(self, path: Path) -> dict:
+        from .onnx import read_metadata
+
+        return read_metadata(path)
+
+    def write_stamp(self, path: Path, meta: dict) -> None:
+        from .onnx import stamp
+
+        stamp(path, meta)
+
+    def described(self, path: Path) -> dict:
+        meta = self.read_stamp(path)
         before = meta.get("compacted_from_mb")
-        described = meta.get(f"{self.precision}_recipe")
-        return {**info, "path": str(path), "reused": not fresh, "size_mb": path.stat().st_size / 1e6,
-                **({"size_mb_before_compaction": before} if before else {}),
-                **({"recipe": described} if described is not None else {})}
+        recipe = meta.get(f"{self.precision}_recipe")
+        return {**({"size_mb_before_compaction": before} if before else {}),
+                **({"recipe": recipe} if recipe is not None else {})}
 
 
-def _up_to_date(path: Path, sha: str, recipe: dict) -> bool:
-    from .onnx import read_metadata
+def companion_files(path: str | Path) -> list[Path]:
+    """The files one artifact is made of: an OpenVINO IR is its ``.xml`` (graph) and ``.bin`` (weights)."""
+    path = Path(path)
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
 
-    if not path.is_file():
-        return False
-    meta = read_metadata(path)
-    return meta.get("source_sha256") == sha and meta.get("export_recipe") == recipe
+
+def file_size_mb(path: str | Path) -> float:
+    """MB (10^6 bytes) of an artifact's file with its companions."""
+    return sum(f.stat().st_size for f in companion_files(path) if f.is_file()) / 1e6

@@ -1,6 +1,8 @@
-"""Benchmark deployable artifacts: bs1 latency (p50/p90/p99), bs32 throughput, file size and the accuracy of
-that exact artifact on target-test (a broken INT8 shows as broken), with the runtime's threads/providers; and
-the table writers (``<stem>.json/.md/.csv``, schema ``liteda.deploy_bench/1``).
+"""Benchmark deployable artifacts: bs1 latency (p50/p90/p99), bs32 throughput, file size, the accuracy of that
+exact artifact on target-test (a broken INT8 shows as broken) and its top-1 agreement with the run's model on
+unlabeled target-train images (what the recommendation reads: no target label), with the runtime's
+threads/providers; and the table writers (``<stem>.json/.md/.csv``, schema ``liteda.deploy_bench/1``, with the
+CPU's instruction sets and the runtimes' versions).
 
 A row is a :class:`~liteda.deploy.artifact.LoadedArtifact` (``run(x) -> logits`` on N x 3 x H x W float32
 arrays); :func:`benchmark_artifact` times one, :func:`run_benchmark` a list.
@@ -18,10 +20,10 @@ import numpy as np
 from ..metrics import time_calls
 from ..tables import to_markdown
 from ..utils import atomic_write_text, machine_info, write_json
-from .artifact import LoadedArtifact, Runner
+from .artifact import LoadedArtifact, Runner, file_size_mb
 
-COLUMNS = ("name", "runtime", "precision", "size_mb", "acc", "agree_fp32", "p50_ms", "p90_ms", "p99_ms",
-           "bs32_img_s", "threads", "providers", "note")
+COLUMNS = ("name", "runtime", "precision", "size_mb", "acc", "agree_fp32", "agree_unlabeled", "p50_ms", "p90_ms",
+           "p99_ms", "bs32_img_s", "threads", "providers", "note")
 
 
 # ----------------------------------------------------------------------------- timing
@@ -34,14 +36,19 @@ def batched_logits(run: Runner, images: np.ndarray, batch: int = 32) -> np.ndarr
 
 
 def benchmark_artifact(art: LoadedArtifact, images: np.ndarray, labels: Optional[np.ndarray] = None, iters: int = 200,
-                       warmup: int = 20, batch: int = 32, ref_pred: Optional[np.ndarray] = None) -> dict[str, Any]:
+                       warmup: int = 20, batch: int = 32, ref_pred: Optional[np.ndarray] = None,
+                       unlabeled: Optional[np.ndarray] = None, ref_unlabeled: Optional[np.ndarray] = None
+                       ) -> dict[str, Any]:
     """One table row: latency at batch 1, throughput at ``batch``, size, and accuracy over ``images``.
 
     ``images``: normalised target-test images (N x 3 x H x W float32); ``labels`` are read only to score the
     artifact, never to build it. ``ref_pred``: the FP32 reference's predictions (agreement column).
+    ``unlabeled``: unlabeled target-train images and ``ref_unlabeled`` the run's model's predictions on them
+    (``agree_unlabeled``: the label-free agreement the recommendation reads).
     """
+    has_file = bool(art.path) and os.path.isfile(art.path)
     row: dict[str, Any] = {"name": art.name, "runtime": art.runtime, "precision": art.precision,
-                           "path": art.path, "size_mb": os.path.getsize(art.path) / 1e6 if art.path and os.path.isfile(art.path) else None,
+                           "path": art.path, "size_mb": file_size_mb(art.path) if has_file else None,
                            "threads": art.info.get("threads"), "providers": art.info.get("providers"), "note": art.note,
                            **{k: v for k, v in art.info.items() if k not in ("threads", "providers")}}
     if art.run is None:
@@ -56,6 +63,10 @@ def benchmark_artifact(art: LoadedArtifact, images: np.ndarray, labels: Optional
     if ref_pred is not None:
         row["agree_fp32"] = float((pred == ref_pred).mean() * 100)
     row["pred"] = pred  # popped by the caller after agreement is computed
+    if unlabeled is not None and ref_unlabeled is not None:
+        upred = batched_logits(art.run, np.ascontiguousarray(unlabeled, dtype=np.float32), batch).argmax(1)
+        row["agree_unlabeled"] = float((upred == ref_unlabeled).mean() * 100)
+        row["n_unlabeled"] = int(len(unlabeled))
     x1 = images[:1]
     lat = time_calls(lambda: art.run(x1), iters, warmup)
     row.update({"p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
@@ -68,11 +79,13 @@ def benchmark_artifact(art: LoadedArtifact, images: np.ndarray, labels: Optional
 
 
 def run_benchmark(artifacts: Sequence[LoadedArtifact], images: np.ndarray, labels: Optional[np.ndarray], iters: int = 200,
-                  warmup: int = 20, batch: int = 32, progress: Callable[[str], None] = print) -> list[dict]:
-    """Rows in order; the first runnable FP32 row is the agreement reference."""
+                  warmup: int = 20, batch: int = 32, progress: Callable[[str], None] = print,
+                  unlabeled: Optional[np.ndarray] = None, ref_unlabeled: Optional[np.ndarray] = None) -> list[dict]:
+    """Rows in order; the first runnable FP32 row is the reference of ``agree_fp32`` (target-test), the run's
+    model (``ref_unlabeled``) the reference of ``agree_unlabeled``."""
     rows, ref = [], None
     for art in artifacts:
-        row = benchmark_artifact(art, images, labels, iters, warmup, batch, ref)
+        row = benchmark_artifact(art, images, labels, iters, warmup, batch, ref, unlabeled, ref_unlabeled)
         pred = row.pop("pred", None)
         if ref is None and pred is not None and art.precision == "fp32":
             ref = pred
@@ -128,21 +141,33 @@ def format_row(row: dict) -> str:
     if row.get("p50_ms") is None:
         return f"{row['name']:16s} {row.get('note') or 'not run'}"
     return (f"{row['name']:16s} acc {_fmt(row.get('acc'), 1):>5s}  agree {_fmt(row.get('agree_fp32'), 1):>5s}  "
+            f"agree(unlabeled) {_fmt(row.get('agree_unlabeled'), 1):>5s}  "
             f"p50 {row['p50_ms']:.2f} ms  p90 {row['p90_ms']:.2f}  bs32 {row.get('bs32_img_s', 0):.0f} img/s  "
             f"{_fmt(row.get('size_mb'))} MB")
 
 
-def markdown_table(rows: Sequence[dict], machine: dict, title: str = "") -> str:
-    head = ["artifact", "size MB", "target-test acc %", "agree w/ FP32 %", "bs1 p50 ms", "p90 ms", "p99 ms",
-            "bs32 img/s", "threads", "providers / note"]
+def markdown_table(rows: Sequence[dict], machine: dict, title: str = "", recommended: Optional[dict] = None,
+                   threads: Any = None) -> str:
+    head = ["artifact", "size MB", "target-test acc %", "agree w/ FP32 %", "agree w/ model, unlabeled target-train %",
+            "bs1 p50 ms", "p90 ms", "p99 ms", "bs32 img/s", "threads", "providers / note"]
     body = [[r["name"], _fmt(r.get("size_mb")), _fmt(r.get("acc"), 1), _fmt(r.get("agree_fp32"), 1),
-             _fmt(r.get("p50_ms")), _fmt(r.get("p90_ms")), _fmt(r.get("p99_ms")), _fmt(r.get("bs32_img_s"), 0),
-             _fmt(r.get("threads")), " ".join(x for x in (str(r.get("providers") or ""), r.get("note") or "") if x)]
+             _fmt(r.get("agree_unlabeled"), 1), _fmt(r.get("p50_ms")), _fmt(r.get("p90_ms")), _fmt(r.get("p99_ms")),
+             _fmt(r.get("bs32_img_s"), 0), _fmt(r.get("threads")),
+             " ".join(x for x in (str(r.get("providers") or ""), r.get("note") or "") if x)]
             for r in rows]
+    from .machine import isa_summary
+
+    versions = ", ".join(f"{k} {v}" for k, v in (machine.get("runtime_versions") or {}).items() if v)
+    versions = versions or f"torch {machine.get('torch')}, onnxruntime {machine.get('onnxruntime', '-')}"
+    per_runtime = threads or "each runtime's default"
     lines = [f"## {title}" if title else "", "",
-             f"Machine: {machine.get('gpu') or machine.get('cpu')}, {machine.get('cpu_count')} CPUs; torch "
-             f"{machine.get('torch')}, onnxruntime {machine.get('onnxruntime', '-')}.", "",
-             to_markdown(head, body).rstrip("\n")]
+             f"Machine: {machine.get('gpu') or machine.get('cpu')}, {machine.get('cpu_count')} CPUs; {versions}; "
+             f"threads: {per_runtime}.", ""]
+    if machine.get("isa"):
+        lines += [isa_summary(machine["isa"]) + " (INT8 and bf16 rows move most on another CPU).", ""]
+    lines += [to_markdown(head, body).rstrip("\n")]
+    if recommended is not None:
+        lines += ["", f"**Recommended: {recommended.get('artifact') or 'none'}.** {recommended.get('why', '')}"]
     if not machine.get("gpu") and not any(r.get("runtime") == "trt" and r.get("p50_ms") is not None for r in rows):
         lines += ["", "No NVIDIA GPU on this machine: TensorRT FP16/INT8/FP8 were not measured."]
     return "\n".join(lines).lstrip() + "\n"
@@ -157,11 +182,19 @@ def csv_text(rows: Sequence[dict]) -> str:
     return buf.getvalue()
 
 
+def deploy_machine_info() -> dict:
+    """:func:`liteda.utils.machine_info` with what decides deploy rows: CPU instruction sets, runtime versions."""
+    from .machine import cpu_isa, runtime_versions
+
+    return {**machine_info(), "isa": cpu_isa(), "runtime_versions": runtime_versions()}
+
+
 def write_reports(rows: Sequence[dict], stem: str | os.PathLike, meta: Optional[dict] = None, title: str = "") -> dict:
     """``<stem>.json`` (everything), ``<stem>.md`` (the table), ``<stem>.csv`` (one row per artifact)."""
-    machine = machine_info()
-    doc = {"schema": "liteda.deploy_bench/1", "machine": machine, **(meta or {}), "rows": list(rows)}
+    meta = meta or {}
+    machine = deploy_machine_info()
+    doc = {"schema": "liteda.deploy_bench/1", "machine": machine, **meta, "rows": list(rows)}
     write_json(f"{stem}.json", doc)
-    atomic_write_text(f"{stem}.md", markdown_table(rows, machine, title))
+    atomic_write_text(f"{stem}.md", markdown_table(rows, machine, title, meta.get("recommended"), meta.get("threads")))
     atomic_write_text(f"{stem}.csv", csv_text(rows))
     return doc

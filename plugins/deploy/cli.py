@@ -3,8 +3,13 @@
 
 Which artifacts: ``--artifacts NAME ...`` (any of :data:`liteda.deploy.ARTIFACTS`), or every registered artifact
 whose runtime is in ``--runtime`` and precision in ``--precision`` (each defaults to the values of the default
-set: ``bench`` torch + ort x fp32 int8 int8w, ``export`` ort x fp32 fp16 int8 int8w). A model PyTorch quantized
-(PTSQ/QAT) keeps only the artifacts made from such a model.
+set: ``bench`` torch + ort x fp32 int8 int8w, ``export`` ort x fp32 fp16 int8 int8w; OpenVINO (``--runtime
+openvino``, its NNCF accuracy control takes minutes) and the compiled PyTorch path (``--runtime inductor``,
+compiling takes minutes on a small CPU) are measured when asked for). A model
+PyTorch quantized (PTSQ/QAT) keeps only the artifacts made from such a model.
+
+``bench`` then recommends one artifact without target labels (:mod:`.recommend`): the fastest at batch 1 whose
+top-1 agreement with the run's model on unlabeled target-train images is at least ``--min-agreement``.
 """
 from __future__ import annotations
 
@@ -66,7 +71,13 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="deploy folder (default <run>/deploy)")
     p.add_argument("--cache-dir", default=cache_dir(), help="decoded-image cache")
     p.add_argument("--force", action="store_true", help="re-export even when artifacts are up to date")
+    p.add_argument("--min-agreement", type=float, default=99.0, metavar="PCT",
+                   help="least top-1 agreement (%%) with the run's model on unlabeled target-train images: bench "
+                        "recommends the fastest artifact above it; NNCF's accuracy control keeps INT8 above it")
     if bench:
+        p.add_argument("--agreement-size", type=int, default=256, metavar="N",
+                       help="unlabeled target-train images that measure the agreement (held out from calibration "
+                            "as far as the split allows)")
         p.add_argument("--iters", type=int, default=200, help="timed bs1 calls (bs32 calls: iters/20)")
         p.add_argument("--warmup", type=int, default=20)
         p.add_argument("--max-images", type=int, default=None, help="score on the first N target-test images only")
@@ -92,6 +103,10 @@ def check_args(args: argparse.Namespace) -> None:
         fail(f"--calib-size must be positive, got {args.calib_size}")
     if getattr(args, "iters", 1) < 1:
         fail("--iters must be positive")
+    if not 0 < args.min_agreement <= 100:
+        fail(f"--min-agreement is a percentage in (0, 100], got {args.min_agreement:g}")
+    if getattr(args, "agreement_size", 1) < 1:
+        fail(f"--agreement-size must be positive, got {args.agreement_size}")
     for owner in _flag_owners("check_args"):
         owner.check_args(args)
 
@@ -127,8 +142,10 @@ def export_main(argv: Optional[list[str]] = None) -> dict:
 def bench_main(argv: Optional[list[str]] = None) -> dict:
     from . import ARTIFACTS
     from .artifact import LoadedArtifact
-    from .bench import run_benchmark, write_reports
+    from .bench import batched_logits, run_benchmark, write_reports
     from .export import export_artifacts, make_context, write_deploy_record
+    from .recommend import recommend, write_recommendation
+    from .runtimes.torch import torch_runner
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser("bench").parse_args(argv)
@@ -148,14 +165,22 @@ def bench_main(argv: Optional[list[str]] = None) -> dict:
         path = art.path(ctx)
         row.name, row.path = name, str(path) if path else row.path  # the registry names the row
         loaded.append(row)
-    rows = run_benchmark(loaded, inp.test_x, inp.test_y, args.iters, args.warmup)
+    # the reference of the label-free agreement: the run's model itself, in PyTorch eager
+    reference = batched_logits(torch_runner(inp.model, threads=args.threads).run, inp.unlabeled).argmax(1)
+    rows = run_benchmark(loaded, inp.test_x, inp.test_y, args.iters, args.warmup, unlabeled=inp.unlabeled,
+                         ref_unlabeled=reference)
+    images = {"split": "target-train", "labels": "not read", "n": int(len(inp.unlabeled)),
+              "also_calibration_images": inp.unlabeled_overlap, "seed": args.seed}
+    choice = recommend(rows, args.min_agreement, images)
     stem = Path(args.report) if args.report else ctx.out / "bench"
     meta = {"task": inp.task, "label": inp.record.label, "run": str(inp.run_dir), "checkpoint": str(inp.model_file),
             "artifacts": names, "n_test": int(len(inp.test_y)), "n_calib": int(len(inp.calib)),
-            "run_target_test_acc": inp.parent_acc, "iters": args.iters, "warmup": args.warmup,
+            "n_unlabeled": int(len(inp.unlabeled)), "run_target_test_acc": inp.parent_acc, "iters": args.iters,
+            "warmup": args.warmup, "threads": args.threads, "recommended": choice,
             "command": " ".join(["liteda", "bench", *map(shlex.quote, argv)]), "export": report}
+    roles = write_recommendation(ctx, choice)  # fills in the copied file's name before the reports are written
     doc = write_reports(rows, stem, meta, f"Deployment benchmark: {inp.record.label}, {inp.task} ({inp.run_dir})")
-    write_deploy_record(ctx, Path(f"{stem}.json"))
-    print(f"report: {stem}.md / .json / .csv")
+    write_deploy_record(ctx, Path(f"{stem}.json"), roles)
+    print(f"recommended: {choice['artifact'] or 'none'} ({choice['why']})")
+    print(f"report: {stem}.md / .json / .csv; {ctx.out / 'recommended.json'}")
     return doc
-

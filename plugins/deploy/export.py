@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Collection
+from typing import Collection, Optional
 
 from ..record import StageRecord, relative, write_record
 from ..utils import fail, write_json
@@ -20,7 +20,8 @@ def make_context(args: argparse.Namespace) -> DeployContext:
     """The run's inputs (model, record, images) and the flags, writing into ``--out`` or ``<run>/deploy``."""
     from .inputs import load_inputs
 
-    inp = load_inputs(args.run, args.calib_size, args.seed, args.cache_dir, getattr(args, "max_images", None))
+    inp = load_inputs(args.run, args.calib_size, args.seed, args.cache_dir, getattr(args, "max_images", None),
+                      getattr(args, "agreement_size", 0))
     return DeployContext(inp, args, Path(args.out) if args.out else inp.run_dir / "deploy")
 
 
@@ -71,15 +72,17 @@ def export_artifacts(ctx: DeployContext, names: list[str], strict: Collection[st
     return report
 
 
-def write_deploy_record(ctx: DeployContext, results: Path) -> Path:
-    """``<deploy>/record.json``: the parent's identity (name, label, seed, dataset, transform) and the files here."""
+def write_deploy_record(ctx: DeployContext, results: Path, extra: Optional[dict[str, str]] = None) -> Path:
+    """``<deploy>/record.json``: the parent's identity (name, label, seed, dataset, transform) and the files here
+    (``extra``: more roles -> files relative to the deploy folder, e.g. the recommended artifact)."""
     parent: StageRecord = ctx.inputs.record
     run_dir, out = ctx.inputs.run_dir, ctx.out
     rec = StageRecord(
         kind="bench", name=parent.name, label=parent.label, seed=parent.seed,
         dataset=dataclasses.replace(parent.dataset, splits=relative(parent.splits_dir(run_dir), out)),
         transform=parent.transform, arch=parent.arch,
-        artifacts={name: relative(path, out) for name, path in ctx.files.items() if Path(path).is_file()},
+        artifacts={**{name: relative(path, out) for name, path in ctx.files.items() if Path(path).is_file()},
+                   **(extra or {})},
         parents={"model": relative(run_dir, out)}, results=relative(results, out), weights=parent.weights)
     return write_record(out, rec)
 

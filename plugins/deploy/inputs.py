@@ -2,8 +2,9 @@
 
 The model is the record's ``compressed`` artifact (a compress run) or its ``model`` artifact (a training run);
 the images come from the run's own image lists (``<run>/<splits>/<target>_{train,test}.txt``) and are
-preprocessed with the record's test transform. Calibration reads target-TRAIN images with their labels dropped;
-target-TEST images (with labels) are only used to score.
+preprocessed with the record's test transform. Calibration and the agreement images that choose the recommended
+artifact are target-TRAIN images with their labels dropped; target-TEST images (with labels) are only used to
+score.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class DeployInputs:
     test_x: np.ndarray          # target-test images
     test_y: np.ndarray          # target-test labels (scoring only)
     parent_acc: Optional[float]  # the run's own target-test accuracy (display only)
+    unlabeled: Optional[np.ndarray] = None  # unlabeled target-train images that choose the recommended artifact
+    unlabeled_overlap: int = 0  # how many of them are calibration images too (0 when the split has enough)
 
     @property
     def task(self) -> str:
@@ -83,8 +86,10 @@ def parent_accuracy(run_dir: Path, rec: StageRecord) -> Optional[float]:
 
 
 def load_inputs(run_dir: str | Path, calib_size: int = 128, seed: int = 0, cache_dir: Optional[str] = None,
-                max_images: Optional[int] = None) -> DeployInputs:
-    """The run's model and images. ``seed`` draws which ``calib_size`` target-train images calibrate."""
+                max_images: Optional[int] = None, agreement_size: int = 0) -> DeployInputs:
+    """The run's model and images. ``seed`` draws which ``calib_size`` target-train images calibrate and which
+    ``agreement_size`` target-train images measure each artifact's agreement with the model (held out from
+    calibration as far as the split allows; 0: none loaded)."""
     from ..datasets import load_images, read_image_list
 
     run_dir = Path(run_dir)
@@ -96,12 +101,19 @@ def load_inputs(run_dir: str | Path, calib_size: int = 128, seed: int = 0, cache
     splits = rec.splits_dir(run_dir)
     train = read_image_list(splits / f"{ds.target}_train.txt", ds.root)
     test = read_image_list(splits / f"{ds.target}_test.txt", ds.root)
-    rng = np.random.default_rng(seed)
+    order = np.random.default_rng(seed).permutation(len(train))
+    calib_idx = sorted(order[:calib_size])
     # unlabeled calibration set: target-train paths only, the label replaced by -1 right here
-    calib_items = [(train[i][0], -1) for i in sorted(rng.permutation(len(train))[:calib_size])]
-    cimg, _ = load_images(ds.root, calib_items, tf.resize, cache_dir)
+    cimg, _ = load_images(ds.root, [(train[i][0], -1) for i in calib_idx], tf.resize, cache_dir)
     timg, tlab = load_images(ds.root, test, tf.resize, cache_dir)
     n = max_images or len(tlab)
+    unlabeled, overlap = None, 0
+    if agreement_size:
+        start = max(0, min(calib_size, len(train) - agreement_size))  # after the calibration images if they fit
+        agree_idx = sorted(order[start:start + agreement_size])
+        overlap = len(set(agree_idx) & set(calib_idx))
+        uimg, _ = load_images(ds.root, [(train[i][0], -1) for i in agree_idx], tf.resize, cache_dir)
+        unlabeled = normalised(uimg, tf.crop, tf.mean, tf.std)
     return DeployInputs(run_dir, rec, model_file, model, quant, normalised(cimg, tf.crop, tf.mean, tf.std),
                         normalised(timg[:n], tf.crop, tf.mean, tf.std), tlab[:n].numpy(),
-                        parent_accuracy(run_dir, rec))
+                        parent_accuracy(run_dir, rec), unlabeled, overlap)

@@ -163,17 +163,20 @@ def bench_rows(s: Stage, by_dir: dict[Path, Stage]) -> list[dict]:
     parent = _parent(s, "model", by_dir) if "model" in s.rec.parents else None
     tag = {"parent": parent.name if parent else s.rec.name, "parent_label": label_of(parent) if parent else s.rec.label,
            "parent_kind": parent.kind if parent else None, "task": s.rec.task, "seed": s.rec.seed, "_dir": s.run_dir}
-    return [{**row, **tag} for row in s.results.get("rows") or []]
+    chosen = (s.results.get("recommended") or {}).get("artifact")  # bench's label-free pick, if it made one
+    return [{**row, **tag, "recommended": row.get("name") == chosen} for row in s.results.get("rows") or []]
 
 
 def deployed_rows(bench: list[dict]) -> list[dict]:
-    """One accuracy row per file artifact that ran on ONNX Runtime, labelled "<parent label>, <artifact>"."""
+    """One accuracy row per file artifact that ran on ONNX Runtime, and the artifact bench recommended (whatever
+    its runtime), labelled "<parent label>, <artifact>"."""
     return [{"method": f"{b['parent']}/{b['name']}", "label": f"{b['parent_label']}, {b['name']}",
+             "recommended": bool(b.get("recommended")),
              "group": "deployed", "kind": "bench", "task": b["task"], "seed": b["seed"], "parent": b["parent"],
              "parent_kind": b.get("parent_kind"), "artifact": b["name"], "target_test": {"acc": b["acc"]},
              "size_mb": b.get("size_mb"), "p50_ms": b.get("p50_ms"), "bs32_img_s": b.get("bs32_img_s"),
              "_dir": b.get("_dir")}
-            for b in bench if b.get("runtime") == "ort" and b.get("acc") is not None]
+            for b in bench if (b.get("runtime") == "ort" or b.get("recommended")) and b.get("acc") is not None]
 
 
 def other_row(s: Stage) -> dict:

@@ -58,12 +58,14 @@ def accuracy_table(rows: Sequence[dict], order: Sequence[str], labels: Optional[
 
 def headline_rows(rows: Sequence[dict]) -> list[dict]:
     """The product's three-way comparison: source-only, each adaptation method and the distilled student (all the
-    student arch), each deployed file of a compressed model, and the oracle."""
+    student arch), each deployed file of a compressed model and each artifact bench recommended, and the oracle."""
+    picked = {r["method"] for r in rows if r.get("recommended")}  # a pick on some seed shows the artifact's row
+
     def shown(r: dict) -> bool:
         if r.get("group") not in HEADLINE_GROUPS:
             return False
         if r["group"] == "deployed":
-            return r.get("parent_kind") == "compress"
+            return r.get("parent_kind") == "compress" or r["method"] in picked
         return r.get("arch", STUDENT_ARCH) == STUDENT_ARCH
     return [r for r in rows if shown(r)]
 

@@ -77,6 +77,13 @@ class CudaEager(DeployArtifact):
     def load(self, ctx: DeployContext) -> LoadedArtifact:
         return cuda_runner(ctx.inputs.model, self.precision, self.graphs, str(self.path(ctx)))
 
+    def loader_code(self, ctx: DeployContext, file: str) -> str:
+        from .torch import torch_model_loader_code
+
+        return torch_model_loader_code(ctx) + (
+            "from liteda.deploy.runtimes.cuda import cuda_runner\n\n"
+            f"run = cuda_runner(model, {self.precision!r}, graphs={self.graphs}).run\n")
+
 
 class CudaGraph(CudaEager):
     graphs = True

@@ -29,6 +29,22 @@ def ort_runner(path: str | Path, precision: str, threads: Optional[int] = None,
                            "providers": ",".join(info["providers"]), "allow_spinning": info["allow_spinning"]})
 
 
+def ort_loader_code(threads: Optional[int], weight_only: bool) -> str:
+    """Example lines: an ``InferenceSession`` set up as the benchmark's (GPU providers when this build has them)."""
+    from ..onnx import INPUT_NAME
+    from ..ort import GPU_PROVIDERS
+
+    return ("import onnxruntime as ort\n\n"
+            "options = ort.SessionOptions()\n"
+            + (f"options.intra_op_num_threads = {int(threads)}\n" if threads else "")
+            + ("options.add_session_config_entry(\"session.disable_quant_qdq\", \"1\")  # INT8 weights: "
+               "dequantized once at load\n" if weight_only else "")
+            + f"providers = [p for p in {list(GPU_PROVIDERS)!r} if p in ort.get_available_providers()]\n"
+              "sess = ort.InferenceSession(FILE, options, providers=providers + [\"CPUExecutionProvider\"])\n\n\n"
+              "def run(x):\n"
+              f"    return sess.run(None, {{{INPUT_NAME!r}: x}})[0]\n")
+
+
 class OrtFile(OnnxFile):
     runtime = "ort"
 
@@ -41,6 +57,9 @@ class OrtFile(OnnxFile):
     def load(self, ctx: DeployContext) -> LoadedArtifact:
         return ort_runner(ctx.file_of(self.name), self.precision, ctx.options.threads,
                           spinning=ctx.options.spinning, name=self.name)
+
+    def loader_code(self, ctx: DeployContext, file: str) -> str:
+        return ort_loader_code(ctx.options.threads, self.precision == "int8w")
 
 
 class OrtFP32(OrtFile):

@@ -51,6 +51,9 @@ class TrtEngine(DeployArtifact):
     def load(self, ctx: DeployContext) -> LoadedArtifact:
         return trt_loaded(ctx.file_of(self.name), self.precision, self.name)
 
+    def loader_code(self, ctx: DeployContext, file: str) -> str:
+        return "from liteda.deploy.tensorrt import trt_runner\n\nrun = trt_runner(FILE)\n"
+
 
 class TrtFP32(TrtEngine):
     name, precision, description = "trt-fp32", "fp32", "TensorRT FP32 engine"

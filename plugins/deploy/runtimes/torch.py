@@ -27,6 +27,15 @@ def torch_runner(model, precision: str = "fp32", threads: Optional[int] = None,
                           {"threads": torch.get_num_threads(), "providers": "torch eager CPU"})
 
 
+def torch_model_loader_code(ctx: DeployContext) -> str:
+    """Example lines that load the run's model file (``FILE``) as ``model`` with LiteDA's own loader."""
+    threads = ctx.options.threads
+    load = ("from liteda.compress import load_compressed\n\nmodel = load_compressed(FILE)[0].eval()\n"
+            if "compressed" in ctx.inputs.record.artifacts else
+            "from liteda.classifier import load_classifier\n\nmodel = load_classifier(FILE)[0].eval()\n")
+    return "import torch\n" + load + (f"torch.set_num_threads({int(threads)})\n" if threads else "")
+
+
 class TorchEager(DeployArtifact):
     runtime = "torch"
 
@@ -35,6 +44,14 @@ class TorchEager(DeployArtifact):
 
     def load(self, ctx: DeployContext) -> LoadedArtifact:
         return torch_runner(ctx.inputs.model, self.precision, ctx.options.threads, str(self.path(ctx)), self.name)
+
+    def loader_code(self, ctx: DeployContext, file: str) -> str:
+        body = ("    with torch.autocast(\"cpu\", dtype=torch.bfloat16):\n        return" if self.precision == "bf16"
+                else "    return")
+        return torch_model_loader_code(ctx) + (
+            "\n\n@torch.inference_mode()\n"
+            "def run(x):\n"
+            f"{body} model(torch.from_numpy(x)).float().numpy()\n")
 
 
 class TorchFP32(TorchEager):
