@@ -70,16 +70,22 @@ class OrtFP32(OrtFile):
         return {"opset": ctx.options.opset}
 
     def write(self, ctx: DeployContext, path: Path) -> dict:
-        import torch
-
-        from ..onnx import export_onnx, model_meta
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        info = export_onnx(ctx.inputs.model, path, ctx.crop, ctx.options.opset, True, model_meta(ctx.inputs.record),
-                           torch.from_numpy(ctx.inputs.test_x[:32]))
+        info = export_from_torch(ctx, path)
         print(f"fp32 ONNX: {path} ({info['size_mb']:.2f} MB), max |logit diff| vs PyTorch "
               f"{info['max_abs_diff_vs_torch']:.2e} on {info['checked_on']}")
         return info
+
+
+def export_from_torch(ctx: DeployContext, path: Path, meta: Optional[dict] = None) -> dict:
+    """The run's PyTorch model as ONNX at ``path`` (its record's metadata inside), checked against PyTorch on the
+    first target-test images."""
+    import torch
+
+    from ..onnx import export_onnx, model_meta
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return export_onnx(ctx.inputs.model, path, ctx.crop, ctx.options.opset, True,
+                       model_meta(ctx.inputs.record, meta or {}), torch.from_numpy(ctx.inputs.test_x[:32]))
 
 
 class OrtFP16(OrtFile):
@@ -160,16 +166,9 @@ class OrtInt8(OrtFile):
         return {}
 
     def _export_torch_quantized(self, ctx: DeployContext, path: Path) -> dict:
-        import torch
-
-        from ..onnx import export_onnx, model_meta
-
         kind = ctx.inputs.torch_int8
         recipe = f"PyTorch FX {kind.upper()} exported as QDQ (scales from PyTorch, no ORT calibration)"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        info = export_onnx(ctx.inputs.model, path, ctx.crop, ctx.options.opset, True,
-                           model_meta(ctx.inputs.record, {"int8_recipe": recipe}),
-                           torch.from_numpy(ctx.inputs.test_x[:32]))
+        info = export_from_torch(ctx, path, {"int8_recipe": recipe})
         print(f"int8 QDQ ONNX from PyTorch {kind}: {path} ({info['size_mb']:.2f} MB), top-1 agreement with "
               f"PyTorch {info['top1_agree_vs_torch']:.1f}% on {info['checked_on']}")
         return info
