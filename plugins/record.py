@@ -59,7 +59,7 @@ class Transform:
 @dataclass
 class StageRecord:
     kind: str                       # one of KINDS
-    name: str                       # the run's name: its folder and its table row key (kd, mcc, compressed_1mb)
+    name: str                       # the run's name: its folder and its table row key (kd, mcc, 1mb)
     label: str                      # the row label in tables and the report
     seed: int
     dataset: DatasetRef
