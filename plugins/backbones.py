@@ -7,7 +7,7 @@ state_dict (``--pretrained PATH``) is the offline path: it must fit the unmodifi
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -42,15 +42,22 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, arch: str) -> None:
+def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> Optional[str]:
+    """Why ``state`` does not load strictly into ``model`` (the first missing / unexpected key or shape), or None."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shape = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or shape:
-        what = (f"{len(missing)} missing keys (e.g. {missing[:1]})" if missing else
-                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:1]})" if unexpected else
-                f"shape mismatch at {shape[0]}: {tuple(state[shape[0]].shape)} vs {tuple(own[shape[0]].shape)}")
+    if not (missing or unexpected or shape):
+        return None
+    return (f"{len(missing)} missing keys (e.g. {missing[0]})" if missing else
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else
+            f"shape mismatch at {shape[0]}: {tuple(state[shape[0]].shape)} vs {tuple(own[shape[0]].shape)}")
+
+
+def load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, arch: str) -> None:
+    what = state_mismatch(model, state)
+    if what:
         fail(f"weights file '{path}' does not fit arch '{arch}': {what}")
     model.load_state_dict(state, strict=True)
 

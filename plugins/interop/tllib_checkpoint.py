@@ -112,13 +112,10 @@ def to_liteda_state(state: dict[str, torch.Tensor], arch: str, path: Path) -> tu
 
 
 def load_into(model: ImageClassifier, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shape = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or shape:
-        what = (f"{len(missing)} missing keys (e.g. {missing[0]})" if missing else
-                f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else
-                f"shape mismatch at {shape[0]}: {tuple(state[shape[0]].shape)} vs {tuple(own[shape[0]].shape)}")
+    from ..backbones import state_mismatch
+
+    what = state_mismatch(model, state)
+    if what:
         fail(f"checkpoint '{path}' does not fit -a {arch}: {what} (was it trained with another -a?)")
     model.load_state_dict(state, strict=True)
 

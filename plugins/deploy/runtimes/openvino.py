@@ -59,23 +59,36 @@ def openvino_loader_code(threads: Optional[int]) -> str:
         "    return compiled(x)[0]\n")
 
 
-class OpenVinoOnnx(DeployArtifact):
-    """Runs the file of ``source`` (no file of its own)."""
+class OpenVinoRuntime:
+    """What every OpenVINO artifact shares: the package check, the runner on the file ``runs`` names, the loader
+    example."""
 
     runtime = "openvino"
-    source = ""
 
-    def requires(self, ctx: DeployContext) -> tuple[str, ...]:
-        return (self.source,)
+    def runs(self) -> str:
+        """The artifact whose file OpenVINO runs."""
+        return self.name
 
     def environment(self, ctx: DeployContext) -> Optional[str]:
         return _openvino_missing()
 
     def load(self, ctx: DeployContext) -> LoadedArtifact:
-        return openvino_runner(ctx.file_of(self.source), self.precision, ctx.options.threads, self.name)
+        return openvino_runner(ctx.file_of(self.runs()), self.precision, ctx.options.threads, self.name)
 
     def loader_code(self, ctx: DeployContext, file: str) -> str:
         return openvino_loader_code(ctx.options.threads)
+
+
+class OpenVinoOnnx(OpenVinoRuntime, DeployArtifact):
+    """Runs the file of ``source`` (no file of its own)."""
+
+    source = ""
+
+    def runs(self) -> str:
+        return self.source
+
+    def requires(self, ctx: DeployContext) -> tuple[str, ...]:
+        return (self.source,)
 
 
 class OpenVinoFP32(OpenVinoOnnx):
@@ -89,13 +102,8 @@ class OpenVinoInt8(OpenVinoOnnx):
     description = "OpenVINO CPU on the INT8 QDQ ONNX of ort-int8"
 
 
-class OpenVinoIR(StampedFile):
+class OpenVinoIR(OpenVinoRuntime, StampedFile):
     """An OpenVINO IR file (``.xml`` + ``.bin``); its stamp is in the IR's rt_info."""
-
-    runtime = "openvino"
-
-    def environment(self, ctx: DeployContext) -> Optional[str]:
-        return _openvino_missing()
 
     def read_stamp(self, path: Path) -> dict:
         from ..openvino import read_ir_metadata
@@ -110,12 +118,6 @@ class OpenVinoIR(StampedFile):
     def described(self, path: Path) -> dict:
         recipe = self.read_stamp(path).get(f"{self.precision}_recipe")
         return {"recipe": recipe} if recipe is not None else {}
-
-    def load(self, ctx: DeployContext) -> LoadedArtifact:
-        return openvino_runner(ctx.file_of(self.name), self.precision, ctx.options.threads, self.name)
-
-    def loader_code(self, ctx: DeployContext, file: str) -> str:
-        return openvino_loader_code(ctx.options.threads)
 
 
 class OpenVinoIRFP32(OpenVinoIR):
