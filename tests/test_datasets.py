@@ -218,3 +218,12 @@ def test_office31_tllib_layout_with_image_list(tmp_path):
         (root / "image_list" / f"{dom}.txt").write_text("\n".join(lines) + "\n")
     splits = prepare_domains("Office31", root, ["A", "W"], tmp_path / "splits")
     assert splits["A"].classes == ["back_pack", "bike"] and len(splits["W"].all) == 10
+
+
+def test_an_empty_class_folder_is_reported(tiny_dataset):
+    (tiny_dataset / "src" / "empty").mkdir()
+    (tiny_dataset / "tgt" / "empty").mkdir()
+    spec = dataset_spec("Custom", tiny_dataset)
+    with pytest.warns(UserWarning, match="class folder .*empty' has no images"):
+        items, classes = list_domain(tiny_dataset, spec, "src")
+    assert "empty" in classes and len(items) == 24
