@@ -27,7 +27,7 @@ def predict(model: nn.Module, loader: Iterable, device: str = "cpu") -> tuple[to
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
     """PROTOCOL.md's per-run target metrics. Accuracies in percent (tllib's convention)."""
     from sklearn.metrics import (adjusted_rand_score, confusion_matrix, normalized_mutual_info_score,
-                                 precision_recall_fscore_support)
+                                 precision_recall_fscore_support, rand_score)
 
     y_true, y_pred = labels.numpy(), logits.argmax(1).numpy()
     classes = list(range(num_classes))
@@ -45,6 +45,7 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
         "per_class_acc": [None if np.isnan(a) else float(a * 100) for a in per_class],
         "confusion": cm.tolist(),
         "nmi": float(normalized_mutual_info_score(y_true, y_pred)),
+        "rand": float(rand_score(y_true, y_pred)),
         "ari": float(adjusted_rand_score(y_true, y_pred)),
     }
 

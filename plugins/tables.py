@@ -55,6 +55,11 @@ def _complete_seeds(cells: dict[str, dict[int, float]], tasks: Sequence[str]) ->
     return sorted(set.intersection(*(set(cells[t]) for t in tasks)))
 
 
+def average_over_tasks(g: dict, row: str) -> list[float]:
+    """A grid row's per-seed averages over every task (only seeds that have every task)."""
+    return _avg_values(g["grid"].get(row, {}), g["tasks"])
+
+
 def _avg_values(cells: dict[str, dict[int, float]], tasks: Sequence[str]) -> list[float]:
     """Per-seed average over tasks, only for seeds that have every task (else no Avg)."""
     return [statistics.fmean(cells[t][s] for t in tasks) for s in _complete_seeds(cells, tasks)]

@@ -199,3 +199,28 @@ def test_the_artifact_bench_recommends_joins_the_headline(runs_tree, tmp_path):
     main(["--runs", str(runs_tree), "--dataset", "Fake", "--out", str(tmp_path / "results")])
     head = _rows((tmp_path / "results" / "headline.md").read_text())
     assert "distilled student, torch-fp32" in head and "distilled student, ort-int8" not in head
+
+
+def test_metrics_table_averages_every_target_metric_over_tasks_and_seeds():
+    from liteda.report.tables import metrics_table
+
+    def run(method, task, seed, acc, nmi):
+        return {"method": method, "task": task, "seed": seed,
+                "target_test": {"acc": acc, "loss": 0.5, "precision_macro": acc, "recall_macro": acc, "f1_macro": acc,
+                                "nmi": nmi, "rand": 0.9, "ari": nmi / 2}}
+
+    rows = [run("dann", t, s, 70.0 + s, 0.6 + 0.1 * s) for t in ("A2W", "W2A") for s in (0, 1)]
+    rows += [{"method": "kd/ort-int8", "task": "A2W", "seed": 0, "target_test": {"acc": 80.0}}]  # accuracy only
+    header, body = metrics_table(rows, ["dann", "kd/ort-int8"], {"dann": "DANN"})
+    assert header == ["Method", "acc %", "loss", "precision %", "recall %", "F1 %", "NMI", "Rand", "ARI"]
+    assert body == [["DANN", "70.5 ± 0.7", "0.500 ± 0.000", "70.5 ± 0.7", "70.5 ± 0.7", "70.5 ± 0.7",
+                     "0.650 ± 0.071", "0.900 ± 0.000", "0.325 ± 0.035"]]
+
+
+def test_rand_index_is_computed_beside_nmi_and_ari():
+    import torch
+
+    from liteda.metrics import classification_metrics
+
+    m = classification_metrics(torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]), torch.tensor([0, 1, 1]), 2)
+    assert m["rand"] == pytest.approx(1 / 3) and {"nmi", "ari"} <= set(m)

@@ -130,6 +130,7 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
     md_headline = write_table(out / "headline", *headline)
     md_stages = write_table(out / "stages", *tables.stages_table(c.stages, order))
     md_acc = write_table(out / "accuracy", *accuracy)
+    md_metrics = write_table(out / "metrics", *tables.metrics_table(rows, order, labels))
     md_all = write_table(out / "accuracy_all_target",
                          *tables.accuracy_table(rows, order, labels, tables.target_all_acc))
     md_sec = write_table(out / "seconds_per_epoch",
@@ -163,6 +164,10 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
         "## Stages", "Every stage record in the runs tree: what ran, from which parent, and what it wrote.", "",
         md_stages,
         "## Target-test accuracy (%)", _md(md_acc),
+        "## Target-test metrics", "Average over the tasks, mean ± std over seeds: accuracy, cross-entropy loss, macro "
+        "precision, recall and F1, and the agreement of predicted with true classes as clusterings (normalised mutual "
+        "information, Rand index, adjusted Rand index). Per task and seed: each run's `results.json`.", "",
+        _md(md_metrics),
         "## Accuracy on all target images (%)", "The same models scored on every target image (train + test split), "
         "the number tllib's transductive tables report; target-train images were seen unlabeled in training (by the "
         "oracle with their labels: its row here is partly training accuracy).", "", _md(md_all),

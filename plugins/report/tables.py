@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..tables import accuracy_grid, order_tasks, table_rows
+from ..tables import accuracy_grid, average_over_tasks, fmt_ms, order_tasks, table_rows
 from .collect import STUDENT_ARCH, Stage, group_of, group_rank, label_of, row_labels
 
 Table = tuple[list[str], list[list[str]]]
@@ -49,6 +49,23 @@ def _relabel(body: list[list[str]], labels: dict[str, str]) -> list[list[str]]:
 
 
 # ----------------------------------------------------------------------------- accuracy
+# The target metrics every results.json carries (metrics.classification_metrics): (column, key, decimals)
+METRICS = (("acc %", "acc", 1), ("loss", "loss", 3), ("precision %", "precision_macro", 1),
+           ("recall %", "recall_macro", 1), ("F1 %", "f1_macro", 1), ("NMI", "nmi", 3), ("Rand", "rand", 3),
+           ("ARI", "ari", 3))
+
+
+def metrics_table(rows: Sequence[dict], order: Sequence[str], labels: Optional[dict[str, str]] = None) -> Table:
+    """Every trained or compressed model's target-test metrics (macro precision/recall/F1, NMI, Rand index,
+    adjusted Rand index, cross-entropy): the average over tasks, mean ± std over seeds."""
+    grids = [(col, accuracy_grid(rows, lambda r, k=key: (r.get("target_test") or {}).get(k), rows=order), digits)
+             for col, key, digits in METRICS]
+    keys = [k for k in order if any(k in g["grid"] for _, g, _ in grids)]
+    body = [[k, *[fmt_ms(average_over_tasks(g, k), digits) for _, g, digits in grids]] for k in keys]
+    body = [line for line in body if any(cell != "–" for cell in line[2:])]  # rows with more than accuracy
+    return ["Method", *[col for col, _, _ in grids]], _relabel(body, labels or row_labels(list(rows)))
+
+
 def accuracy_table(rows: Sequence[dict], order: Sequence[str], labels: Optional[dict[str, str]] = None,
                    metric: Metric = target_test_acc) -> Table:
     """Rows x tasks + Avg + seeds of ``metric`` (rows without it are left out)."""
