@@ -60,7 +60,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int) -> dict:
     """Target-test metrics of one model (reported, never used for a decision)."""
     logits, labels = predict(model, loader)
     m = classification_metrics(logits, labels, num_classes)
-    return {k: m[k] for k in ("n", "acc", "loss", "f1_macro", "nmi")}
+    return {k: v for k, v in m.items() if not isinstance(v, list)}  # every scalar metric, as a training run's
 
 
 def describe(model: nn.Module, loader: DataLoader, num_classes: int, input_size: int, file: Optional[Path],
