@@ -14,9 +14,10 @@ from liteda.adaptation import Step
 from liteda.classifier import build_classifier, load_classifier, model_record
 from liteda.distill import (ClassBalancedPseudoLabelLoss, Distill, FeatureDistillationLoss, KnowledgeDistillationLoss,
                              Renormalize, TeacherEnsemble)
+from liteda.distill.refine import cluster_refined_labels
 from liteda.runner import distill_main as run_kd
 from liteda.datasets import IMAGENET_MEAN, IMAGENET_STD
-from liteda.utils import atomic_torch_save, run_cli
+from liteda.utils import UserError, atomic_torch_save, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +112,55 @@ def test_ensemble_of_identical_teachers_equals_one_and_mixes_probabilities():
         a.eval(), b.eval()
         mean_p = ((a(x) / 4).softmax(1) + (b(x) / 4).softmax(1)) / 2
     assert torch.allclose((TeacherEnsemble([a, b])(x, 4.0) / 4).softmax(1), mean_p, atol=1e-6)
+
+
+def test_cluster_refinement_relabels_a_region_the_teacher_got_wrong():
+    """Three tight feature clusters; the teacher calls a third of cluster 2 class 0 (less confidently): the
+    centroids its probabilities weight still sit in the right clusters, so the refined labels are all right."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.eye(3, 8) * 5
+    truth = torch.arange(3).repeat_interleave(30)
+    feats = centers[truth] + 0.3 * torch.randn(90, 8, generator=g)
+    probs = torch.nn.functional.one_hot(truth, 3).float() * 0.8 + 0.1
+    wrong = torch.arange(60, 70)
+    probs[wrong] = torch.tensor([0.6, 0.1, 0.3])
+    refined = cluster_refined_labels(feats, probs)
+    assert (probs.argmax(1) != truth).sum() == 10
+    assert torch.equal(refined.labels, truth)
+    assert abs(refined.changed - 10 / 90) < 1e-6 and refined.classes_kept == 3
+
+
+def test_cluster_refinement_gives_no_image_to_a_class_without_mass():
+    feats = torch.randn(20, 4, generator=torch.Generator().manual_seed(1))
+    probs = torch.zeros(20, 3)
+    probs[:, 0], probs[:10, 1] = 0.5, 0.5
+    probs[10:, 0] = 1.0
+    refined = cluster_refined_labels(feats, probs)
+    assert set(refined.labels.tolist()) <= {0, 1} and refined.classes_kept <= 2
+    with pytest.raises(ValueError, match="do not pair up"):
+        cluster_refined_labels(feats[:5], probs)
+
+
+def test_cluster_weight_adds_a_loss_on_refined_teacher_labels(tmp_path):
+    """--cluster-weight: prepare() labels the whole unlabeled set once through the teacher, and each step adds
+    the student's cross-entropy on the refined labels of its batch's images (looked up by index)."""
+    ckpt = save_teacher(tiny_classifier(1), tmp_path / "teacher.pt")
+    student = tiny_classifier(2).train()
+    method = Distill(student, 3, kd_args([ckpt], cluster_weight=0.5), total_iters=10)
+    images = torch.randn(12, 3, 32, 32)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.arange(12)), batch_size=5)
+    method.prepare(lambda: loader)
+    assert method.refined is not None and method.refined.labels.shape == (12,)
+    idx = torch.tensor([3, 7, 11, 0])
+    logits, f = student(torch.cat([images[:4], images[idx]]))
+    step = Step(images[:4], torch.tensor([0, 1, 2, 0]), logits[:4], f[:4], images[idx], logits[4:], f[4:], 0, 10,
+                idx)
+    loss, stats = method(step)
+    expected = torch.nn.functional.cross_entropy(logits[4:].detach(), method.refined.labels[idx])
+    assert abs(stats["cluster_loss"] - float(expected)) < 1e-5
+    assert method.config()["cluster_weight"] == 0.5 and "cluster_changed" in method.config()
+    with pytest.raises(UserError, match="--cluster-weight"):
+        Distill(student, 3, kd_args([ckpt], cluster_weight=-1.0), total_iters=10)
 
 
 def test_teachers_stay_frozen_and_gradients_reach_only_the_student(tmp_path):

@@ -1,6 +1,6 @@
 """The distillation method ``kd``: the engine's source cross-entropy plus ``kd_weight * KD(student, teachers)``
-on the unlabeled target batch, with optional feature KD, an adaptation loss on the student and class-balanced
-teacher pseudo-labels.
+on the unlabeled target batch, with optional feature KD, an adaptation loss on the student, class-balanced
+teacher pseudo-labels and the teacher's clustering-refined labels (:mod:`.refine`).
 
 The teachers are finished runs (``--teacher-run DIR``, read through their stage records) or LiteDA ``model.pt``
 files (``--teacher-ckpt``); training them is a stage of its own (``liteda adapt -a ARCH``), which the Makefile
@@ -18,12 +18,14 @@ from torch.utils.data import DataLoader
 from ..adaptation import Method, Step, get_method
 from ..utils import fail
 from .losses import ClassBalancedPseudoLabelLoss, FeatureDistillationLoss, KnowledgeDistillationLoss
+from .refine import RefinedLabels, RefinedPseudoLabelLoss, cluster_refined_labels
 from .teachers import load_teachers
 
 
 class Distill(Method):
     """Source cross-entropy (engine) + ``kd_weight * KD(student, teachers)`` on the target batch
-    [+ feature KD] [+ the student's own adaptation loss] [+ class-balanced teacher pseudo-label CE]."""
+    [+ feature KD] [+ the student's own adaptation loss] [+ class-balanced teacher pseudo-label CE]
+    [+ ``cluster_weight`` * CE on the teacher's clustering-refined labels]."""
 
     name = "kd"
     uses_target = True
@@ -49,6 +51,11 @@ class Distill(Method):
             if args.pseudo_threshold > 1:
                 fail(f"--pseudo-threshold must be in [0, 1], got {args.pseudo_threshold}")
             self.pseudo = ClassBalancedPseudoLabelLoss(num_classes, args.pseudo_threshold)
+        if args.cluster_weight < 0:
+            fail(f"--cluster-weight must be >= 0, got {args.cluster_weight}")
+        self.cluster_weight = args.cluster_weight
+        self.refined: Optional[RefinedLabels] = None
+        self.cluster_loss: Optional[RefinedPseudoLabelLoss] = None
         self.cache = args.teacher_cache
         self.cached: Optional[tuple[torch.Tensor, Optional[torch.Tensor]]] = None
         self.student_method = (student_method(args.student_method, model, num_classes, args, total_iters)
@@ -81,10 +88,22 @@ class Distill(Method):
         parser.add_argument("--pseudo-threshold", type=float, default=0.0,
                             help="self-training on teacher pseudo-labels above this confidence, class-balanced "
                                  "(0 = off; e.g. 0.9)")
+        parser.add_argument("--cluster-weight", type=float, default=0.0,
+                            help="weight of cross-entropy on the teacher's pseudo-labels refined by clustering its "
+                                 "target features (SHOT's weighted k-means, computed once before training; 0 = off)")
 
     def prepare(self, unlabeled_eval: Callable[[], DataLoader]) -> None:
+        if not (self.cache or self.cluster_weight > 0):
+            return
+        logits, feats = self.teacher.label_set(unlabeled_eval(), features=self.feat_kd is not None
+                                               or self.cluster_weight > 0)
         if self.cache:
-            self.cached = self.teacher.label_set(unlabeled_eval(), features=self.feat_kd is not None)
+            self.cached = (logits, feats if self.feat_kd is not None else None)
+        if self.cluster_weight > 0:
+            self.refined = cluster_refined_labels(feats, self.teacher.mix(logits, 1.0).softmax(1))
+            self.cluster_loss = RefinedPseudoLabelLoss(self.refined)
+            print(f"teacher labels refined by clustering: {self.refined.changed:.1%} changed, "
+                  f"{self.refined.classes_kept} classes kept")
 
     def teacher_outputs(self, step: Step) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         if self.cached is None:
@@ -111,6 +130,10 @@ class Distill(Method):
             pl, rate = self.pseudo(step.logits_t, self.teacher.mix(teacher_logits, 1.0).softmax(1))
             loss = loss + pl
             stats.update(pseudo_loss=float(pl.detach()), pseudo_rate=rate * 100)
+        if self.cluster_loss is not None:
+            cl = self.cluster_loss(step.logits_t, step.idx_t)
+            loss = loss + self.cluster_weight * cl
+            stats["cluster_loss"] = float(cl.detach())
         if self.student_method is not None:
             transfer, s = self.student_method(step)
             loss = loss + transfer
@@ -128,7 +151,9 @@ class Distill(Method):
         return {"teachers": self.teacher_info, "teacher_weights": self.teacher.weights.tolist(),
                 "kd_T": self.kd.T, "kd_weight": self.kd_weight, "feat_kd_weight": self.feat_kd_weight,
                 "pseudo_threshold": self.pseudo.threshold if self.pseudo else 0.0,
-                "teacher_cache": self.cache,
+                "teacher_cache": self.cache, "cluster_weight": self.cluster_weight,
+                **({"cluster_changed": self.refined.changed, "cluster_classes_kept": self.refined.classes_kept}
+                   if self.refined else {}),
                 "student_method": self.student_method.name if self.student_method else None,
                 "student_method_config": self.student_method.config() if self.student_method else None}
 
@@ -136,7 +161,8 @@ class Distill(Method):
         return (f"cache={int(bool(self.cache))}|T={self.kd.T}|kd={self.kd_weight}|feat={self.feat_kd_weight}|"
                 f"pseudo={self.pseudo.threshold if self.pseudo else 0.0}|"
                 f"student={self.student_method.name if self.student_method else None}|"
-                f"tw={','.join(f'{w:.4g}' for w in self.teacher.weights.tolist())}")
+                f"tw={','.join(f'{w:.4g}' for w in self.teacher.weights.tolist())}"
+                + (f"|cluster={self.cluster_weight}" if self.cluster_weight else ""))
 
 
 def teacher_paths(args: argparse.Namespace) -> list[str]:
