@@ -250,8 +250,25 @@ def run(stages: list[Stage], jobs: int, base: Path, threads: Optional[int] = Non
     return list(failed.values())
 
 
+QUOTED_FLAGS = ("--train-args", "--method-args", "--teacher-args", "--kd-args", "--compress-args", "--bench-args")
+
+
+def join_quoted_flags(argv: list[str]) -> list[str]:
+    """``--kd-args --teacher-cache`` -> ``--kd-args=--teacher-cache``: argparse takes a lone value that starts with
+    ``--`` for a flag of its own, so the Makefile's one-flag defaults would not parse."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in QUOTED_FLAGS and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: Optional[list[str]] = None) -> list[dict]:
-    a = build_parser().parse_args(argv)
+    a = build_parser().parse_args(join_quoted_flags(sys.argv[1:] if argv is None else list(argv)))
     if a.jobs < 1:
         fail("-j must be at least 1")
     stages = plan(a)

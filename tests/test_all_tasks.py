@@ -113,3 +113,17 @@ def test_a_failed_stage_skips_its_dependents_and_the_report_lists_it(tmp_path):
     assert (tmp_path / "runs" / "Custom" / "src2tgt" / "source_only" / "seed0" / "record.json").is_file()
     report = (tmp_path / "results" / "report.md").read_text()
     assert "src2tgt distill seed 0: " in report and "--kd-T must be positive" in report
+
+
+def test_the_makefile_default_single_flag_values_reach_their_stages(tmp_path, capsys):
+    """`make all-tasks` passes `--kd-args "--teacher-cache"`: a lone value starting with `--` (which argparse
+    would take for a flag) must reach the distillation stage, as a quoted value with spaces does."""
+    from liteda.grid import main as grid_main
+
+    from conftest import make_folder_dataset
+
+    data = make_folder_dataset(tmp_path / "data")
+    grid_main([str(data), "-d", "Custom", "--tasks", "src2tgt", "--methods", "--recipes", "--runs", str(tmp_path),
+               "--kd-args", "--teacher-cache", "--train-args", "--freeze-stages 4", "--only", "distill", "-n"])
+    distill = [line for line in capsys.readouterr().out.splitlines() if "distill seed 0:" in line]
+    assert distill and distill[0].endswith("--teacher-cache") and "--freeze-stages 4" in distill[0]

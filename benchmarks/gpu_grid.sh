@@ -1,0 +1,61 @@
+#!/bin/bash
+# The Office-Caltech grid of the recommended recipe, and the candidate recipes it is compared with, on a lent
+# NVIDIA GPU machine, in one call that spends its minutes on training, not set-up:
+#   here:  python benchmarks/gpu_pack.py --root ../shared/datasets/office_caltech_10 --weights ../shared/weights
+#   there: bash benchmarks/gpu_grid.sh .gpu_pack "$OUT" [SECONDS]          (carry: .gpu_pack)
+# Phases run in priority order until SECONDS (default 540) are spent; each phase is `liteda grid` (resumable,
+# stages in parallel on the one GPU), then its tables and every run's JSON/CSV (no checkpoints) are packed into
+# "$OUT/<phase>.tgz" at once, so a phase cut short still returns what finished.
+#   office   the six A/W/D tasks, seeds 0 1 2, each seed its own teacher (make all-tasks defaults)
+#   caltech  the six Caltech tasks with the same recipe, frozen before they are looked at
+#   t30      candidate: the teacher trained for the student's 30 epochs
+#   cluster  candidate: + cross-entropy on the teacher's clustering-refined labels (--cluster-weight 0.3)
+# DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
+set -u
+PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
+PHASES=${PHASES:-office caltech t30 cluster}
+JOBS=${JOBS:-12}
+T0=$(date +%s)
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
+mkdir -p "$OUT" /tmp/pkg
+# the checkout is not installed there: the import name `liteda` is the plugins/ folder (pyproject's mapping)
+ln -sfn "$PWD/plugins" /tmp/pkg/liteda && export PYTHONPATH=/tmp/pkg${PYTHONPATH:+:$PYTHONPATH}
+ls "$PACK"/wheels/*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --target /tmp/site \
+  "$PACK"/wheels/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+python3 -c "import torch, liteda; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 1
+
+ROOT=$PACK/office_caltech_10 W=$PACK/weights
+GRID=(python3 -m liteda grid "$ROOT" -d OfficeCaltech --epochs 30 --arch mobilenet_v3_small
+      --pretrained "$W/mobilenet_v3_small-imagenet-standin.pth" --methods mcc --teacher tf_efficientnet_lite0
+      --teacher-pretrained "$W/tf_efficientnet_lite0-imagenet.pth" --teacher-method mcc --recipes 1mb
+      --train-args "--freeze-stages 4 --workers 2" -j "$JOBS" --threads 1 ${DRY:+--dry-run})
+OFFICE="A2W D2W W2D A2D D2A W2A" CALTECH="A2C W2C D2C C2A C2W C2D"
+
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+pack() {  # $1 phase, $2 runs root: every run's results (no checkpoints) and the report
+  tar czf "$OUT/$1.tgz" --exclude='*.pt' --exclude='*.onnx' --exclude='*.npz' --exclude='*.engine' \
+    --exclude='splits' "$2" "/tmp/report_$1" 2>/dev/null
+  echo "[$1] packed $(du -h "$OUT/$1.tgz" | cut -f1) at $(( $(date +%s) - T0 )) s"
+}
+phase() {  # $1 name, $2 runs root, $3 tasks, rest: grid flags
+  local name=$1 runs=$2 tasks=$3; shift 3
+  local t; t=$(left)
+  if [ "$t" -lt 60 ]; then echo "[$name] skipped: $t s left"; return; fi
+  echo "=== $name ($t s left)"
+  timeout --signal=INT "$(( t - 30 ))" "${GRID[@]}" --runs "$runs" --tasks $tasks --seeds 0 1 2 "$@" \
+    --results "/tmp/report_$name" 2>&1 | tail -n 25
+  [ -d "/tmp/report_$name" ] || python3 -m liteda report --runs "$runs" --dataset OfficeCaltech --out "/tmp/report_$name" >/dev/null 2>&1
+  pack "$name" "$runs"
+}
+for p in $PHASES; do
+  case $p in
+    office)  phase office  /tmp/runs_default "$OFFICE" --teacher-epochs 10 --kd-args "--teacher-cache" ;;
+    caltech) phase caltech /tmp/runs_default "$CALTECH" --teacher-epochs 10 --kd-args "--teacher-cache" ;;
+    t30)     phase t30     /tmp/runs_t30 "$OFFICE" --teacher-epochs 30 --kd-args "--teacher-cache" --only distill ;;
+    cluster) phase cluster /tmp/runs_cluster "$OFFICE" --teacher-epochs 10 \
+               --kd-args "--teacher-cache --cluster-weight 0.3" --only distill ;;
+    *) echo "unknown phase $p" ;;
+  esac
+done
+echo "done in $(( $(date +%s) - T0 )) s"
