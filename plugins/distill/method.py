@@ -92,6 +92,13 @@ class Distill(Method):
                             help="weight of cross-entropy on the teacher's pseudo-labels refined by clustering its "
                                  "target features (SHOT's weighted k-means, computed once before training; 0 = off)")
 
+    @classmethod
+    def variant_name(cls, args: argparse.Namespace, registered: str) -> str:
+        """Refined labels make another student: ``kd_cluster0.3`` runs beside ``kd`` in one runs tree, so the
+        label-free validators can rank both."""
+        name = super().variant_name(args, registered)
+        return f"{name}_cluster{args.cluster_weight:g}" if getattr(args, "cluster_weight", 0) else name
+
     def prepare(self, unlabeled_eval: Callable[[], DataLoader]) -> None:
         if not (self.cache or self.cluster_weight > 0):
             return
