@@ -11,6 +11,8 @@ TASKS ?= A2W D2W W2D A2D D2A W2A
 SEED ?= 0
 SEEDS ?= 0 1 2
 JOBS ?= 1
+# Processes per training stage: above 1, each trains under torchrun (data parallel; -b stays the global batch).
+NPROC ?= 1
 RUNS ?= runs
 RESULTS ?= benchmarks/results/$(shell echo $(DATASET) | tr A-Z a-z)
 ARCH ?= mobilenet_v3_small
@@ -54,7 +56,7 @@ TEACHER_SEED ?=
 DEPS ?= .deps-installed
 GRID = $(LITEDA) grid $(ROOT) -d $(DATASET) --epochs $(EPOCHS) --arch $(ARCH) --methods $(METHODS) \
 	--teacher $(TEACHER) --teacher-method $(TEACHER_METHOD) --teacher-epochs $(TEACHER_EPOCHS) \
-	--recipes $(RECIPES) --runs $(RUNS) -j $(JOBS) \
+	--recipes $(RECIPES) --runs $(RUNS) -j $(JOBS) --nproc $(NPROC) \
 	$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(if $(TEACHER_PRETRAINED),--teacher-pretrained $(TEACHER_PRETRAINED)) \
 	$(if $(TEACHER_SEED),--teacher-seed $(TEACHER_SEED)) \
 	--train-args "$(TRAIN_ARGS)" --method-args "$(METHOD_ARGS)" --kd-args "$(KD_ARGS)" --compress-args "$(COMPRESS_ARGS)" --bench-args "$(BENCH_ARGS)"
@@ -77,7 +79,7 @@ help:
 	@echo "  make trt-bench TASK=W2A  the same with TensorRT and PyTorch CUDA on an NVIDIA GPU"
 	@echo "  make report              tables, plots and the report from finished runs"
 	@echo "  Variables: SEEDS EPOCHS METHODS METHOD_ARGS TEACHER TEACHER_METHOD TEACHER_EPOCHS TEACHER_SEED RECIPES TRAIN_ARGS"
-	@echo "             KD_ARGS COMPRESS_ARGS BENCH_ARGS JOBS RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER_PRETRAINED"
+	@echo "             KD_ARGS COMPRESS_ARGS BENCH_ARGS JOBS NPROC RUNS RESULTS PY STANDIN=$(STANDIN) PRETRAINED TEACHER_PRETRAINED"
 
 # Installs into the Python that PY names (the current environment by default; use PY=.venv/bin/python for a venv).
 $(DEPS): requirements.txt pyproject.toml

@@ -3,7 +3,8 @@
 Per step: a labeled batch, and when the method asks for it an unlabeled target batch; one forward over both;
 ``loss = CE(labeled) + trade_off * method(step)``; SGD with tllib's schedule ``lr * (1 + gamma*it) ** -decay``.
 Each epoch ends with evaluation for the curves, an atomic checkpoint and a history row, so ``resume`` continues
-from the last finished epoch.
+from the last finished epoch. Under torchrun the step runs in DistributedDataParallel (docs/distributed.md):
+each process trains on its share of the global batch, rank 0 evaluates and writes.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from torch.optim import SGD
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
+from . import distributed
 from .adaptation.base import Method, Step
 from .datasets import ForeverDataIterator
 from .metrics import accuracy, info_max_score, predict, soft_neighborhood_density
@@ -79,6 +81,27 @@ def _fmt(v) -> str:
     return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
 
 
+class StepLoss(nn.Module):
+    """One training step from images to the loss, the model and the method as one module: what data parallelism
+    wraps, so that the method's own parameters (discriminators, adversarial heads) are averaged with the model's."""
+
+    def __init__(self, model: nn.Module, method: Method, trade_off: float):
+        super().__init__()
+        self.model, self.method, self.trade_off = model, method, trade_off
+
+    def forward(self, x_s: torch.Tensor, labels_s: torch.Tensor, x_t: Optional[torch.Tensor],
+                idx_t: Optional[torch.Tensor], iteration: int, total_iters: int):
+        x = x_s if x_t is None else torch.cat([x_s, x_t])
+        logits, f = self.model(x)
+        logits, f = logits.float(), f.float()
+        n = len(x_s)
+        step = Step(x_s, labels_s, logits[:n], f[:n], x_t, logits[n:] if x_t is not None else None,
+                    f[n:] if x_t is not None else None, iteration, total_iters, idx_t)
+        cls_loss = F.cross_entropy(step.logits_s, labels_s) if self.method.uses_source_labels else logits.new_zeros(())
+        transfer, stats = self.method(step)
+        return cls_loss + self.trade_off * transfer, cls_loss, transfer, stats, step.logits_s
+
+
 class Trainer:
     """Trains ``model`` with ``method`` on ``labeled`` (+ ``unlabeled``) batches; evaluates ``evals`` per epoch.
 
@@ -109,6 +132,7 @@ class Trainer:
         self._iterators: list[Optional[ForeverDataIterator]] = []
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.step_loss = distributed.data_parallel(StepLoss(model, method, cfg.trade_off), cfg.device)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -120,6 +144,9 @@ class Trainer:
 
         import numpy as np
 
+        rng_per_process = distributed.gather_objects(torch.get_rng_state())
+        if not distributed.is_main():
+            return
         np_state = np.random.get_state()
         atomic_torch_save({
             "epoch": epoch, "model": self.model.state_dict(), "method": self.method.state_dict(),
@@ -131,6 +158,8 @@ class Trainer:
             "np_rng": {"key": torch.from_numpy(np_state[1].astype("int64")), "pos": int(np_state[2]),
                        "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
             "iterators": [it.state_dict() if it is not None else None for it in self._iterators],
+            # each process's own augmentation stream (rank order): an exact resume on as many processes
+            **({"rng_per_process": rng_per_process} if len(rng_per_process) > 1 else {}),
         }, self.ckpt_path)
 
     def load_checkpoint(self) -> bool:
@@ -138,8 +167,39 @@ class Trainer:
 
         import numpy as np
 
-        if not self.ckpt_path.is_file():
+        ck = distributed.on_main(self._read_checkpoint)  # rank 0's copy, whatever the other nodes' disks hold
+        if ck is None:
             return False
+        self.model.load_state_dict(ck["model"])
+        self.method.load_state_dict(ck["method"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        self.history.rows = list(ck["history"])
+        self.train_seconds = float(ck["train_seconds"])
+        for it, state in zip(self._iterators, ck.get("iterators", [])):
+            if it is not None:
+                it.load_state_dict(state)
+        rng_per_process = ck.get("rng_per_process")
+        if rng_per_process is not None and len(rng_per_process) == distributed.world_size():
+            torch.set_rng_state(rng_per_process[distributed.rank()])
+        else:  # written by another number of processes: the streams are split anew from rank 0's
+            torch.set_rng_state(ck["rng"])
+            distributed.split_rng()
+        if "py_rng" in ck:
+            random.setstate(_as_tuple(ck["py_rng"]))
+        if "np_rng" in ck:
+            r = ck["np_rng"]
+            np.random.set_state(("MT19937", r["key"].numpy().astype("uint32"), r["pos"], r["has_gauss"], r["gauss"]))
+        self.start_epoch = int(ck["epoch"]) + 1
+        self.resumed_from = self.start_epoch
+        return True
+
+    def _read_checkpoint(self) -> Optional[dict]:
+        """The checkpoint, checked against this command's settings; None when there is none."""
+        if not self.ckpt_path.is_file():
+            return None
         try:
             ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001
@@ -154,26 +214,7 @@ class Trainer:
         if int(ck["epoch"]) + 1 > self.cfg.epochs:
             fail(f"--epochs {self.cfg.epochs} is fewer than the {int(ck['epoch']) + 1} epochs checkpoint "
                  f"'{self.ckpt_path}' has trained; give --epochs >= {int(ck['epoch']) + 1} or use another --log")
-        self.model.load_state_dict(ck["model"])
-        self.method.load_state_dict(ck["method"])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        self.scheduler.load_state_dict(ck["scheduler"])
-        if ck.get("scaler"):
-            self.scaler.load_state_dict(ck["scaler"])
-        self.history.rows = list(ck["history"])
-        self.train_seconds = float(ck["train_seconds"])
-        for it, state in zip(self._iterators, ck.get("iterators", [])):
-            if it is not None:
-                it.load_state_dict(state)
-        torch.set_rng_state(ck["rng"])
-        if "py_rng" in ck:
-            random.setstate(_as_tuple(ck["py_rng"]))
-        if "np_rng" in ck:
-            r = ck["np_rng"]
-            np.random.set_state(("MT19937", r["key"].numpy().astype("uint32"), r["pos"], r["has_gauss"], r["gauss"]))
-        self.start_epoch = int(ck["epoch"]) + 1
-        self.resumed_from = self.start_epoch
-        return True
+        return ck
 
     def resume_key(self) -> dict:
         """Settings a resumed run must share with its checkpoint (--epochs may grow: training continues)."""
@@ -203,16 +244,9 @@ class Trainer:
         source_free = x_t is not None and not self.method.uses_source_labels  # SHOT: no source image in the step
         if source_free:
             x_s, labels_s = x_s[:0], labels_s[:0]
-        x = x_s if x_t is None else torch.cat([x_s, x_t])
         with self._autocast():
-            logits, f = self.model(x)
-            logits, f = logits.float(), f.float()
-            n = len(x_s)
-            step = Step(x_s, labels_s, logits[:n], f[:n], x_t, logits[n:] if x_t is not None else None,
-                        f[n:] if x_t is not None else None, iteration, total_iters, idx_t)
-            cls_loss = F.cross_entropy(step.logits_s, labels_s) if self.method.uses_source_labels else logits.new_zeros(())
-            transfer, stats = self.method(step)
-            loss = cls_loss + self.cfg.trade_off * transfer
+            loss, cls_loss, transfer, stats, logits_s = self.step_loss(x_s, labels_s, x_t, idx_t, iteration,
+                                                                       total_iters)
         if not torch.isfinite(loss):
             fail(f"loss became {loss.item()} at iteration {iteration}; lower --lr or --trade-off")
         self.optimizer.zero_grad(set_to_none=True)
@@ -223,7 +257,8 @@ class Trainer:
         if scale is None or self.scaler.get_scale() >= scale:  # fp16: a step skipped for inf gradients
             self.scheduler.step()                              # leaves the lr schedule where it was
         return {"loss": loss.item(), "cls_loss": float(cls_loss.detach()), "transfer_loss": float(transfer.detach()),
-                "train_acc": accuracy(step.logits_s.detach(), labels_s), "images": len(x), **stats}
+                "train_acc": accuracy(logits_s.detach(), labels_s),
+                "images": len(x_s) + (len(x_t) if x_t is not None else 0), **stats}
 
     def evaluate_epoch(self) -> dict[str, float]:
         row: dict[str, float] = {}
@@ -246,13 +281,16 @@ class Trainer:
         it_u = ForeverDataIterator(self.unlabeled) if self.method.uses_target else None
         self._iterators = [it_l, it_u]
         if resume and self.load_checkpoint():
-            print(f"resumed from {self.ckpt_path} at epoch {self.start_epoch}")
+            if distributed.is_main():
+                print(f"resumed from {self.ckpt_path} at epoch {self.start_epoch}")
+        else:
+            distributed.split_rng()
         total = self.cfg.epochs * self.cfg.iters_per_epoch
         self.model.train()
         for epoch in range(self.start_epoch, self.cfg.epochs):
             t0, sums, images = time.perf_counter(), {}, 0
             bar = range(self.cfg.iters_per_epoch)
-            if self.cfg.progress:
+            if self.cfg.progress and distributed.is_main():
                 from tqdm import tqdm
 
                 bar = tqdm(bar, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False, dynamic_ncols=True)
@@ -261,17 +299,19 @@ class Trainer:
                 images += stats.pop("images")
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
-                if self.cfg.progress and i % 5 == 0:
+                if self.cfg.progress and distributed.is_main() and i % 5 == 0:
                     bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['train_acc']:.1f}")
             seconds = time.perf_counter() - t0
             self.train_seconds += seconds
+            sums, images = distributed.mean_over_processes(sums), distributed.sum_over_processes(images)
             row = {"epoch": epoch + 1, **{k: v / self.cfg.iters_per_epoch for k, v in sums.items()},
                    "lr": self.scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": images / seconds}
-            row.update(self.evaluate_epoch())
+            row.update(distributed.on_main(self.evaluate_epoch))
             self.history.rows.append(row)
             self.save_checkpoint(epoch)
-            self.history.write_csv(self.run_dir / "history.csv")
-            print(_epoch_line(row, self.cfg.epochs), flush=True)
+            if distributed.is_main():
+                self.history.write_csv(self.run_dir / "history.csv")
+                print(_epoch_line(row, self.cfg.epochs), flush=True)
             if on_epoch_end:
                 on_epoch_end(row)
         return self.history

@@ -38,6 +38,8 @@ class Stage:
     rank: int = 0            # start order: teachers first, so the long chains of every task start early
 
 
+# the stages that train through the engine: with --nproc > 1 they run under torchrun
+TRAINING = ("source_only", "oracle", "adapt", "teacher", "distill")
 # teacher -> distill -> compress -> bench is the long chain; table rows and analysis fill the gaps
 RANK = {"teacher": 0, "source_only": 1, "distill": 2, "compress": 3, "bench": 4, "adapt": 5, "oracle": 6,
         "analysis": 7}
@@ -76,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, default=1, help="stages at a time")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads of each stage (LITEDA_THREADS of its process; e.g. 1 with -j 2 on 2 cores)")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="processes per training stage: above 1, each runs under torchrun (data parallel, the same "
+                        "global batch; docs/distributed.md)")
     p.add_argument("-n", "--dry-run", action="store_true", help="print the stages that would run")
     return p
 
@@ -194,8 +199,15 @@ def _fmt(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def run_stage(st: Stage, log_dir: Path, threads: Optional[int] = None) -> tuple[int, float, str]:
-    """One stage as its own process; returns (exit code, seconds, last lines of its log)."""
+def launcher(st: Stage, nproc: int = 1) -> list[str]:
+    """How a stage's ``liteda`` command starts: one Python process, or torchrun's ``nproc`` for training stages."""
+    if nproc > 1 and st.kind in TRAINING:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    return [sys.executable]
+
+
+def run_stage(st: Stage, log_dir: Path, threads: Optional[int] = None, nproc: int = 1) -> tuple[int, float, str]:
+    """One stage as its own process (or torchrun's processes); returns (exit code, seconds, last lines of its log)."""
     import os
 
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -203,12 +215,13 @@ def run_stage(st: Stage, log_dir: Path, threads: Optional[int] = None) -> tuple[
     env = {**os.environ, **({"LITEDA_THREADS": str(threads)} if threads else {})}
     t0 = time.time()
     with open(log, "w") as f:
-        rc = subprocess.call([sys.executable, "-m", "liteda", *st.argv], stdout=f, stderr=subprocess.STDOUT, env=env)
+        rc = subprocess.call([*launcher(st, nproc), "-m", "liteda", *st.argv], stdout=f, stderr=subprocess.STDOUT,
+                             env=env)
     tail = log.read_text(errors="replace").strip().splitlines()[-3:]
     return rc, time.time() - t0, " / ".join(tail)
 
 
-def run(stages: list[Stage], jobs: int, base: Path, threads: Optional[int] = None) -> list[dict]:
+def run(stages: list[Stage], jobs: int, base: Path, threads: Optional[int] = None, nproc: int = 1) -> list[dict]:
     """Runs the stages not done yet; returns the failures (stage, exit code, last log lines)."""
     todo = [st for st in stages if not st.done.exists()]
     by_key = {st.key: st for st in stages}
@@ -229,7 +242,7 @@ def run(stages: list[Stage], jobs: int, base: Path, threads: Optional[int] = Non
                 elif all(d in finished or d not in by_key for d in st.deps) and len(running) < max(1, jobs):
                     todo.remove(st)
                     print(f"[stage] {st.key}: start", flush=True)
-                    running[pool.submit(run_stage, st, base / "logs", threads)] = st
+                    running[pool.submit(run_stage, st, base / "logs", threads, nproc)] = st
             if not running:
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -269,16 +282,18 @@ def join_quoted_flags(argv: list[str]) -> list[str]:
 
 def main(argv: Optional[list[str]] = None) -> list[dict]:
     a = build_parser().parse_args(join_quoted_flags(sys.argv[1:] if argv is None else list(argv)))
-    if a.jobs < 1:
-        fail("-j must be at least 1")
+    if a.jobs < 1 or a.nproc < 1:
+        fail("-j and --nproc must be at least 1")
     stages = plan(a)
     base = Path(a.runs) / a.data
     if a.dry_run:
         for st in stages:
             state = "done" if st.done.exists() else "todo"
-            print(f"{state}  {st.key}: liteda {shlex.join(st.argv)}")
+            under_torchrun = a.nproc > 1 and st.kind in TRAINING
+            torchrun = f"torchrun --standalone --nproc_per_node {a.nproc} -m " if under_torchrun else ""
+            print(f"{state}  {st.key}: {torchrun}liteda {shlex.join(st.argv)}")
         return []
-    failures = run(stages, a.jobs, base, a.threads)
+    failures = run(stages, a.jobs, base, a.threads, a.nproc)
     write_json(base / "grid_failures.json", failures)
     if a.results:
         from .report.cli import main as report_main

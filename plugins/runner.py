@@ -4,6 +4,9 @@ test / analysis, all through one engine.
 Run folder: ``--log`` or ``runs/<dataset>/<S>2<T>/<method>[-<arch>]/seed<k>/`` holding ``checkpoint.pt``
 (resumable), ``model.pt`` (the trained classifier), ``history.csv``, ``curves.png``, ``results.json``, the image
 lists in ``splits/`` and, written last, the stage record ``record.json`` that later stages read.
+
+Under ``torchrun --nproc_per_node N`` every process trains its share of each global batch (``-b``) and rank 0
+alone writes and evaluates (:mod:`liteda.distributed`, docs/distributed.md).
 """
 from __future__ import annotations
 
@@ -19,11 +22,12 @@ from typing import Optional
 import torch
 from torch.utils.data import DataLoader
 
+from . import distributed
 from .adaptation import Method, get_method
 from .classifier import ImageClassifier, build_classifier, load_classifier, model_record
 from .lock import lock_run, unlock_run
-from .datasets import (DATASETS, DomainSplit, ResumableSampler, TensorImageDataset, UnlabeledImageDataset,
-                       build_transform, load_images, prepare_domains)
+from .datasets import (DATASETS, DomainSplit, TensorImageDataset, UnlabeledImageDataset, build_transform, load_images,
+                       prepare_domains)
 from .engine import Trainer, TrainConfig, config_dict, iterations_per_epoch
 from .metrics import (classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict,
                       prediction_collapse)
@@ -55,7 +59,8 @@ def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentPars
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("-i", "--iters-per-epoch", type=int, default=None,
                    help="default: ceil(max(|S-train|, |T-train|) / batch) (PROTOCOL.md)")
-    p.add_argument("-b", "--batch-size", type=int, default=32)
+    p.add_argument("-b", "--batch-size", type=int, default=32,
+                   help="images per domain a step; under torchrun the global batch, split over the processes")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--lr-gamma", type=float, default=0.001)
     p.add_argument("--lr-decay", type=float, default=0.75)
@@ -135,11 +140,15 @@ class Data:
         self.n_source, self.n_target = len(s_tr[1]), len(t_tr[1])
         bs = args.batch_size
         def mk(ds, train: bool, stream: int = 0) -> DataLoader:
-            # training loaders draw from their own seeded streams, which a checkpoint saves (exact resume)
-            sampler = ResumableSampler(len(ds), True, args.seed * 1000 + stream) if train else None
-            return DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=train and len(ds) >= bs,
+            # training loaders draw from their own seeded streams, which a checkpoint saves (exact resume); under
+            # torchrun each process draws its share of every global batch
+            sampler, batch, drop_last = (distributed.training_sampler(len(ds), args.seed * 1000 + stream, bs)
+                                         if train else (None, bs, False))
+            # the generator seeds loader workers: each process its own, or they would draw the same augmentations
+            return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=drop_last,
                               num_workers=args.workers, persistent_workers=args.workers > 0,
-                              generator=torch.Generator().manual_seed(args.seed * 1000 + 100 + stream))
+                              generator=torch.Generator().manual_seed(args.seed * 1000 + 100 + stream
+                                                                      + 10_000 * distributed.rank()))
         self.labeled = mk(TensorImageDataset(*labeled, train_tf, nc), True)
         self.unlabeled = mk(UnlabeledImageDataset(t_unl[0], train_tf, nc), True, 1)
         # the same images in the same order with the test transform (Method.prepare: e.g. cached teacher outputs)
@@ -253,11 +262,12 @@ def input_normalisation(args) -> tuple:
     return probe.mean, probe.std
 
 
-def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict) -> dict:
+def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict) -> Optional[dict]:
+    """Trains and evaluates; under torchrun only rank 0 evaluates and returns results (the others: None)."""
     seed_everything(args.seed)
-    data = Data(args, splits, *input_normalisation(args), regime)
+    data = distributed.main_first(lambda: Data(args, splits, *input_normalisation(args), regime))
     seed_everything(args.seed)
-    model = build_model(args, data.num_classes)
+    model = distributed.main_first(lambda: build_model(args, data.num_classes))
     iters = args.iters_per_epoch or iterations_per_epoch(data.n_source, data.n_target, args.batch_size)
     cfg = TrainConfig(epochs=args.epochs, iters_per_epoch=iters, lr=args.lr, momentum=args.momentum,
                       weight_decay=args.wd, lr_gamma=args.lr_gamma, lr_decay=args.lr_decay,
@@ -273,6 +283,8 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict
     method.prepare(data.unlabeled_eval)
     trainer = Trainer(model, method, data.labeled, data.unlabeled, data.evals, cfg, run_dir)
     trainer.fit(resume=args.resume)
+    if not distributed.is_main():
+        return None
     model.to(memory_format=torch.contiguous_format)
     atomic_torch_save(model_record(model, args.arch, data.classes, args.crop_size, args.bottleneck_dim,
                                    args.resize_size),
@@ -289,6 +301,7 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict
         "resources": resources(model.cpu(), args, run_dir),
         "timing": {"train_seconds": trainer.train_seconds, "seconds_per_epoch": trainer.train_seconds / epochs_done,
                    "images_per_s": sum(r["images_per_s"] for r in rows) / epochs_done},
+        **distributed.run_info(args.batch_size),
     }
 
 
@@ -401,24 +414,45 @@ def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional
     name = "oracle" if regime == "oracle" else method_name
     validate(args, regime)
     args.device = resolve_device(args.device, args.amp)
+    if args.phase != "train":
+        if distributed.launched_rank() != 0:
+            return {}  # evaluation and analysis run in one process, rank 0, without a process group
+    else:
+        args.device = distributed.init(args.device)  # torchrun: join the process group
     run_dir = run_dir_for(args, name)
+    try:
+        results = run_phase(args, argv, method_name, regime, run_dir)
+    finally:
+        distributed.teardown()
+    if results is None:  # a process other than rank 0: it trained its share, rank 0 wrote the run
+        return {}
+    tt = results.get("target_test", {})
+    print(f"{results.get('task')} {results.get('method')} seed {args.seed}: target-test acc {tt.get('acc', float('nan')):.2f} "
+          f"| results: {run_dir / 'results.json'}")
+    return results
+
+
+def run_phase(args, argv: Optional[list[str]], method_name: str, regime: str, run_dir: Path) -> Optional[dict]:
+    """The phase in its run folder, results and record written; None on processes other than rank 0, which
+    train with it (--phase train) and write nothing."""
+    distributed.check_batch_size(args.batch_size)
     if args.phase != "train" and not (run_dir / "model.pt").is_file():
         fail(f"--phase {args.phase}: no trained model at '{run_dir / 'model.pt'}' (train first)")
-    splits = prepare_splits(args, run_dir)  # the dataset is checked before the run folder exists
-    lock_run(run_dir)
+    # the dataset is checked before the run folder exists
+    splits = distributed.main_first(lambda: prepare_splits(args, run_dir))
+    distributed.on_main(lambda: lock_run(run_dir))
     try:
-        keep_splits(args, run_dir)
+        distributed.on_main(lambda: keep_splits(args, run_dir))
         apply_threads()
         results = PHASES[args.phase](args, method_name, regime, run_dir, splits)
+        if not distributed.is_main():
+            return None
         results["command"] = " ".join(["liteda"] + (argv if argv is not None else sys.argv[1:]))
         write_json(run_dir / "results.json", results)
         if args.phase != "analysis":
             write_record(run_dir, stage_record(args, method_name, regime, run_dir, results))
     finally:
         unlock_run(run_dir)
-    tt = results.get("target_test", {})
-    print(f"{results.get('task')} {results.get('method')} seed {args.seed}: target-test acc {tt.get('acc', float('nan')):.2f} "
-          f"| results: {run_dir / 'results.json'}")
     return results
 
 

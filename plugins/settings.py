@@ -35,6 +35,19 @@ def apply_threads() -> None:
         torch.set_num_threads(n)
 
 
+def torchrun_world() -> tuple[int, int, int]:
+    """(rank, local rank, world size) that torchrun gives each process it starts (``RANK``, ``LOCAL_RANK``,
+    ``WORLD_SIZE``); ``(0, 0, 1)`` in a process it did not start."""
+    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+    values = [os.environ.get(n, d).strip() for n, d in zip(names, ("0", "0", "1"))]
+    bad = next((n for n, v in zip(names, values) if not v.isdigit()), None)
+    if bad is not None:
+        from .utils import fail
+
+        fail(f"{bad} must be a non-negative integer (torchrun sets it), got '{os.environ[bad]}'")
+    return int(values[0]), int(values[1]), max(1, int(values[2]))
+
+
 def cache_dir() -> str:
     return os.environ.get("LITEDA_CACHE", "data/cache")
 

@@ -11,6 +11,7 @@ import argparse
 import torch
 from torch import nn
 
+from ..distributed import gather_with_grad
 from .base import Method, Step
 from .kernels import fp32
 
@@ -53,7 +54,8 @@ class CORAL(Method):
         parser.add_argument("--coral-mean", action="store_true", help="also align feature means (tllib adds it)")
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.coral(step.f_s, step.f_t), {}
+        # covariances are statistics of the whole batch: under torchrun, of the global one
+        return self.coral(gather_with_grad(step.f_s), gather_with_grad(step.f_t)), {}
 
     def config(self) -> dict:
         return {"normalisation": "||C_s-C_t||_F^2/(4d^2)", "with_mean": self.coral.with_mean}

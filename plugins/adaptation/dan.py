@@ -10,6 +10,7 @@ import argparse
 import torch
 from torch import nn
 
+from ..distributed import gather_with_grad
 from ..interop import tllib_losses
 from .base import Method, Step
 from .kernels import MultipleKernelMaximumMeanDiscrepancy, gaussian_kernel_family
@@ -33,7 +34,8 @@ class DAN(Method):
         tllib_losses.add_args(parser)
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.mkmmd(step.f_s, step.f_t), {}
+        # MMD is a statistic of the whole batch: under torchrun, of the global one (docs/distributed.md)
+        return self.mkmmd(gather_with_grad(step.f_s), gather_with_grad(step.f_t)), {}
 
     def config(self) -> dict:
         return {"linear": self.linear, "kernel_alphas": [2.0 ** k for k in range(-3, 2)], **self.losses_config()}

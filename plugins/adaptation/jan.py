@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather_with_grad
 from ..interop import tllib_losses
 from .base import Method, Step
 from .dann import require_positive
@@ -40,7 +41,9 @@ class JAN(Method):
         tllib_losses.add_args(parser)
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = self.jmmd((step.f_s, F.softmax(step.logits_s, dim=1)), (step.f_t, F.softmax(step.logits_t, dim=1)))
+        # JMMD is a statistic of the whole batch: under torchrun, of the global one (docs/distributed.md)
+        f_s, f_t, y_s, y_t = (gather_with_grad(x) for x in (step.f_s, step.f_t, step.logits_s, step.logits_t))
+        loss = self.jmmd((f_s, F.softmax(y_s, dim=1)), (f_t, F.softmax(y_t, dim=1)))
         return loss, {}
 
     def config(self) -> dict:

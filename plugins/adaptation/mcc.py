@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather_with_grad
 from ..interop import tllib_losses
 from ..metrics import entropy
 from .base import Method, Step
@@ -56,7 +57,8 @@ class MCC(Method):
         tllib_losses.add_args(parser)
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.mcc(step.logits_t), {}
+        # the class confusion is a statistic of the whole batch: under torchrun, of the global one
+        return self.mcc(gather_with_grad(step.logits_t)), {}
 
     def config(self) -> dict:
         return {"temperature": self.mcc.temperature, **self.losses_config()}

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather_with_grad
 from .base import Method, Step
 
 
@@ -43,7 +44,8 @@ class SHOTIM(Method):
         self.im = InformationMaximizationLoss()
 
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.im(step.logits_t), {}
+        # the diversity term reads the batch's mean prediction: under torchrun, the global batch's
+        return self.im(gather_with_grad(step.logits_t)), {}
 
     def config(self) -> dict:
         return {"loss": "entropy - diversity", "frozen": list(self.frozen)}
