@@ -1,8 +1,8 @@
 """``liteda compress --run RUN [--recipe NAME | technique flags] [--out DIR] [--label TEXT]``.
 
 Reads the parent run's record (its model, images and transform), applies the active techniques in registry
-order (resolution -> activation -> attention -> prune -> lowrank -> quantize), each followed by its recovery
-fine-tune, and writes a run folder of its own: ``compressed.pt``, ``compressed.ts``, ``results.json``,
+order (resolution -> activation -> attention -> prune -> lowrank -> binary -> quantize), each followed by its
+recovery fine-tune, and writes a run folder of its own: ``compressed.pt``, ``compressed.ts``, ``results.json``,
 ``splits/`` and, last, ``record.json`` (kind ``compress``).
 """
 from __future__ import annotations

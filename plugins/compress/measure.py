@@ -1,4 +1,5 @@
-"""What a compression stage reports of a model: size, parameters, MACs, batch-1 CPU latency, target-test accuracy."""
+"""What a compression stage reports of a model: size, parameters, MACs, batch-1 CPU latency, target-test accuracy;
+for a model with binarised layers also their packed size and binary operations (``binary``)."""
 from __future__ import annotations
 
 import io
@@ -11,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..metrics import classification_metrics, count_flops, file_size_mb, predict, time_calls
+from .binary import binary_measures
 
 
 def state_dict_mb(model: nn.Module) -> float:
@@ -67,9 +69,11 @@ def describe(model: nn.Module, loader: DataLoader, num_classes: int, input_size:
              runs: int, threads: int = 1, float_model: Optional[nn.Module] = None) -> dict:
     """Target-test accuracy + params, MACs, MB, bs1 latency of one model. FlopCounterMode does not see
     quantized kernels, so a quantized model's MACs (INT8 MACs) are counted on its float structure."""
+    structure = float_model if float_model is not None else model
     out = {"target_test": evaluate(model, loader, num_classes), "params": count_params_any(model)}
-    out.update(count_flops(float_model if float_model is not None else model, input_size))
+    out.update(count_flops(structure, input_size))
     out["state_dict_mb"] = state_dict_mb(model)
+    out.update(binary_measures(structure, input_size, out["macs"], out["state_dict_mb"]))
     if file is not None:
         out["file_mb"] = file_size_mb(file)
     out.update(measure_latency(model, input_size, runs=runs, warmup=max(3, runs // 5), threads=threads))

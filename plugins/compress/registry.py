@@ -15,6 +15,7 @@ TECHNIQUES = Registry("compression technique", {
     "attention": "liteda.compress.attention:Attention",
     "prune": "liteda.compress.prune:Prune",
     "lowrank": "liteda.compress.lowrank:LowRank",
+    "binary": "liteda.compress.binary:Binary",
     "quantize": "liteda.compress.quantize:Quantize",
 })
 
@@ -44,4 +45,15 @@ RECIPES = Registry("compression recipe", {
         "relu", "student with ReLU activations",
         ["--activation", "relu", "--ft-epochs", "4"],
         "Hardswish -> ReLU: ONNX Runtime fuses Conv+ReLU into one INT8 kernel (EfficientNet-Lite's recipe)."),
+    "binary": Recipe(
+        "binary", "student with binary pointwise convs (blocks 9-11)",
+        ["--binary", "--binary-act-scale", "none", "--ft-epochs", "6"],
+        "XNOR-Net binary weights and activations in the 1x1 convs of the last three inverted-residual blocks, "
+        "signs only (as binary runtimes compute), recovered by self-distillation; float elsewhere."),
+    "binary-int8": Recipe(
+        "binary-int8", "1-bit pointwise convs (blocks 9-11) + INT8 elsewhere",
+        ["--lowrank-ratio", "0.25", "--lowrank-layers", "linear+se", "--lowrank-whiten", "full", "--ft-guard",
+         "--binary", "--binary-act-scale", "none", "--ft-epochs", "6", "--quantize", "ptsq"],
+        "The 1mb recipe with the binary recipe's layers binarised: static INT8 everywhere else, the binary layers "
+        "kept exact (float ops on ±1 values in PyTorch and ONNX Runtime)."),
 })
