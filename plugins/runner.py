@@ -357,7 +357,12 @@ def stage_kind(regime: str, registered: str) -> str:
 def stage_label(args, regime: str, method_name: str) -> str:
     """The run's row label: the method (its registry name, as tllib's tables print it), and the arch when it is
     not the student's (a teacher)."""
-    base = KIND_LABELS.get("oracle" if regime == "oracle" else method_name, method_name)
+    key = "oracle" if regime == "oracle" else method_name
+    stem, _, variant = key.partition("_")
+    if key not in KIND_LABELS and stem in KIND_LABELS and variant:  # kd_cluster0.3: a variant of a labelled kind
+        base = f"{KIND_LABELS[stem]}, {variant}"
+    else:
+        base = KIND_LABELS.get(key, key)
     return base if args.arch == "mobilenet_v3_small" else f"{base} ({args.arch})"
 
 
