@@ -2,6 +2,8 @@
 
 Supported layouts
 - ``Office31``: tllib's layout ``<root>/<domain>/images/<class>/*.jpg`` (+ optional ``image_list/<domain>.txt``).
+- ``OfficeHome``, ``DomainNet``, ``VisDA2017``: tllib's layouts ``<root>/<domain>/<class>/*`` (+ optional
+  ``image_list/``: ``<domain>.txt``; DomainNet ``<domain>_train.txt`` and ``<domain>_test.txt``).
 - ``OfficeCaltech``: folder-per-class, one folder per domain (``amazon dslr webcam caltech``).
 - ``Digits``: the embedded default (scikit-learn digits -> MNIST-M-style target), made on first use.
 - ``Custom``: any folder with one sub-folder per domain and one sub-sub-folder per class.
@@ -9,7 +11,6 @@ Supported layouts
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import sys
@@ -18,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Optional, Sequence
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .utils import atomic_write_bytes, atomic_write_text, fail
+from .image_cache import MappedImages, decode_image, load_decoded  # noqa: F401 - decode_image: the datasets API
+from .utils import atomic_write_text, fail
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,10 +37,21 @@ class DatasetSpec:
     name: str
     domains: dict[str, str]  # letter -> folder name
     layout: str  # "office31" (<domain>/images/<class>) or "folders" (<domain>/<class>)
+    image_lists: tuple[str, ...] = ()  # tllib's lists of a domain under image_list/ ("{domain}": its folder)
+    # tllib numbers the classes of these lists in its own order, not the sorted folder names': the class is then
+    # read from each path's class folder (Office-31's numbers are the sorted folders' and are read as they are)
+    class_from_path: bool = False
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "Office31": DatasetSpec("Office31", {"A": "amazon", "D": "dslr", "W": "webcam"}, "office31"),
+    "Office31": DatasetSpec("Office31", {"A": "amazon", "D": "dslr", "W": "webcam"}, "office31", ("{domain}.txt",)),
+    "OfficeHome": DatasetSpec("OfficeHome", {"Ar": "Art", "Cl": "Clipart", "Pr": "Product", "Rw": "Real_World"},
+                              "folders", ("{domain}.txt",), class_from_path=True),
+    "DomainNet": DatasetSpec("DomainNet", {"c": "clipart", "i": "infograph", "p": "painting", "q": "quickdraw",
+                                           "r": "real", "s": "sketch"},
+                             "folders", ("{domain}_train.txt", "{domain}_test.txt"), class_from_path=True),
+    "VisDA2017": DatasetSpec("VisDA2017", {"T": "train", "V": "validation"}, "folders", ("{domain}.txt",),
+                             class_from_path=True),
     "OfficeCaltech": DatasetSpec(
         "OfficeCaltech", {"A": "amazon", "D": "dslr", "W": "webcam", "C": "caltech"}, "folders"
     ),
@@ -105,13 +116,19 @@ def list_domain(root: str | os.PathLike, spec: DatasetSpec, domain: str) -> tupl
     root = Path(root)
     if not root.is_dir():
         fail(f"dataset root '{root}' does not exist")
-    image_list = root / "image_list" / f"{domain_folder(spec, domain)}.txt"
     folder = class_folder_root(root, spec, domain)
     classes = _class_dirs(folder)
     if not classes:
         fail(f"domain folder '{folder}' has no class sub-folders")
-    if spec.layout == "office31" and image_list.is_file():
-        return read_image_list(image_list, root), classes
+    lists = [root / "image_list" / name.format(domain=domain_folder(spec, domain)) for name in spec.image_lists]
+    present = [p for p in lists if p.is_file()]
+    if present and len(present) < len(lists):  # half a domain would pass for all of it
+        fail(f"image list '{next(p for p in lists if not p.is_file())}' does not exist (domain '{domain}' is "
+             f"listed in {' and '.join(p.name for p in lists)}); place it, or remove the others to list the folders")
+    if present and spec.class_from_path:
+        return _label_by_class_folder(root, folder, lists)
+    if present:
+        return [item for p in lists for item in read_image_list(p, root)], classes
     items: list[Item] = []
     for label, cls in enumerate(classes):
         found = _images_in(folder / cls)
@@ -122,6 +139,28 @@ def list_domain(root: str | os.PathLike, spec: DatasetSpec, domain: str) -> tupl
     if not items:
         fail(f"domain folder '{folder}' has no images")
     return items, classes
+
+
+def _label_by_class_folder(root: Path, folder: Path, lists: Sequence[Path]) -> tuple[list[Item], list[str]]:
+    """Items of tllib's image lists labelled by their class folder (``<domain>/<class>/<file>``), labels in sorted
+    class order. Each list number must name one class folder, so a list of another dataset is refused."""
+    prefix = PurePosixPath(folder.relative_to(root).as_posix()).parts
+    named: dict[int, str] = {}
+    listed: list[tuple[str, str]] = []
+    for path in lists:
+        for rel, number in read_image_list(path, root):
+            parts = PurePosixPath(rel).parts
+            if parts[:len(prefix)] != prefix or len(parts) < len(prefix) + 2:
+                fail(f"image list '{path}': '{rel}' is not in a class folder of '{folder}'")
+            cls = parts[len(prefix)]
+            if named.setdefault(number, cls) != cls:
+                fail(f"image list '{path}': label {number} names two class folders, '{named[number]}' and '{cls}'")
+            listed.append((rel, cls))
+    classes = sorted(set(named.values()))
+    if len(classes) < len(named):
+        fail(f"image list '{lists[0]}': {len(named)} labels name only {len(classes)} class folders")
+    index = {c: i for i, c in enumerate(classes)}
+    return [(rel, index[cls]) for rel, cls in listed], classes
 
 
 def check_same_classes(named: dict[str, list[str]]) -> list[str]:
@@ -203,11 +242,12 @@ def prepare_domains(
         from .digits import ensure_digits
 
         ensure_digits(root)
-    if dataset == "Office31" and not (Path(root) / "image_list").is_dir():
-        from .download import download_office31  # users with internet; offline: a one-line how-to
-
-        download_office31(root)
     spec = dataset_spec(dataset, root)
+    folders = [domain_folder(spec, d) for d in domains]  # an unknown domain is refused before any download
+    from .download import DOWNLOADS, download_missing  # users with internet; offline: a one-line how-to
+
+    if dataset in DOWNLOADS:
+        download_missing(dataset, root, folders)
     listed = {d: list_domain(root, spec, d) for d in dict.fromkeys(domains)}
     classes = check_same_classes({d: c for d, (_, c) in listed.items()})
     out: dict[str, DomainSplit] = {}
@@ -265,91 +305,29 @@ def check_manifest(path: Path, now: dict, split_dir: Path, domain: str) -> None:
 
 
 # ----------------------------------------------------------------------------- decoding + cache
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """Decode any PIL-readable image to RGB uint8 ``size x size``: EXIF orientation applied, grayscale/CMYK/RGBA
-    converted, 16-bit and 32-bit integer images scaled to 8 bits (a plain convert would clip them to white)."""
-    from PIL import ImageOps
-
-    with Image.open(path) as img:
-        img.draft("RGB", (size, size))  # JPEG: decode at reduced scale when much larger (fast DSLR)
-        img = ImageOps.exif_transpose(img)
-        if img.mode.startswith("I"):  # I, I;16, I;16B ...: integers beyond 8 bits
-            a = np.asarray(img, dtype=np.float64)
-            top = 65535.0 if a.max() <= 65535 else float(a.max())
-            img = Image.fromarray(np.clip(a / top * 255.0, 0, 255).astype(np.uint8), "L")
-        img = img.convert("RGB").resize((size, size), Image.BILINEAR)
-        return np.asarray(img, dtype=np.uint8)
-
-
-def _cache_key(root: Path, rels: Sequence[str], size: int) -> str:
-    h = hashlib.sha1(f"v1|{size}|{root.resolve()}".encode())
-    for rel in rels:
-        st = (root / rel).stat()
-        h.update(f"|{rel}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:20]
-
-
 def load_images(
     root: str | os.PathLike, items: Sequence[Item], size: int, cache_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode ``items`` once to a uint8 tensor N x size x size x 3 (+ labels), cached on disk by content.
+    progress: bool = False, in_memory: Optional[bool] = None, workers: Optional[int] = None,
+) -> tuple["torch.Tensor | MappedImages", torch.Tensor]:
+    """Decode ``items`` once to uint8 images N x size x size x 3 (+ labels), cached on disk by content
+    (``liteda.image_cache``): a tensor in RAM for a small list, :class:`MappedImages` (rows read from the
+    memory-mapped cache file as they are asked for) for a larger one; both index to HWC uint8 tensors.
 
     Unreadable or truncated images are skipped with a warning and a count (a scraped dataset with one bad
     file should not stop a multi-hour run); if none can be read it is fatal.
     """
     root = Path(root)
     rels = [p for p, _ in items]
+    if not rels:
+        fail(f"no images to load under '{root}'")
     for rel in rels:
         if not (root / rel).is_file():
             fail(f"image '{root / rel}' does not exist")
-    key = _cache_key(root, rels, size)
-    npy = Path(cache_dir) / f"{key}.npy" if cache_dir else None
-    meta = npy.with_suffix(".json") if npy else None
-    cached = _read_cache(npy, meta, len(rels), size) if npy is not None else None
-    if cached is not None:
-        arr, keep = cached
-    else:
-        arrs, keep = [], []
-        it = enumerate(rels)
-        if progress:
-            from tqdm import tqdm
-
-            it = tqdm(it, total=len(rels), desc=f"decode {len(rels)} images", leave=False)
-        for i, rel in it:
-            try:
-                arrs.append(decode_image(root / rel, size))
-                keep.append(i)
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-                warnings.warn(f"skipping unreadable image {root / rel}: {e}")
-        if not arrs:
-            fail(f"none of the {len(rels)} images under '{root}' could be read")
-        arr = np.stack(arrs)
-        if npy is not None:
-            buf = io.BytesIO()
-            np.save(buf, arr)
-            atomic_write_bytes(npy, buf.getvalue())
-            atomic_write_text(meta, json.dumps({"keep": keep, "skipped": len(rels) - len(keep)}))
+    images, keep = load_decoded(root, rels, size, cache_dir, progress, in_memory, workers)
     if len(keep) < len(rels):
         warnings.warn(f"{len(rels) - len(keep)} of {len(rels)} images under '{root}' were unreadable and skipped")
     labels = torch.tensor([items[i][1] for i in keep], dtype=torch.long)
-    return torch.from_numpy(arr), labels
-
-
-def _read_cache(npy: Path, meta: Path, n: int, size: int) -> Optional[tuple[np.ndarray, list[int]]]:
-    """A cache entry, or None when it is missing or damaged (then it is decoded and written again)."""
-    if not (npy.is_file() and meta.is_file()):
-        return None
-    try:
-        keep = json.loads(meta.read_text())["keep"]
-        arr = np.load(npy)
-    except (OSError, ValueError, KeyError, EOFError) as e:
-        warnings.warn(f"decoded-image cache '{npy}' is damaged ({str(e)[:80]}): decoding again")
-        return None
-    if arr.shape[1:] != (size, size, 3) or len(arr) != len(keep) or (keep and max(keep) >= n):
-        warnings.warn(f"decoded-image cache '{npy}' does not match its listing: decoding again")
-        return None
-    return arr, keep
+    return images, labels
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -366,9 +344,11 @@ def build_transform(train: bool, crop: int, mean: Optional[Sequence[float]] = No
 
 
 class TensorImageDataset(Dataset):
-    """Decoded images in memory (N x H x W x 3 uint8) with labels; transforms run on tensors."""
+    """Decoded images (N x H x W x 3 uint8: a tensor in RAM, or :class:`MappedImages` read row by row from the
+    cache file) with labels; transforms run on tensors."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None, num_classes: int | None = None):
+    def __init__(self, images: "torch.Tensor | MappedImages", labels: torch.Tensor, transform=None,
+                 num_classes: int | None = None):
         self.images, self.labels, self.transform = images, labels, transform
         self.num_classes = num_classes or int(labels.max()) + 1
 
@@ -384,7 +364,7 @@ class UnlabeledImageDataset(TensorImageDataset):
     """Unlabeled images: ``labels`` are all -1 and an item is ``(image, index)``, so a method that labels the
     target itself (offline distillation's cached teacher outputs) can key on the image, never on its label."""
 
-    def __init__(self, images: torch.Tensor, transform=None, num_classes: int | None = None):
+    def __init__(self, images: "torch.Tensor | MappedImages", transform=None, num_classes: int | None = None):
         super().__init__(images, torch.full((len(images),), -1, dtype=torch.long), transform, num_classes)
 
     def __getitem__(self, i: int):
