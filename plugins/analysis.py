@@ -13,6 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+# Images per domain the features are taken on (a seeded subset of larger splits).
+MAX_IMAGES = 1000
+
 
 def capped_loader(loader: DataLoader, max_images: int, seed: int = 0) -> DataLoader:
     """The same dataset, restricted to a seeded random subset of ``max_images`` (image lists are class-sorted,
@@ -20,8 +23,16 @@ def capped_loader(loader: DataLoader, max_images: int, seed: int = 0) -> DataLoa
     n = len(loader.dataset)
     if n <= max_images:
         return loader
-    idx = np.random.default_rng(seed).choice(n, size=max_images, replace=False)
-    return DataLoader(Subset(loader.dataset, sorted(idx.tolist())), batch_size=loader.batch_size, shuffle=False)
+    return DataLoader(Subset(loader.dataset, capped_indices(n, max_images, seed)), batch_size=loader.batch_size,
+                      shuffle=False)
+
+
+def capped_indices(n: int, max_images: int, seed: int = 0) -> list[int]:
+    """The sorted seeded random subset of ``range(n)`` that :func:`capped_loader` keeps (all when it fits), so
+    features taken elsewhere (the report) come from the same images."""
+    if n <= max_images:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(n, size=max_images, replace=False).tolist())
 
 
 @torch.no_grad()
@@ -51,15 +62,20 @@ def a_distance(f_s: torch.Tensor, f_t: torch.Tensor, seed: int = 0) -> float:
     return float(2.0 * (1.0 - 2.0 * err))
 
 
-def plot_tsne(f_s: torch.Tensor, f_t: torch.Tensor, path: Path, seed: int = 0, title: str = "") -> None:
-    """2-D t-SNE of pooled features; source red, target blue (tllib's colours)."""
+def tsne_embedding(f_s: torch.Tensor, f_t: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE of the pooled features (source rows first), as :func:`plot_tsne` draws it."""
     from sklearn.manifold import TSNE
-
-    from .plots import plt
 
     x = torch.cat([f_s, f_t]).numpy()
     perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))  # sklearn requires perplexity < n_samples
-    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+
+
+def plot_tsne(f_s: torch.Tensor, f_t: torch.Tensor, path: Path, seed: int = 0, title: str = "") -> None:
+    """2-D t-SNE of pooled features; source red, target blue (tllib's colours)."""
+    from .plots import plt
+
+    emb = tsne_embedding(f_s, f_t, seed)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(emb[:len(f_s), 0], emb[:len(f_s), 1], s=4, c="r", alpha=0.6, label=f"source ({len(f_s)})")
     ax.scatter(emb[len(f_s):, 0], emb[len(f_s):, 1], s=4, c="b", alpha=0.6, label=f"target ({len(f_t)})")
@@ -74,7 +90,7 @@ def plot_tsne(f_s: torch.Tensor, f_t: torch.Tensor, path: Path, seed: int = 0, t
 
 
 def analyse_run(model: torch.nn.Module, source_loader: DataLoader, target_loader: DataLoader, run_dir,
-                max_images: int = 1000, seed: int = 0, device: Optional[str] = None) -> dict:
+                max_images: int = MAX_IMAGES, seed: int = 0, device: Optional[str] = None) -> dict:
     """t-SNE PNG (``run_dir/tsne.png``) and A-distance of source-train vs target-train bottleneck features."""
     run_dir = Path(run_dir)
     device = device or next(model.parameters()).device.type

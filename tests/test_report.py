@@ -1,6 +1,7 @@
 """The report is driven by stage records: every stage in a runs tree appears with its label, the headline table
 holds the deployed file of a compressed model, and a stage nobody told the report about still shows up."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,10 @@ def _train(base, kind, name, label, task, seed, acc, arch="mobilenet_v3_small", 
         "timing": {"seconds_per_epoch": 3.0}, "resources": {"params": 1.5e6, "macs": 6e7, "model_mb": 6.1},
         "analysis": {"a_distance": 1.2}, **(extra or {})})
     write_record(d, _rec(kind, name, label, task, seed, arch, parents))
+    (d / "history.csv").write_text("epoch,loss,train_acc,source_test_acc,source_test_loss,target_test_acc,"
+                                   "target_test_loss\n" + "".join(
+                                       f"{e},{2 / e},{acc - 10 / e},{acc + 5},{1 / e},{acc - 5 / e},{1.5 / e}\n"
+                                       for e in (1, 2)))
     return d
 
 
@@ -51,7 +56,7 @@ def _bench(run_dir, label, task, seed, int8_mb):
             {"name": "ort-fp32", "runtime": "ort", "precision": "fp32", "size_mb": 1.5, "acc": 77.0, "p50_ms": 1.5,
              "bs32_img_s": 900.0},
             {"name": "ort-int8", "runtime": "ort", "precision": "int8", "size_mb": int8_mb, "acc": 76.5, "p50_ms": 0.7,
-             "bs32_img_s": 2000.0},
+             "bs32_img_s": 2000.0, "target_test": {"acc": 76.5, "loss": 0.6, "confusion": [[3, 1], [0, 4]]}},
             {"name": "ort-fp16", "runtime": "ort", "precision": "fp16", "size_mb": 0.8, "acc": None, "note": "skipped"}]
     write_json(d / "bench.json", {"schema": "liteda.deploy_bench/1", "machine": {}, "rows": rows})
     (d / "bench.md").write_text("| name |\n|---|\n| ort-int8 |\n")
@@ -60,31 +65,36 @@ def _bench(run_dir, label, task, seed, int8_mb):
                          results="bench.json"))
 
 
-@pytest.fixture()
-def runs_tree(tmp_path, monkeypatch):
+def make_runs_tree(root: Path) -> Path:
     """Two tasks x two seeds through every stage kind, plus a compress recipe named arbitrarily and a stage of a
-    kind the report does not know."""
-    base = tmp_path / "runs" / "Fake"
-    monkeypatch.setattr(record, "KINDS", record.KINDS + ("soup",))  # a new kind of stage, registered by its writer
-    for t_i, task in enumerate(TASKS):
-        for seed in (0, 1):
-            off = t_i * 5 + seed
-            _train(base, "source_only", "source_only", "source-only", task, seed, 60.0 + off)
-            _train(base, "adapt", "dann", "dann", task, seed, 70.0 + off)
-            _train(base, "adapt", "brand_new_method", "brand-new method", task, seed, 71.0 + off)
-            _train(base, "adapt", "mcc-resnet18", "mcc (resnet18)", task, seed, 85.0 + off, arch="resnet18")
-            _train(base, "distill", "kd", "distilled student", task, seed, 80.0 + off,
-                   parents={"teacher": f"../../mcc-resnet18/seed{seed}", "init": f"../../source_only/seed{seed}"})
-            run = _compress(base, "tiny_recipe", SMALL, task, seed, "kd")
-            _bench(run, SMALL, task, seed, int8_mb=0.9)
-            _bench(base / task / "kd" / f"seed{seed}", "distilled student", task, seed, int8_mb=1.7)
-            _train(base, "oracle", "oracle", "oracle (target labels)", task, seed, 90.0 + off)
-            d = base / task / "model_soup" / f"seed{seed}"
-            write_json(d / "results.json", {"target_test": {"acc": 81.0 + off}})
-            write_record(d, _rec("soup", "model_soup", "model soup of the students", task, seed))
+    kind the report does not know; returns the runs root (``root/runs``)."""
+    base = root / "runs" / "Fake"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(record, "KINDS", record.KINDS + ("soup",))  # a new kind of stage, registered by its writer
+        for t_i, task in enumerate(TASKS):
+            for seed in (0, 1):
+                off = t_i * 5 + seed
+                _train(base, "source_only", "source_only", "source-only", task, seed, 60.0 + off)
+                _train(base, "adapt", "dann", "dann", task, seed, 70.0 + off)
+                _train(base, "adapt", "brand_new_method", "brand-new method", task, seed, 71.0 + off)
+                _train(base, "adapt", "mcc-resnet18", "mcc (resnet18)", task, seed, 85.0 + off, arch="resnet18")
+                _train(base, "distill", "kd", "distilled student", task, seed, 80.0 + off,
+                       parents={"teacher": f"../../mcc-resnet18/seed{seed}", "init": f"../../source_only/seed{seed}"})
+                run = _compress(base, "tiny_recipe", SMALL, task, seed, "kd")
+                _bench(run, SMALL, task, seed, int8_mb=0.9)
+                _bench(base / task / "kd" / f"seed{seed}", "distilled student", task, seed, int8_mb=1.7)
+                _train(base, "oracle", "oracle", "oracle (target labels)", task, seed, 90.0 + off)
+                d = base / task / "model_soup" / f"seed{seed}"
+                write_json(d / "results.json", {"target_test": {"acc": 81.0 + off}})
+                write_record(d, _rec("soup", "model_soup", "model soup of the students", task, seed))
     (base / TASKS[0] / "dann" / "seed0" / "curves.png").write_bytes(_png())
     (base / ".stages.jsonl").write_text('{"stage": "A2W dann seed 0", "seconds": 1}\n')
-    return tmp_path / "runs"
+    return root / "runs"
+
+
+@pytest.fixture()
+def runs_tree(tmp_path):
+    return make_runs_tree(tmp_path)
 
 
 def _png() -> bytes:
@@ -106,12 +116,14 @@ def _rows(md: str) -> dict[str, list[str]]:
 
 
 
-@pytest.fixture()
-def report(runs_tree, tmp_path):
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """The results folder of :func:`make_runs_tree`, built once for the tests that only read it."""
     from liteda.report.cli import main
 
-    out = tmp_path / "results"
-    main(["--runs", str(runs_tree), "--dataset", "Fake", "--out", str(out)])
+    tmp = tmp_path_factory.mktemp("report")
+    out = tmp / "results"
+    main(["--runs", str(make_runs_tree(tmp)), "--dataset", "Fake", "--out", str(out)])
     return out
 
 
@@ -160,18 +172,50 @@ def test_compression_and_artifacts_come_from_the_records(report):
 
 
 def test_outputs_are_written_and_self_contained(report):
-    for f in ("report.md", "report.html", "summary.json", "accuracy.csv", "accuracy_all_target.md",
+    for f in ("report.md", "report.html", "report.pdf", "summary.json", "accuracy.csv", "accuracy_all_target.md",
               "seconds_per_epoch.md", "resources.md", "validators.csv", "validator_agreement.md", "a_distance.png",
-              "pareto.png", "deploy/A2W_tiny_recipe_s0.json", "deploy/W2A_kd_s1.md", "runs/stages.jsonl",
-              "runs/A2W/tiny_recipe/seed0/deploy/record.json", "runs/A2W/tiny_recipe/seed0/deploy/bench.json",
-              "runs/W2A/kd/seed1/results.json", "runs/W2A/model_soup/seed1/record.json"):
+              "pareto.png", "metrics_per_task.md", "compression_summary.md", "deploy/A2W_tiny_recipe_s0.json",
+              "deploy/W2A_kd_s1.md", "runs/stages.jsonl", "runs/A2W/tiny_recipe/seed0/deploy/record.json",
+              "runs/A2W/tiny_recipe/seed0/deploy/bench.json", "runs/W2A/kd/seed1/results.json",
+              "runs/W2A/model_soup/seed1/record.json"):
         assert (report / f).is_file(), f
-    srcs = img_sources((report / "report.html").read_text())
-    assert len(srcs) >= 3 and all(s.startswith("data:image/png;base64,") for s in srcs)  # 2 plots + curves
     summary = json.loads((report / "summary.json").read_text())
-    assert summary["dataset"] == "Fake" and summary["seeds"] == [0, 1]
+    srcs = img_sources((report / "report.html").read_text())
+    assert len(srcs) == len(summary["figures"]) and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert summary["dataset"] == "Fake" and summary["seeds"] == [0, 1] and 2 <= summary["pdf_pages"] <= 5
     kinds = {(s["kind"], s["name"]) for s in summary["stages"]}
     assert kinds >= {("compress", "tiny_recipe"), ("bench", "tiny_recipe"), ("soup", "model_soup")}
+
+
+def test_figures_are_grids_with_a_panel_per_task(report):
+    """One curves grid per trained regime, the deployed file's confusion on every task; no per-run copies."""
+    figures = sorted(p.name for p in (report / "figures").glob("*.png"))
+    assert figures == ["confusion_deployed.png", *(f"curves_{k}.png" for k in sorted(
+        ("source_only", "dann", "brand_new_method", "mcc-resnet18", "kd", "oracle")))]
+    md = (report / "report.md").read_text()
+    assert "![Target-test confusion matrices of the deployed " + SMALL in md
+    # no model files in this tree: the report says which t-SNE grids are missing and why
+    parts = ("source-only", "teacher: mcc (resnet18)", "distilled student", f"deployed: {SMALL}",
+             "oracle (target labels)")
+    assert ("- t-SNE not drawn, no model file in the run folder: "
+            + "; ".join(f"{p} (A→W, W→A)" for p in parts) + ".") in md
+
+
+def test_every_metric_of_a_deployed_file_from_its_confusion_matrix(report):
+    """bench recorded the INT8 file's loss and confusion matrix: precision, recall, F1, NMI, Rand and ARI follow."""
+    from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score, rand_score
+
+    rows = _rows((report / "metrics.md").read_text())
+    y_true, y_pred = [0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1]  # [[3, 1], [0, 4]]
+    f1 = f1_score(y_true, y_pred, average="macro") * 100
+    assert rows[f"{SMALL}, ort-int8"][1:] == [
+        "76.5 ± 0.0", "0.600 ± 0.000", "90.0 ± 0.0", "87.5 ± 0.0", f"{f1:.1f} ± 0.0",
+        *(f"{m(y_true, y_pred):.3f} ± 0.000" for m in (normalized_mutual_info_score, rand_score, adjusted_rand_score))]
+    assert rows[f"{SMALL}, ort-fp32"][2:] == ["–"] * 7  # bench recorded its accuracy only
+    per_task = [[c.strip() for c in ln.strip().strip("|").split("|")]
+                for ln in (report / "metrics_per_task.md").read_text().splitlines()[2:]]
+    assert ["A→W", "source-only", "60.5 ± 0.7"] in [line[:3] for line in per_task]
+    assert ["W→A", "source-only", "65.5 ± 0.7"] in [line[:3] for line in per_task]
 
 
 def test_python_m_entry_point_and_bad_dataset(runs_tree, tmp_path):
@@ -224,3 +268,85 @@ def test_rand_index_is_computed_beside_nmi_and_ari():
 
     m = classification_metrics(torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]), torch.tensor([0, 1, 1]), 2)
     assert m["rand"] == pytest.approx(1 / 3) and {"nmi", "ari"} <= set(m)
+
+
+def test_bench_rows_record_each_artifact_confusion_matrix():
+    """bench adds the artifact's target metrics (confusion matrix, loss, ...) beside its existing columns."""
+    import numpy as np
+
+    from liteda.deploy.artifact import LoadedArtifact
+    from liteda.deploy.bench import COLUMNS, benchmark_artifact
+
+    images = np.zeros((6, 3, 4, 4), dtype=np.float32)
+    images[:, 0, 0, 0] = [0, 1, 2, 0, 1, 2]  # the "model" predicts the class written into each image
+
+    def run(x):
+        return np.eye(3, dtype=np.float32)[x[:, 0, 0, 0].astype(int)] * 5
+
+    labels = np.array([0, 1, 2, 1, 1, 2])
+    row = benchmark_artifact(LoadedArtifact("fake", "ort", "fp32", run), images, labels, iters=2, warmup=1)
+    assert row["acc"] == pytest.approx(100 * 5 / 6) and row["target_test"]["acc"] == pytest.approx(row["acc"])
+    assert row["target_test"]["confusion"] == [[1, 0, 0], [1, 2, 0], [0, 0, 2]]
+    assert {"loss", "precision_macro", "recall_macro", "f1_macro", "nmi", "rand", "ari"} <= set(row["target_test"])
+    assert {"name", "size_mb", "acc", "p50_ms", "bs32_img_s"} <= set(row) and "target_test" not in COLUMNS
+
+
+def test_record_copies_in_a_results_folder_are_not_stages(runs_tree, tmp_path):
+    """A report written inside the runs tree (as the demo does) holds copies of the records; a rebuild reads
+    the stages once, not their copies too."""
+    from liteda.report.cli import main
+    from liteda.report.collect import collect
+
+    inside = runs_tree / "Fake" / "report"
+    main(["--runs", str(runs_tree), "--dataset", "Fake", "--out", str(inside)])
+    shutil.copytree(inside / "runs" / "A2W", runs_tree / "Fake" / "old_copy" / "runs" / "A2W")  # a copy elsewhere
+    c = collect(runs_tree, "Fake")
+    assert len(c.stages) == len({(s.rec.kind, s.rec.name, s.rec.task, s.rec.seed) for s in c.stages}) == 40
+    assert not any("report" in s.run_dir.parts or "old_copy" in s.run_dir.parts for s in c.stages)
+
+
+def test_chain_follows_the_shipped_model_back_through_its_records(runs_tree):
+    from liteda.report.chain import chain_models, deployed_confusions
+    from liteda.report.collect import collect
+
+    c = collect(runs_tree, "Fake")
+    chain = chain_models(c)
+    assert [(m.role, m.key) for m in chain] == [("source_only", "source_only"), ("teacher", "mcc-resnet18"),
+                                                 ("distilled", "kd"), ("deployed", "tiny_recipe"),
+                                                 ("oracle", "oracle")]
+    assert chain[3].stages[("W2A", 1)].rec.kind == "compress" and chain[1].title == "teacher: mcc (resnet18)"
+    panels = deployed_confusions(c)
+    assert [(p["task"], p["seed"], p["artifact"]) for p in panels] == [("A2W", 0, "ort-int8"), ("W2A", 0, "ort-int8")]
+
+
+def test_tsne_and_a_distance_of_a_saved_model_are_computed_once_and_cached(tmp_path, monkeypatch):
+    """A run without an analysis phase (here a compressed student's parent, any model file) gets its t-SNE and
+    A-distance from its model file and its own image lists; a rebuild reads them from the run folder."""
+    import numpy as np
+    import torch
+
+    from conftest import make_folder_dataset
+    from liteda.classifier import build_classifier, model_record
+    from liteda.datasets import prepare_domains
+    from liteda.report import features
+    from liteda.report.collect import Stage
+    from liteda.utils import atomic_torch_save
+
+    data, run = make_folder_dataset(tmp_path / "data"), tmp_path / "run"
+    prepare_domains("Custom", data, ["src", "tgt"], run / "splits")
+    torch.manual_seed(0)
+    model = build_classifier("mobilenet_v3_small", 3, pretrained=False, bottleneck_dim=16)
+    atomic_torch_save(model_record(model.eval(), "mobilenet_v3_small", ["a", "b", "c"], 32, 16, 36), run / "model.pt")
+    rec = StageRecord(kind="adapt", name="mcc-teacher", label="teacher", seed=0, arch="mobilenet_v3_small",
+                      dataset=DatasetRef("Custom", str(data), "src", "tgt", ["a", "b", "c"]),
+                      transform=Transform(36, 32, [0.5] * 3, [0.25] * 3), artifacts={"model": "model.pt"})
+    monkeypatch.setenv("LITEDA_CACHE", str(tmp_path / "cache"))
+    emb, why = features.run_embedding(Stage(run, rec, {}))
+    assert why == "" and emb.points.shape == (sum(emb.n_images), 2) and emb.n_source == emb.n_images[0]
+    assert -2.0 <= emb.a_distance <= 2.0 and (run / features.CACHE_FILE).is_file()
+    monkeypatch.setattr(features, "compute", lambda *a: pytest.fail("recomputed although cached"))
+    again, _ = features.run_embedding(Stage(run, rec, {}))
+    assert again.a_distance == emb.a_distance and (again.points == emb.points).all()
+    (run / "model.pt").touch()  # another model file: the cache no longer applies
+    assert features.signature(Stage(run, rec, {}), run / "model.pt") != str(
+        np.load(run / features.CACHE_FILE)["signature"])

@@ -185,3 +185,23 @@ def test_a_run_logged_under_its_own_folder_is_its_own_row(tmp_path):
     assert c.labels["kd_ens"] == "distilled student, two-teacher ensemble"
     assert order_keys(c.rows) == ["mcc", "kd", "kd_ens", "kd_mcc", "relu", "oracle"]
     assert {r["task"] for r in c.rows} == {"S2M"}
+
+
+def test_metrics_a_record_lacks_are_recovered_from_its_confusion_matrix():
+    """A record written before Rand index (or P/R/F1) was recorded gets them from its confusion matrix, equal to
+    what classification_metrics computes from the labels; recorded values are kept."""
+    import torch
+
+    from liteda.metrics import classification_metrics
+    from liteda.report.confusion import completed
+
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 2, 0])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 1, 2, 0, 2, 0]), 4).float()  # class 3 never seen
+    full = classification_metrics(logits, labels, 4)
+    old = {k: full[k] for k in ("acc", "loss", "nmi", "confusion")}
+    old["nmi"] = 0.123  # recorded: kept as recorded
+    filled = completed(old)
+    for k in ("precision_macro", "recall_macro", "f1_macro", "rand", "ari"):
+        assert math.isclose(filled[k], full[k], rel_tol=1e-12), k
+    assert filled["nmi"] == 0.123 and filled["loss"] == full["loss"]
+    assert completed({"acc": 50.0}) == {"acc": 50.0}  # no confusion matrix: nothing to recover

@@ -1,5 +1,6 @@
 """Benchmark deployable artifacts: bs1 latency (p50/p90/p99), bs32 throughput, file size, the accuracy of that
-exact artifact on target-test (a broken INT8 shows as broken) and its top-1 agreement with the run's model on
+exact artifact on target-test (a broken INT8 shows as broken) with its other target metrics and confusion
+matrix (``target_test``, as a training run records them), and its top-1 agreement with the run's model on
 unlabeled target-train images (what the recommendation reads: no target label), with the runtime's
 threads/providers; and the table writers (``<stem>.json/.md/.csv``, schema ``liteda.deploy_bench/1``, with the
 CPU's instruction sets and the runtimes' versions).
@@ -35,6 +36,17 @@ def batched_logits(run: Runner, images: np.ndarray, batch: int = 32) -> np.ndarr
     return np.concatenate([run(images[i:i + batch]) for i in range(0, len(images), batch)])
 
 
+def target_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """The artifact's target-test metrics as a training run records them (accuracy, loss, macro P/R/F1, NMI, Rand,
+    ARI, per-class accuracy, confusion matrix): the report draws the deployed file's confusion from here."""
+    import torch
+
+    from ..metrics import classification_metrics
+
+    return classification_metrics(torch.from_numpy(np.asarray(logits, dtype=np.float32)),
+                                  torch.from_numpy(np.asarray(labels, dtype=np.int64)), int(logits.shape[1]))
+
+
 def benchmark_artifact(art: LoadedArtifact, images: np.ndarray, labels: Optional[np.ndarray] = None, iters: int = 200,
                        warmup: int = 20, batch: int = 32, ref_pred: Optional[np.ndarray] = None,
                        unlabeled: Optional[np.ndarray] = None, ref_unlabeled: Optional[np.ndarray] = None
@@ -60,6 +72,7 @@ def benchmark_artifact(art: LoadedArtifact, images: np.ndarray, labels: Optional
     row["logits_finite"] = bool(np.isfinite(logits).all())
     if labels is not None:
         row["acc"] = float((pred == labels).mean() * 100)
+        row["target_test"] = target_metrics(logits, labels)
     if ref_pred is not None:
         row["agree_fp32"] = float((pred == ref_pred).mean() * 100)
     row["pred"] = pred  # popped by the caller after agreement is computed

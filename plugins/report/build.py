@@ -1,22 +1,26 @@
-"""The results folder of one dataset's runs tree: tables (Markdown + CSV), figures, ``report.md``, a
-self-contained ``report.html``, ``summary.json``, and copies of the records and results they were built from
-(a runs tree holds checkpoints and is not committed; the results folder is).
+"""The results folder of one dataset's runs tree: tables (Markdown + CSV), figures (PNG grids), ``report.md``, a
+self-contained ``report.html``, the written ``report.pdf``, ``summary.json``, and copies of the records and results
+they were built from (a runs tree holds checkpoints and is not committed; the results folder is).
 
-Nothing is trained or measured here: every number comes from the stages' results files, found through their
-records.
+Nothing is trained here, and every number in the tables comes from the stages' results files, found through their
+records. The one measurement the report makes itself is the t-SNE and A-distance of a model whose run did not
+record them (a teacher, a compressed student), from the model file its record names; it is cached in that run
+folder (``features.py``).
 """
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ..tables import write_table
 from ..utils import atomic_write_text, fail, machine_info, machine_label, read_json, write_json
 from . import tables
 from .collect import Collected, Stage, collect
+from .findings import limitations, what_helped_lines
 from .html import to_html
-from .plots import plot_a_distance, plot_pareto, run_images
+from .plots import Figure, draw_figures
 
 PROTOCOL = ("Source-only and adaptation runs never read a target label (unlabeled target batches carry label -1); "
             "the last epoch is reported, no checkpoint selection. The oracle trains on labeled target-train with the "
@@ -55,18 +59,6 @@ def copy_deploy_tables(c: Collected, out: Path) -> None:
             if src.is_file():
                 (out / "deploy").mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, out / "deploy" / f"{stem}{src.suffix}")
-
-
-def copy_run_images(images: dict[str, list[tuple[str, Path]]], out: Path) -> list[tuple[str, Path]]:
-    """The runs' PNGs copied into ``out/figures/`` (named after their run folder), as (caption, copy)."""
-    copies = []
-    for kind, items in images.items():
-        for title, p in items:
-            dst = out / "figures" / "_".join([*Path(p).parent.parts[-3:], Path(p).name])
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(p, dst)
-            copies.append((f"{kind}: {title}", dst))
-    return copies
 
 
 # ----------------------------------------------------------------------------- the report
@@ -130,13 +122,18 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
     md_headline = write_table(out / "headline", *headline)
     md_stages = write_table(out / "stages", *tables.stages_table(c.stages, order))
     md_acc = write_table(out / "accuracy", *accuracy)
-    md_metrics = write_table(out / "metrics", *tables.metrics_table(rows, order, labels))
     md_all = write_table(out / "accuracy_all_target",
                          *tables.accuracy_table(rows, order, labels, tables.target_all_acc))
     md_sec = write_table(out / "seconds_per_epoch",
                          *tables.accuracy_table(rows, order, labels, tables.seconds_per_epoch))
     md_res = write_table(out / "resources", *tables.resource_table(rows, order, labels))
-    md_art = write_table(out / "artifacts", *tables.artifact_table(c.bench, order))
+    metrics = tables.metrics_table(rows, order, labels)
+    md_metrics = write_table(out / "metrics", *metrics)
+    write_table(out / "metrics_per_task", *tables.metrics_by_task(rows, order, labels))
+    artifacts = tables.artifact_table(c.bench, order)
+    md_art = write_table(out / "artifacts", *artifacts)
+    summary_comp = tables.compression_summary(c.compressed, order, labels)
+    md_comp = write_table(out / "compression_summary", *summary_comp)
     md_val = write_table(out / "validators", *tables.validator_table(c.runs, order))
     md_agree = write_table(out / "validator_agreement", *tables.validator_agreement(c.runs))
     compression = []
@@ -145,13 +142,7 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
         recipe = ", ".join(comp[0]["techniques"]) or "–"
         compression += [f"### {labels[key]} (`{key}`)", f"Recipe: {recipe}.", "",
                         write_table(out / f"compression_{key}", *tables.compression_table(comp, c.bench))]
-
-    figures = []
-    if plot_a_distance(c.runs, order, out / "a_distance.png"):
-        figures.append(("A-distance per run", out / "a_distance.png"))
-    if plot_pareto(c.bench, c.compressed, out / "pareto.png"):
-        figures.append(("Accuracy vs latency vs size", out / "pareto.png"))
-    figures += copy_run_images(run_images(c.runs, order), out)
+    figures, notes = draw_figures(c, out)
 
     md = "\n".join([
         f"# LiteDA report — {dataset}", "",
@@ -166,7 +157,8 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
         "## Target-test accuracy (%)", _md(md_acc),
         "## Target-test metrics", "Average over the tasks, mean ± std over seeds: accuracy, cross-entropy loss, macro "
         "precision, recall and F1, and the agreement of predicted with true classes as clusterings (normalised mutual "
-        "information, Rand index, adjusted Rand index). Per task and seed: each run's `results.json`.", "",
+        "information, Rand index, adjusted Rand index). Deployed rows: the metrics of that file where its bench "
+        "recorded them. Per task: `metrics_per_task.md`; per seed: each run's `results.json`.", "",
         _md(md_metrics),
         "## Accuracy on all target images (%)", "The same models scored on every target image (train + test split), "
         "the number tllib's transductive tables report; target-train images were seen unlabeled in training (by the "
@@ -176,7 +168,7 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
         "runtime; size, latency and throughput are means over tasks and seeds.", "", _md(md_art, "No bench stage yet."),
         "## Compression, stage by stage", "Target-test accuracy (%) of the model a compress stage starts from, after "
         "each of its steps (each followed by its recovery fine-tune on unlabeled target images), and of the "
-        "compressed model's ONNX Runtime files.", "",
+        "compressed model's ONNX Runtime files.", "", _md(md_comp, ""),
         *(compression or ["No compress stage yet."]), "",
         "## Label-free validators vs target accuracy", "Computed from target predictions only (no labels); higher "
         "should mean better adaptation. Use them, not target accuracy, to choose a method or teacher.", "",
@@ -184,20 +176,42 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
         "How well each validator ranks a task's trained runs (rank correlation with target-test accuracy; the run it "
         "would pick and that run's accuracy, vs the best run; computed afterwards, with labels):", "",
         _md(md_agree, "Fewer than three trained runs per task and seed: nothing to rank."),
-        "## What helped and what did not", tables.what_helped(rows, order, labels), "",
+        "## What helped and what did not", tables.what_helped(rows, order, labels),
+        *(f"- {line}" for line in what_helped_lines(c)), "",
+        "## Limitations", "\n".join(f"- {line}" for line in limitations(c, notes)) or "None recorded.", "",
         "## Stages that did not finish", _failures(c.base), "",
         "## Collapsed models", _collapsed(c.runs, labels), "",
     ])
-    plots = "\n".join(f"### {cap}\n![{cap}]({p.relative_to(out).as_posix()})" for cap, p in figures)
+    plots = "\n".join(f"### {f.caption}\n![{f.caption}]({f.path.relative_to(out).as_posix()})" for f in figures)
     atomic_write_text(out / "report.md", md + "\n## Plots\n" + plots + "\n")
-    atomic_write_text(out / "report.html", to_html(md, figures, f"LiteDA report — {dataset}"))
+    atomic_write_text(out / "report.html", to_html(md, [(f.caption, f.path) for f in figures],
+                                                   f"LiteDA report — {dataset}"))
+    pages = write_written_report(c, headline, metrics, artifacts, summary_comp, figures, notes, out)
     summary = {"schema": "liteda.report/1", "machine": machine_info(), "dataset": dataset, "seeds": seeds,
                "weights": sorted({s.rec.weights for s in c.stages if s.rec.weights}),
                "stages": [{"kind": s.rec.kind, "name": s.rec.name, "label": s.rec.label, "task": s.rec.task,
                            "seed": s.rec.seed, "run": s.run_dir.relative_to(c.base).as_posix()} for s in c.stages],
                "headline": {"header": headline[0], "rows": headline[1]},
-               "accuracy": {"header": accuracy[0], "rows": accuracy[1]}, "n_runs": len(c.stages)}
+               "accuracy": {"header": accuracy[0], "rows": accuracy[1]}, "n_runs": len(c.stages),
+               "figures": [f.path.relative_to(out).as_posix() for f in figures], "pdf_pages": pages}
     write_json(out / "summary.json", summary)
     print(md_headline)
-    print(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    print(f"report: {out / 'report.html'}, {out / 'report.md'}" + (f" and {out / 'report.pdf'}" if pages else ""))
     return summary
+
+
+def write_written_report(c: Collected, headline, metrics, artifacts, compression, figures: Sequence[Figure],
+                         notes: Sequence[str], out: Path) -> Optional[int]:
+    """``report.pdf``; its page count, or None with one warning line when no PDF library is installed (the
+    Markdown and HTML reports are written either way)."""
+    from .document import written_report
+
+    try:
+        from .pdf import write_pdf
+
+        return write_pdf(written_report(c, headline, metrics, artifacts, compression, figures, notes),
+                         out / "report.pdf")
+    except ImportError as e:
+        print(f"report: warning: report.pdf not written: {e.name or e} is not installed (pip install fpdf2)",
+              file=sys.stderr)
+        return None

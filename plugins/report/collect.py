@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..record import StageRecord, find_records, read_record, results_of
-from ..utils import UserError, fail
+from ..utils import UserError, fail, read_json
+from .confusion import completed
 
 # Kinds whose results file is a training run's (liteda.run/1); compress writes liteda.compress/1, bench
 # liteda.deploy_bench/1.
@@ -145,14 +146,15 @@ def run_row(s: Stage, by_dir: dict[Path, Stage]) -> dict:
                 for role in sorted(s.rec.parents) if role.startswith("teacher")
                 for p in [_parent(s, role, by_dir)] if p is not None]
     res = s.results.get("resources") or {}
-    return {**s.results, **_ident(s), "teachers": teachers, "size_mb": res.get("model_mb"), "p50_ms": None}
+    return {**s.results, **_ident(s), "target_test": completed(s.results.get("target_test")), "teachers": teachers,
+            "size_mb": res.get("model_mb"), "p50_ms": None}
 
 
 def compress_row(s: Stage) -> dict:
     """A compress stage (liteda.compress/1): the model before, each step, and the compressed model."""
     r = s.results
     after = r.get("after") or {}
-    return {**_ident(s), "target_test": after.get("target_test") or {}, "before": r.get("before") or {},
+    return {**_ident(s), "target_test": completed(after.get("target_test")), "before": r.get("before") or {},
             "stages": r.get("stages") or [], "techniques": r.get("techniques") or [],
             "resources": {"params": after.get("params"), "macs": after.get("macs"), "model_mb": after.get("file_mb")},
             "size_mb": after.get("file_mb"), "p50_ms": after.get("latency_ms_p50")}
@@ -169,11 +171,13 @@ def bench_rows(s: Stage, by_dir: dict[Path, Stage]) -> list[dict]:
 
 def deployed_rows(bench: list[dict]) -> list[dict]:
     """One accuracy row per file artifact that ran on ONNX Runtime, and the artifact bench recommended (whatever
-    its runtime), labelled "<parent label>, <artifact>"."""
+    its runtime), labelled "<parent label>, <artifact>"; with the artifact's other target metrics where bench
+    recorded them."""
     return [{"method": f"{b['parent']}/{b['name']}", "label": f"{b['parent_label']}, {b['name']}",
              "recommended": bool(b.get("recommended")),
              "group": "deployed", "kind": "bench", "task": b["task"], "seed": b["seed"], "parent": b["parent"],
-             "parent_kind": b.get("parent_kind"), "artifact": b["name"], "target_test": {"acc": b["acc"]},
+             "parent_kind": b.get("parent_kind"), "artifact": b["name"],
+             "target_test": {**completed(b.get("target_test")), "acc": b["acc"]},  # bench's own accuracy column
              "size_mb": b.get("size_mb"), "p50_ms": b.get("p50_ms"), "bs32_img_s": b.get("bs32_img_s"),
              "_dir": b.get("_dir")}
             for b in bench if (b.get("runtime") == "ort" or b.get("recommended")) and b.get("acc") is not None]
@@ -185,16 +189,44 @@ def other_row(s: Stage) -> dict:
 
 
 # ----------------------------------------------------------------------------- the tree
+REPORT_SCHEMA = "liteda.report/1"  # summary.json of a results folder (build.py)
+
+
+def _report_folders(base: Path) -> list[Path]:
+    """Results folders written inside the runs tree (``liteda demo`` writes ``<runs>/<dataset>/report``): they
+    hold copies of the records, which are not stages of their own."""
+    out = []
+    for p in base.rglob("summary.json"):
+        try:
+            if read_json(p).get("schema") == REPORT_SCHEMA:
+                out.append(p.parent.resolve())
+        except (OSError, ValueError, AttributeError):
+            continue
+    return out
+
+
+def _identity(s: Stage) -> tuple:
+    return s.rec.kind, s.rec.name, s.rec.task, s.rec.seed
+
+
 def read_stages(base: Path) -> list[Stage]:
     """Every finished stage under ``base`` with its results (a record whose results file is missing or broken is
-    reported and left out: the stage did not finish writing)."""
-    stages = []
+    reported and left out: the stage did not finish writing). Copies of records are left out: those inside a
+    results folder, and of a stage found twice (same kind, name, task and seed) all but the one nearest ``base``."""
+    reports = _report_folders(base)
+    stages: dict[tuple, Stage] = {}
     for run_dir, rec in find_records(base):
+        if any(r in run_dir.resolve().parents for r in reports):
+            continue
         try:
-            stages.append(Stage(run_dir, rec, results_of(run_dir, rec)))
+            s = Stage(run_dir, rec, results_of(run_dir, rec))
         except (UserError, ValueError) as e:
             print(f"report: leaving out '{run_dir}': {e}", file=sys.stderr)
-    return stages
+            continue
+        seen = stages.get(_identity(s))
+        if seen is None or len(s.run_dir.parts) < len(seen.run_dir.parts):
+            stages[_identity(s)] = s
+    return sorted(stages.values(), key=lambda s: s.run_dir)
 
 
 def collect(runs_root: str | Path, dataset: str) -> Collected:

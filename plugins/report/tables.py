@@ -55,15 +55,27 @@ METRICS = (("acc %", "acc", 1), ("loss", "loss", 3), ("precision %", "precision_
            ("ARI", "ari", 3))
 
 
-def metrics_table(rows: Sequence[dict], order: Sequence[str], labels: Optional[dict[str, str]] = None) -> Table:
-    """Every trained or compressed model's target-test metrics (macro precision/recall/F1, NMI, Rand index,
-    adjusted Rand index, cross-entropy): the average over tasks, mean ± std over seeds."""
+def metrics_table(rows: Sequence[dict], order: Sequence[str], labels: Optional[dict[str, str]] = None,
+                  task: Optional[str] = None) -> Table:
+    """Every row's target-test metrics (accuracy, cross-entropy, macro precision/recall/F1, NMI, Rand index,
+    adjusted Rand index), mean ± std over seeds: averaged over the tasks, or of one ``task``. A metric a row's
+    records do not hold is "–" (a deployed file benchmarked before bench recorded more than its accuracy)."""
+    if task is not None:
+        rows = [r for r in rows if r["task"] == task]
     grids = [(col, accuracy_grid(rows, lambda r, k=key: (r.get("target_test") or {}).get(k), rows=order), digits)
              for col, key, digits in METRICS]
     keys = [k for k in order if any(k in g["grid"] for _, g, _ in grids)]
     body = [[k, *[fmt_ms(average_over_tasks(g, k), digits) for _, g, digits in grids]] for k in keys]
-    body = [line for line in body if any(cell != "–" for cell in line[2:])]  # rows with more than accuracy
+    body = [line for line in body if any(cell != "–" for cell in line[1:])]
     return ["Method", *[col for col, _, _ in grids]], _relabel(body, labels or row_labels(list(rows)))
+
+
+def metrics_by_task(rows: Sequence[dict], order: Sequence[str], labels: Optional[dict[str, str]] = None) -> Table:
+    """:func:`metrics_table` for each task in turn (a ``Task`` column first)."""
+    header, body = ["Task", "Method", *[col for col, _, _ in METRICS]], []
+    for task in order_tasks({r["task"] for r in rows}):
+        body += [[task.replace("2", "→"), *line] for line in metrics_table(rows, order, labels, task)[1]]
+    return header, body
 
 
 def accuracy_table(rows: Sequence[dict], order: Sequence[str], labels: Optional[dict[str, str]] = None,
@@ -176,6 +188,22 @@ def compression_table(comp: Sequence[dict], bench: Sequence[dict]) -> Table:
                      *[_f(a, 1, 1) for a in accs] + ["–"] * (len(ops) - len(accs)),
                      _f(c["resources"].get("params"), 1e6, 3), _f(c["resources"].get("model_mb")),
                      *[v for a in cells for v in (_f(a.get("acc"), 1, 1), _f(a.get("size_mb")))]])
+    return header, body
+
+
+def compression_summary(comp: Sequence[dict], order: Sequence[str], labels: Optional[dict[str, str]] = None) -> Table:
+    """One line per compress recipe: its steps, the target-test accuracy of the student it started from and of
+    the compressed model, parameters and float file size (means over tasks and seeds)."""
+    labels = labels or row_labels(list(comp))
+    header = ["Compressed model", "steps", "student acc %", "compressed acc %", "params (M)", "file (MB)", "runs"]
+    body = []
+    for key in (k for k in order if any(c["method"] == k for c in comp)):
+        cs = [c for c in comp if c["method"] == key]
+        body.append([labels.get(key, key), ", ".join(cs[0]["techniques"]) or "–",
+                     _f(_mean(target_test_acc(c.get("before") or {}) for c in cs), 1, 1),
+                     _f(_mean(target_test_acc(c) for c in cs), 1, 1),
+                     _f(_mean(c["resources"].get("params") for c in cs), 1e6, 3),
+                     _f(_mean(c["resources"].get("model_mb") for c in cs)), str(len(cs))])
     return header, body
 
 
