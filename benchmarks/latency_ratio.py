@@ -34,7 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(prog="latency_ratio.py", description=__doc__.splitlines()[0])
     p.add_argument("--baseline", required=True, help="a run folder or its model.pt / compressed.pt (PyTorch eager), "
                                                      "or an .onnx")
-    p.add_argument("--candidates", nargs="+", required=True, help="[openvino:]FILE.onnx, or another run / .pt")
+    p.add_argument("--candidates", nargs="+", required=True, help="[openvino:]FILE.onnx, openvino:IR.xml, or another run / .pt")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for every runtime")
     p.add_argument("--rounds", type=int, default=40)
     p.add_argument("--calls", type=int, default=10, help="timed calls per artifact per round")
@@ -64,6 +64,8 @@ def split_spec(spec: str) -> tuple[str, str]:
     runtime, _, path = spec.partition(":") if spec.startswith("openvino:") else ("", "", spec)
     if not Path(path).exists():
         fail(f"'{path}' does not exist (--baseline / --candidates)")
+    if runtime != "openvino" and path.endswith(".xml"):
+        fail(f"'{path}': an OpenVINO IR runs on OpenVINO: give it as openvino:{path}")
     if runtime != "openvino":
         runtime = "torch" if Path(path).is_dir() or path.endswith(".pt") else "ort" if path.endswith(".onnx") else ""
     if not runtime:
@@ -86,7 +88,11 @@ def build(spec: str, threads: int):
         return torch_runner(model, "fp32", threads, str(model_file)), int(rec.transform.crop)
     from liteda.deploy.onnx import read_metadata
 
-    meta = read_metadata(path)
+    if path.endswith(".xml"):  # an OpenVINO IR carries no LiteDA metadata: it was made from the FP32 ONNX beside it
+        meta = {**read_metadata(str(Path(path).with_name("model_fp32.onnx"))),
+                "precision": "int8" if "int8" in Path(path).name else "fp32"}
+    else:
+        meta = read_metadata(path)
     size, precision = int(meta.get("crop_size", 224)), str(meta.get("precision", "fp32"))
     if runtime == "openvino":
         return openvino_runner(path, precision, threads), size
@@ -96,7 +102,7 @@ def build(spec: str, threads: int):
 def fp32_sibling(name: str, art, built: dict) -> str | None:
     """The artifact timed here that is the FP32 ONNX file beside ``art`` on the same runtime (how much faster
     is the INT8 file than the FP32 one it was made from), or None."""
-    if art.precision == "fp32" or not art.path or not str(art.path).endswith(".onnx"):
+    if art.precision == "fp32" or not art.path or not str(art.path).endswith((".onnx", ".xml")):
         return None
     target = str(Path(art.path).with_name("model_fp32.onnx"))
     return next((n for n, (a, _) in built.items() if n != name and a.runtime == art.runtime
