@@ -333,14 +333,17 @@ def load_images(
 # ----------------------------------------------------------------------------- transforms
 def build_transform(train: bool, crop: int, mean: Optional[Sequence[float]] = None,
                     std: Optional[Sequence[float]] = None, scale: Sequence[float] = (0.08, 1.0),
-                    hflip: bool = True):
-    """tllib's office transforms on cached uint8 tensors (the cache already did ResizeImage(resize))."""
+                    hflip: bool = True, strong: bool = False):
+    """tllib's office transforms on cached uint8 tensors (the cache already did ResizeImage(resize)).
+    ``strong`` (training only): FixMatch's strong view on top, RandAugment (2 ops, magnitude 10) and a cutout."""
     from torchvision.transforms import v2 as T
 
     mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
     ops = [T.RandomResizedCrop(crop, scale=tuple(scale), antialias=True)] + ([T.RandomHorizontalFlip()] if hflip else [])
+    ops = ops + [T.RandAugment(num_ops=2, magnitude=10)] if strong else ops
     ops = ops if train else [T.CenterCrop(crop)]
-    return T.Compose(ops + [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))])
+    tail = [T.RandomErasing(p=1.0, scale=(0.02, 0.15), value=0)] if train and strong else []
+    return T.Compose(ops + [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))] + tail)
 
 
 class TensorImageDataset(Dataset):

@@ -132,6 +132,9 @@ class Data:
         load = lambda items: load_images(args.root, items, args.resize_size, args.cache_dir,  # noqa: E731
                                          progress=not args.no_progress)
         train_tf = build_transform(True, args.crop_size, mean, std, args.scale, not args.no_hflip)
+        # a method may train on a strong view of the unlabeled images (kd --target-aug strong)
+        target_tf = (build_transform(True, args.crop_size, mean, std, args.scale, not args.no_hflip, strong=True)
+                     if getattr(args, "target_aug", "standard") == "strong" else train_tf)
         test_tf = build_transform(False, args.crop_size, mean, std)
         nc = self.num_classes
         s_tr, t_tr, s_te, t_te = (load(src.train), load(tgt.train), load(src.test), load(tgt.test))
@@ -150,7 +153,7 @@ class Data:
                               generator=torch.Generator().manual_seed(args.seed * 1000 + 100 + stream
                                                                       + 10_000 * distributed.rank()))
         self.labeled = mk(TensorImageDataset(*labeled, train_tf, nc), True)
-        self.unlabeled = mk(UnlabeledImageDataset(t_unl[0], train_tf, nc), True, 1)
+        self.unlabeled = mk(UnlabeledImageDataset(t_unl[0], target_tf, nc), True, 1)
         # the same images in the same order with the test transform (Method.prepare: e.g. cached teacher outputs)
         self.unlabeled_eval = lambda: mk(UnlabeledImageDataset(t_unl[0], test_tf, nc), False)  # noqa: E731
         self.evals = {"source_test": mk(TensorImageDataset(*s_te, test_tf, nc), False),

@@ -324,3 +324,27 @@ def test_teacher_ensemble_benchmark_scores_each_teacher_and_their_mix(run_args, 
     assert [t["acc"] for t in row["teachers"]] == pytest.approx([recorded, recorded])
     assert row["ensemble"] == pytest.approx(recorded) and row["weights"] == pytest.approx([0.5, 0.5])
     assert "| Avg |" in mod.markdown([row], "cmd")
+
+
+def test_strong_target_view_reaches_only_the_unlabeled_loader(run_args, tmp_path):
+    """--target-aug strong: the student sees FixMatch's strong view (RandAugment + cutout) of the unlabeled target
+    images only (the labeled source keeps the training crops); the run is its own variant and records the view."""
+    from torchvision.transforms import v2 as T
+
+    from liteda.datasets import build_transform
+    from liteda.runner import build_data, build_parser, main
+
+    main("source_only", "source_only", run_args(*TINY_NET, log="teacher"))
+    argv = run_args(*TINY_NET, "--teacher-run", str(tmp_path / "teacher"), "--teacher-cache", "--target-aug",
+                    "strong", log="kd")
+    run_kd(argv)
+    assert json.loads((tmp_path / "kd" / "results.json").read_text())["method_config"]["target_aug"] == "strong"
+    args = build_parser(Distill, "adapt").parse_args(argv)
+    assert Distill.variant_name(args, "kd") == "kd_strongaug"
+    data = build_data(args, "adapt", tmp_path / "kd", None, None)
+    kinds = lambda loader: {type(t) for t in loader.dataset.transform.transforms}  # noqa: E731
+    assert {T.RandAugment, T.RandomErasing} <= kinds(data.unlabeled)
+    assert not {T.RandAugment, T.RandomErasing} & kinds(data.labeled)
+    torch.manual_seed(0)
+    view = build_transform(True, 32, strong=True)(torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8))
+    assert view.shape == (3, 32, 32) and (view == 0).all(0).any()  # the cutout: a patch zero in every channel

@@ -54,6 +54,7 @@ class Distill(Method):
         if args.cluster_weight < 0:
             fail(f"--cluster-weight must be >= 0, got {args.cluster_weight}")
         self.cluster_weight = args.cluster_weight
+        self.target_aug = getattr(args, "target_aug", "standard")
         self.refined: Optional[RefinedLabels] = None
         self.cluster_loss: Optional[RefinedPseudoLabelLoss] = None
         self.cache = args.teacher_cache
@@ -88,16 +89,21 @@ class Distill(Method):
         parser.add_argument("--pseudo-threshold", type=float, default=0.0,
                             help="self-training on teacher pseudo-labels above this confidence, class-balanced "
                                  "(0 = off; e.g. 0.9)")
+        parser.add_argument("--target-aug", choices=("standard", "strong"), default="standard",
+                            help="the student's view of the unlabeled target images: the training crops, or "
+                                 "FixMatch's strong view (RandAugment + cutout) matched to the teacher's outputs "
+                                 "on the clean image (with --teacher-cache: its center crop and mirror)")
         parser.add_argument("--cluster-weight", type=float, default=0.0,
                             help="weight of cross-entropy on the teacher's pseudo-labels refined by clustering its "
                                  "target features (SHOT's weighted k-means, computed once before training; 0 = off)")
 
     @classmethod
     def variant_name(cls, args: argparse.Namespace, registered: str) -> str:
-        """Refined labels make another student: ``kd_cluster0.3`` runs beside ``kd`` in one runs tree, so the
-        label-free validators can rank both."""
+        """Refined labels or strong target views make another student: ``kd_cluster0.3``, ``kd_strongaug`` run
+        beside ``kd`` in one runs tree, so the label-free validators can rank them."""
         name = super().variant_name(args, registered)
-        return f"{name}_cluster{args.cluster_weight:g}" if getattr(args, "cluster_weight", 0) else name
+        name = f"{name}_cluster{args.cluster_weight:g}" if getattr(args, "cluster_weight", 0) else name
+        return f"{name}_strongaug" if getattr(args, "target_aug", "standard") == "strong" else name
 
     def prepare(self, unlabeled_eval: Callable[[], DataLoader]) -> None:
         if not (self.cache or self.cluster_weight > 0):
@@ -158,7 +164,7 @@ class Distill(Method):
         return {"teachers": self.teacher_info, "teacher_weights": self.teacher.weights.tolist(),
                 "kd_T": self.kd.T, "kd_weight": self.kd_weight, "feat_kd_weight": self.feat_kd_weight,
                 "pseudo_threshold": self.pseudo.threshold if self.pseudo else 0.0,
-                "teacher_cache": self.cache, "cluster_weight": self.cluster_weight,
+                "teacher_cache": self.cache, "cluster_weight": self.cluster_weight, "target_aug": self.target_aug,
                 **({"cluster_changed": self.refined.changed, "cluster_classes_kept": self.refined.classes_kept}
                    if self.refined else {}),
                 "student_method": self.student_method.name if self.student_method else None,
@@ -169,7 +175,8 @@ class Distill(Method):
                 f"pseudo={self.pseudo.threshold if self.pseudo else 0.0}|"
                 f"student={self.student_method.name if self.student_method else None}|"
                 f"tw={','.join(f'{w:.4g}' for w in self.teacher.weights.tolist())}"
-                + (f"|cluster={self.cluster_weight}" if self.cluster_weight else ""))
+                + (f"|cluster={self.cluster_weight}" if self.cluster_weight else "")
+                + (f"|target_aug={self.target_aug}" if self.target_aug != "standard" else ""))
 
 
 def teacher_paths(args: argparse.Namespace) -> list[str]:
