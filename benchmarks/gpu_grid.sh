@@ -10,10 +10,11 @@
 #   caltech  the six Caltech tasks with the same recipe, frozen before they are looked at
 #   t30      candidate: the teacher trained for the student's 30 epochs
 #   cluster  candidate: + cross-entropy on the teacher's clustering-refined labels (--cluster-weight 0.3)
+#   strong   candidate: the student on FixMatch's strong view of the target (--target-aug strong)
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
-PHASES=${PHASES:-office caltech t30 cluster}
+PHASES=${PHASES:-office caltech t30 cluster strong}
 JOBS=${JOBS:-12}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
@@ -55,6 +56,8 @@ for p in $PHASES; do
     t30)     phase t30     /tmp/runs_t30 "$OFFICE" --teacher-epochs 30 --kd-args "--teacher-cache" --only distill ;;
     cluster) phase cluster /tmp/runs_cluster "$OFFICE" --teacher-epochs 10 \
                --kd-args "--teacher-cache --cluster-weight 0.3" --only distill ;;
+    strong)  phase strong  /tmp/runs_strong "$OFFICE" --teacher-epochs 10 \
+               --kd-args "--teacher-cache --target-aug strong" --only distill ;;
     *) echo "unknown phase $p" ;;
   esac
 done
