@@ -11,10 +11,11 @@
 #   t30      candidate: the teacher trained for the student's 30 epochs
 #   cluster  candidate: + cross-entropy on the teacher's clustering-refined labels (--cluster-weight 0.3)
 #   strong   candidate: the student on FixMatch's strong view of the target (--target-aug strong)
+#   recipes  the other compression recipes of the office students (binary layers, ECA, ReLU, 160 px) and their bench
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
-PHASES=${PHASES:-office caltech t30 cluster strong}
+PHASES=${PHASES:-office caltech t30 cluster strong recipes}
 JOBS=${JOBS:-12}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
@@ -58,6 +59,8 @@ for p in $PHASES; do
                --kd-args "--teacher-cache --cluster-weight 0.3" --only distill ;;
     strong)  phase strong  /tmp/runs_strong "$OFFICE" --teacher-epochs 10 \
                --kd-args "--teacher-cache --target-aug strong" --only distill ;;
+    recipes) phase recipes /tmp/runs_default "$OFFICE" --teacher-epochs 10 --kd-args "--teacher-cache" \
+               --recipes 1mb binary binary-int8 eca relu lowres --only compress bench ;;
     *) echo "unknown phase $p" ;;
   esac
 done
