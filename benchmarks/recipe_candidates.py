@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from liteda.tables import write_table
-from liteda.utils import atomic_write_text, fail, machine_info, read_json, run_cli, write_json
+from liteda.utils import atomic_write_text, fail, machine_info, machine_label, read_json, run_cli, write_json
 
 
 def last_snd(run: Path) -> Optional[float]:
@@ -41,6 +41,7 @@ def read_candidate(name: str, pattern: str) -> list[dict]:
         out.append({"candidate": name, "task": r["task"], "seed": r["seed"], "acc": r["target_test"]["acc"],
                     "im": r["validator"]["im_score"], "snd": last_snd(run),
                     "seconds_per_epoch": r.get("timing", {}).get("seconds_per_epoch"), "run": str(run),
+                    "machine": machine_label(r.get("machine") or {}),
                     "teacher_acc": [t.get("target_test_acc") for t in r.get("method_config", {}).get("teachers", [])]})
     return out
 
@@ -76,6 +77,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--candidate", action="append", required=True, metavar="NAME=GLOB")
     p.add_argument("--out", required=True, help="path stem of the .md/.csv/.json written")
+    p.add_argument("--title", default="Candidate recipes of the distilled student")
     a = p.parse_args(argv)
     names, rows = [], []
     for spec in a.candidate:
@@ -87,12 +89,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
     header, body, _ = rank(rows, names)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     md = write_table(Path(a.out), header, body)
-    cmd = "python benchmarks/recipe_candidates.py " + " ".join(f"--candidate {c}" for c in a.candidate)
-    write_json(Path(a.out).with_suffix(".json"), {"command": cmd, "machine": machine_info(), "runs": rows})
+    cmd = "python benchmarks/recipe_candidates.py " + " ".join(f"--candidate '{c}'" for c in a.candidate)
+    cmd += f" --title '{a.title}'" if a.title != p.get_default("title") else ""
+    write_json(Path(a.out).with_suffix(".json"), {"command": f"{cmd} --out {a.out}", "machine": machine_info(),
+                                                   "runs": rows})
     atomic_write_text(Path(a.out).with_suffix(".md"),
-        f"# Candidate recipes of the distilled student\n\nRegenerate: `{cmd} --out {a.out}`\n\n"
+        f"# {a.title}\n\nRegenerate: `{cmd} --out {a.out}`\n\n"
         "Accuracy is target-test top-1, measured after training and never used to choose; IM and SND are "
-        "label-free (target images only, last epoch); a pick is the candidate with the highest score.\n\n"
+        "label-free (target images only, last epoch); a pick is the candidate with the highest score. Runs trained "
+        f"on: {'; '.join(sorted({r['machine'] for r in rows}))}.\n\n"
         + md + "\n")
     print(md)
     return {"rows": rows}
