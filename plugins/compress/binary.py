@@ -36,6 +36,7 @@ from torch import nn
 
 from ..utils import fail
 from .base import Technique
+from .layer_inputs import mean_input_statistic
 
 LAYER_SETS = ("pointwise", "expand", "project", "pointwise+last")
 ACT_SCALES = ("k", "none")
@@ -169,30 +170,12 @@ def select_layers(model: nn.Module, layers: str, from_block: int) -> list[str]:
     return names
 
 
-@torch.no_grad()
 def input_channel_means(model: nn.Module, names: list[str], batches: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Mean input of each named conv per input channel over ``batches`` (eval mode, forward pre-hooks)."""
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
+    """Mean input of each named conv per input channel over ``batches``."""
+    def channel_sum(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return x.sum(dim=(0, 2, 3)), x.numel() // x.shape[1]
 
-    def hook(name):
-        def fn(module, inputs):
-            x = inputs[0].detach().double()
-            sums[name] = sums.get(name, 0) + x.sum(dim=(0, 2, 3))
-            counts[name] = counts.get(name, 0) + x.numel() // x.shape[1]
-        return fn
-
-    handles = [model.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
-    was = model.training
-    model.eval()
-    try:
-        for x in batches:
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return {n: (sums[n] / counts[n]).float() for n in sums}
+    return {n: m.float() for n, m in mean_input_statistic(model, names, batches, channel_sum).items()}
 
 
 def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -25,6 +25,7 @@ from torchvision.ops.misc import SqueezeExcitation
 
 from ..utils import fail
 from .base import Technique
+from .layer_inputs import mean_input_statistic
 
 KXK_METHODS = ("tucker2", "cp", "none")
 LAYER_SETS = ("all", "linear", "se", "linear+se")
@@ -137,32 +138,14 @@ def whitening_factor(second_moment: torch.Tensor, kind: str, damping: float = WH
     return torch.linalg.cholesky(c + eps * torch.eye(len(c), dtype=c.dtype))
 
 
-@torch.no_grad()
 def input_second_moments(model: nn.Module, names: list[str], batches) -> dict[str, torch.Tensor]:
     """``E[x x^T]`` of each named Linear / 1x1 conv's input over ``batches`` (unlabeled images; every spatial
-    position of a conv input is one sample), read by forward hooks in eval mode."""
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
+    position of a conv input is one sample)."""
+    def second_moment(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        x = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.dim() == 4 else x.reshape(-1, x.shape[-1])
+        return x.T @ x, len(x)
 
-    def hook(name):
-        def fn(module, inputs, output):
-            x = inputs[0].detach().double()
-            x = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.dim() == 4 else x.reshape(-1, x.shape[-1])
-            sums[name] = sums.get(name, 0) + x.T @ x
-            counts[name] = counts.get(name, 0) + len(x)
-        return fn
-
-    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
-    was = model.training
-    model.eval()
-    try:
-        for x in batches:
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return {n: sums[n] / counts[n] for n in sums}
+    return mean_input_statistic(model, names, batches, second_moment)
 
 
 def factorize_linear(layer: nn.Linear, rank: int, whiten: Optional[torch.Tensor] = None) -> nn.Sequential:
