@@ -93,3 +93,15 @@ def test_limitations_come_from_the_records(built):
     assert any("stand-in weights" in ln for ln in setup_lines(c))
     c.bench.append({"name": "trt-fp16", "runtime": "trt", "parent": "kd", "task": "W2A", "seed": 0, "p50_ms": 0.5})
     assert not any("TensorRT" in ln for ln in limitations(c))
+
+
+def test_findings_compare_a_row_with_missing_seeds_on_the_seeds_it_has():
+    """An artifact bench recommended on seeds 0 and 2 only is compared with source-only on those two seeds, not
+    with source-only's mean over three."""
+    from liteda.report.findings import paired_delta
+
+    acc = lambda method, seed, a: {"method": method, "task": "A2W", "seed": seed, "target_test": {"acc": a}}  # noqa: E731
+    rows = [acc("source_only", 0, 50.0), acc("source_only", 1, 90.0), acc("source_only", 2, 60.0),
+            acc("deployed", 0, 55.0), acc("deployed", 2, 70.0)]
+    assert paired_delta(rows, "deployed", "source_only") == 7.5
+    assert paired_delta(rows, "missing", "source_only") is None

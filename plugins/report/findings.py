@@ -36,6 +36,15 @@ def row_average(rows: Sequence[dict], key: str) -> Optional[float]:
     return statistics.fmean(vals) if vals else None
 
 
+def paired_delta(rows: Sequence[dict], key: str, base: str) -> Optional[float]:
+    """Mean of ``key``'s accuracy minus ``base``'s over the (task, seed) pairs both have: a row that exists for
+    only some seeds (an artifact bench recommended on those) is compared on those seeds, not with another mean."""
+    acc = lambda k: {(r["task"], r["seed"]): tables.target_test_acc(r) for r in rows if r["method"] == k}  # noqa: E731
+    a, b = acc(key), acc(base)
+    common = [pair for pair in a if a[pair] is not None and b.get(pair) is not None]
+    return statistics.fmean(a[pair] - b[pair] for pair in common) if common else None
+
+
 def dataset_name(c: Collected) -> str:
     names = sorted({s.rec.dataset.name for s in c.stages})
     return ", ".join(DATASET_NAMES.get(n, n) for n in names) or c.dataset
@@ -141,15 +150,16 @@ def what_helped_lines(c: Collected) -> list[str]:
     oracle = next((k for k in order if first[k].get("group") == "oracle"), None)
     lines = []
     if base is not None and avg.get(base) is not None:
-        others = [k for k in order if k not in (base, oracle) and avg.get(k) is not None]
-        better = [k for k in others if avg[k] > avg[base]]
-        worse = [k for k in others if avg[k] <= avg[base]]
+        delta = {k: paired_delta(rows, k, base) for k in order if k not in (base, oracle)}
+        others = [k for k in order if delta.get(k) is not None]
+        better = [k for k in others if delta[k] > 0]
+        worse = [k for k in others if delta[k] <= 0]
         if better:
-            lines.append("Beat source-only on average: " + "; ".join(
-                f"{labels[k]} ({_pt(avg[k] - avg[base])})" for k in better) + ".")
+            lines.append("Beat source-only on average (same tasks and seeds): " + "; ".join(
+                f"{labels[k]} ({_pt(delta[k])})" for k in better) + ".")
         if worse:
-            lines.append("Did not beat source-only on average: " + "; ".join(
-                f"{labels[k]} ({_pt(avg[k] - avg[base])})" for k in worse) + ".")
+            lines.append("Did not beat source-only on average (same tasks and seeds): " + "; ".join(
+                f"{labels[k]} ({_pt(delta[k])})" for k in worse) + ".")
         g = accuracy_grid(rows, tables.target_test_acc, rows=order)
         base_cells = g["grid"].get(base, {})
         mixed = []
@@ -177,11 +187,15 @@ def what_helped_lines(c: Collected) -> list[str]:
                          + "; ".join(f"{op} {_pt(d)}" for op, d in steps) + ".")
         deployed = [k for k in order if first[k].get("group") == "deployed" and first[k].get("parent") == key
                     and avg.get(k) is not None]
-        before = _mean_or_none(tables.target_test_acc(r.get("before") or {}) for r in comp)
+        before = {(r["task"], r["seed"]): tables.target_test_acc(r.get("before") or {}) for r in comp}
         for d in deployed:
-            if before is not None:
-                lines.append(f"{labels[d]}: {_pct(avg[d])} on average, {_pt(avg[d] - before)} against the "
-                             "uncompressed student it was made from.")
+            after = {(r["task"], r["seed"]): tables.target_test_acc(r) for r in rows if r["method"] == d}
+            common = [pair for pair in after if after[pair] is not None and before.get(pair) is not None]
+            if common:
+                mean_after = statistics.fmean(after[pair] for pair in common)
+                mean_before = statistics.fmean(before[pair] for pair in common)
+                lines.append(f"{labels[d]}: {_pct(mean_after)} on average, {_pt(mean_after - mean_before)} against "
+                             f"the uncompressed student it was made from (the same {len(common)} task-seed runs).")
     if oracle is not None and avg.get(oracle) is not None:
         cands = [k for k in order if k != oracle and avg.get(k) is not None
                  and first[k].get("arch", STUDENT_ARCH) == STUDENT_ARCH]
@@ -194,11 +208,6 @@ def what_helped_lines(c: Collected) -> list[str]:
         lines.append(f"Label-free choice: the run the IM validator picks scores {agree[-1][3]}% on average, the best "
                      f"run {agree[-1][-1]}% (tasks and seeds with at least three candidate runs).")
     return lines or ["Not enough finished runs for averages over every task."]
-
-
-def _mean_or_none(vals) -> Optional[float]:
-    vals = [v for v in vals if v is not None]
-    return statistics.fmean(vals) if vals else None
 
 
 def compression_steps(comp: Sequence[dict]) -> list[tuple[str, float]]:
