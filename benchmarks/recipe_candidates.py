@@ -11,24 +11,15 @@ validators' pick; the accuracy column says afterwards whether that pick was righ
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import statistics
 import sys
 from pathlib import Path
 from typing import Optional
 
+from liteda.report.tables import last_history_value
 from liteda.tables import write_table
 from liteda.utils import atomic_write_text, fail, machine_info, machine_label, read_json, run_cli, write_json
-
-
-def last_snd(run: Path) -> Optional[float]:
-    try:
-        with (run / "history.csv").open() as f:
-            rows = list(csv.DictReader(f))
-        return float(rows[-1]["target_test_snd"]) if rows and rows[-1].get("target_test_snd") else None
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def read_candidate(name: str, pattern: str) -> list[dict]:
@@ -39,7 +30,7 @@ def read_candidate(name: str, pattern: str) -> list[dict]:
     for run in runs:
         r = read_json(run / "results.json")
         out.append({"candidate": name, "task": r["task"], "seed": r["seed"], "acc": r["target_test"]["acc"],
-                    "im": r["validator"]["im_score"], "snd": last_snd(run),
+                    "im": r["validator"]["im_score"], "snd": last_history_value(run / "history.csv", "target_test_snd"),
                     "seconds_per_epoch": r.get("timing", {}).get("seconds_per_epoch"), "run": str(run),
                     "machine": machine_label(r.get("machine") or {}),
                     "teacher_acc": [t.get("target_test_acc") for t in r.get("method_config", {}).get("teachers", [])]})

@@ -208,7 +208,8 @@ def compression_summary(comp: Sequence[dict], order: Sequence[str], labels: Opti
 
 
 # ----------------------------------------------------------------------------- validators
-def _last_history_value(path: Path, key: str) -> Optional[float]:
+def last_history_value(path: Path, key: str) -> Optional[float]:
+    """The last epoch's ``key`` in a run's history.csv (None when absent or unreadable)."""
     try:
         with path.open() as f:
             rows = list(csv.DictReader(f))
@@ -218,7 +219,7 @@ def _last_history_value(path: Path, key: str) -> Optional[float]:
 
 
 def _snd(r: dict) -> Optional[float]:
-    return _last_history_value(Path(r["_dir"]) / "history.csv", "target_test_snd") if r.get("_dir") else None
+    return last_history_value(Path(r["_dir"]) / "history.csv", "target_test_snd") if r.get("_dir") else None
 
 
 def _candidates(runs: Sequence[dict]) -> list[dict]:
