@@ -27,6 +27,10 @@ ROWS: dict[str, list[str]] = {
     "prune-0.5-taylor-2steps": ["--prune", "0.5", "--prune-importance", "taylor", "--prune-steps", "2"],
     "prune-0.5-global": ["--prune", "0.5", "--prune-global"],
     "lowrank-0.9": ["--lowrank-energy", "0.9"],
+    # Tucker-2 / CP where they apply: the dense kxk convs only (MobileNetV3-Small has one, the 3->16 stem;
+    # benchmarks/lowrank_applicability.py lists them per architecture)
+    "lowrank-kxk-tucker2": ["--lowrank-ratio", "0.5", "--lowrank-layers", "kxk", "--lowrank-kxk", "tucker2"],
+    "lowrank-kxk-cp": ["--lowrank-ratio", "0.5", "--lowrank-layers", "kxk", "--lowrank-kxk", "cp"],
     "attention-eca": ["--attention", "eca"],
     "attention-cbam": ["--attention", "cbam"],
     "attention-ulsam": ["--attention", "ulsam"],

@@ -210,6 +210,11 @@ def test_lowrank_layer_sets_pick_the_tail_the_se_convs_or_both(tiny_model):
         assert plans[layers] and "head" not in plans[layers]
     assert plans["se"] <= se and not plans["linear"] & se
     assert plans["linear+se"] == plans["linear"] | plans["se"]
+    for kxk in ("tucker2", "cp"):  # kxk: only the dense kxk convs (MobileNetV3's stem), factorised by kxk's method
+        m = copy.deepcopy(tiny_model)
+        plan = lowrank_model(m, ratio=0.25, kxk=kxk, select=layer_selection(m, "kxk"))
+        assert list(plan) == ["backbone.features.0.0"] and plan["backbone.features.0.0"]["kind"] == kxk
+        assert plan["backbone.features.0.0"]["params_after"] < plan["backbone.features.0.0"]["params_before"]
     with pytest.raises(UserError, match="--lowrank-layers"):
         layer_selection(tiny_model, "attention")
 

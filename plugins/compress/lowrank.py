@@ -28,7 +28,7 @@ from .base import Technique
 from .layer_inputs import mean_input_statistic
 
 KXK_METHODS = ("tucker2", "cp", "none")
-LAYER_SETS = ("all", "linear", "se", "linear+se")
+LAYER_SETS = ("all", "linear", "se", "linear+se", "kxk")
 ALLOCATIONS = ("uniform", "global")
 WHITENINGS = ("none", "diag", "full")
 
@@ -236,15 +236,18 @@ def se_convs(model: nn.Module) -> set[str]:
 
 def layer_selection(model: nn.Module, layers: str) -> Callable[[str], bool]:
     """``--lowrank-layers``: all | linear (the Linears after the conv trunk) | se (the SE blocks' 1x1 convs) |
-    linear+se; the compute-heavy conv trunk is left alone by every set but ``all``."""
+    linear+se | kxk (the dense kxk convs, where Tucker-2 / CP apply); the compute-heavy 1x1 convs of the trunk are
+    left alone by every set but ``all``."""
     if layers not in LAYER_SETS:
         fail(f"--lowrank-layers must be one of {', '.join(LAYER_SETS)}, got '{layers}'")
     se = se_convs(model)
+    kxk = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1
+           and m.weight[0, 0].numel() > 1}
 
     def in_trunk(name: str) -> bool:
         return name == "backbone.features" or name.startswith("backbone.features.")
     return {"all": lambda n: True, "linear": lambda n: not in_trunk(n), "se": lambda n: n in se,
-            "linear+se": lambda n: not in_trunk(n) or n in se}[layers]
+            "linear+se": lambda n: not in_trunk(n) or n in se, "kxk": lambda n: n in kxk}[layers]
 
 
 def lowrank_candidates(model: nn.Module, skip: tuple[str, ...] = ("head",),
@@ -412,7 +415,8 @@ class LowRank(Technique):
         group.add_argument("--lowrank-kxk", default="tucker2", help=f"dense kxk convs: {' | '.join(KXK_METHODS)}")
         group.add_argument("--lowrank-layers", choices=LAYER_SETS, default="all",
                            help="linear: only the pre-logits and bottleneck Linears (the 0.85 M-param tail); se: only "
-                                "the squeeze-excite 1x1 convs (0.46 M params, few MACs); linear+se: both")
+                                "the squeeze-excite 1x1 convs (0.46 M params, few MACs); linear+se: both; kxk: only the dense kxk "
+                                "convs (Tucker-2 / CP; MobileNetV3 has one, its stem)")
         group.add_argument("--lowrank-alloc", choices=ALLOCATIONS, default="uniform",
                            help="uniform: every layer at --lowrank-ratio; global: the layers together at "
                                 "--lowrank-ratio, ranks from one shared energy threshold (layers with a flat spectrum "
