@@ -6,7 +6,8 @@
 Each candidate is a name and the glob of its finished run folders (results.json + history.csv). Per task and
 seed: each candidate's target-test accuracy (measured after training, never used to choose), its IM score
 and SND (label-free, last epoch), and the candidate each validator picks. The recipe a user should take is the
-validators' pick; the accuracy column says afterwards whether that pick was right.
+validators' pick; the accuracy column says afterwards whether that pick was right. ``--reference NAME=GLOB`` adds
+columns that are shown beside the candidates but never picked (source-only, the oracle, an earlier recipe).
 """
 from __future__ import annotations
 
@@ -37,15 +38,23 @@ def read_candidate(name: str, pattern: str) -> list[dict]:
     return out
 
 
-def rank(rows: list[dict], names: list[str]) -> tuple[list[str], list[list[str]], dict]:
+def rank(rows: list[dict], names: list[str], refs: Optional[list[str]] = None) -> tuple[list[str], list[list[str]], dict]:
+    """Per task and seed where every candidate finished: each candidate's accuracy, each validator's pick among
+    the candidates and the best candidate; references are shown (blank where missing) but never picked."""
+    refs = refs or []
     by_key: dict[tuple[str, int], dict[str, dict]] = {}
+    ref_of: dict[tuple[str, int], dict[str, dict]] = {}
     for r in rows:
-        by_key.setdefault((r["task"], r["seed"]), {})[r["candidate"]] = r
-    header = ["Task", *[f"{n} acc %" for n in names], "IM pick", "SND pick", "best"]
-    body, picks = [], {"IM": [], "SND": [], "best": [], **{n: [] for n in names}}
+        (ref_of if r["candidate"] in refs else by_key).setdefault((r["task"], r["seed"]), {})[r["candidate"]] = r
+    header = ["Task", *[f"{n} acc %" for n in names], "IM pick", "SND pick", "best", *[f"{n} acc %" for n in refs]]
+    body, picks = [], {"IM": [], "SND": [], "best": [], **{n: [] for n in [*names, *refs]}}
     for (task, seed), cands in sorted(by_key.items()):
         if len(cands) < len(names):  # compare only where every candidate finished
             continue
+        ref = ref_of.get((task, seed), {})
+        for n in refs:
+            if n in ref:
+                picks[n].append(ref[n]["acc"])
         pick = {v: max(cands.values(), key=lambda r: r[k] if r[k] is not None else -1e9)
                 for v, k in (("IM", "im"), ("SND", "snd"))}
         best = max(r["acc"] for r in cands.values())
@@ -56,31 +65,38 @@ def rank(rows: list[dict], names: list[str]) -> tuple[list[str], list[list[str]]
         picks["best"].append(best)
         body.append([f"{task} s{seed}", *[f"{cands[n]['acc']:.1f}" for n in names],
                      f"{pick['IM']['candidate']} ({pick['IM']['acc']:.1f})",
-                     f"{pick['SND']['candidate']} ({pick['SND']['acc']:.1f})", f"{best:.1f}"])
+                     f"{pick['SND']['candidate']} ({pick['SND']['acc']:.1f})", f"{best:.1f}",
+                     *[f"{ref[n]['acc']:.1f}" if n in ref else "" for n in refs]])
     if body:
-        mean = lambda xs: f"{statistics.fmean(xs):.1f}"  # noqa: E731
+        mean = lambda xs: f"{statistics.fmean(xs):.1f}" if xs else ""  # noqa: E731
         body.append(["mean", *[mean(picks[n]) for n in names], mean(picks["IM"]), mean(picks["SND"]),
-                     mean(picks["best"])])
+                     mean(picks["best"]), *[mean(picks[n]) for n in refs]])
     return header, body, picks
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--candidate", action="append", required=True, metavar="NAME=GLOB")
+    p.add_argument("--reference", action="append", default=[], metavar="NAME=GLOB",
+                   help="shown beside the candidates, never picked (e.g. oracle=RUNS/*/oracle/seed*)")
     p.add_argument("--out", required=True, help="path stem of the .md/.csv/.json written")
     p.add_argument("--title", default="Candidate recipes of the distilled student")
     a = p.parse_args(argv)
-    names, rows = [], []
-    for spec in a.candidate:
-        name, sep, pattern = spec.partition("=")
-        if not sep or not name or not pattern:
-            fail(f"--candidate '{spec}': expected NAME=GLOB")
-        names.append(name)
-        rows += read_candidate(name, pattern)
-    header, body, _ = rank(rows, names)
+    names, refs, rows = [], [], []
+    for flag, specs, into in (("--candidate", a.candidate, names), ("--reference", a.reference, refs)):
+        for spec in specs:
+            name, sep, pattern = spec.partition("=")
+            if not sep or not name or not pattern:
+                fail(f"{flag} '{spec}': expected NAME=GLOB")
+            if name in names or name in refs:
+                fail(f"{flag} '{spec}': the name '{name}' is given twice")
+            into.append(name)
+            rows += read_candidate(name, pattern)
+    header, body, _ = rank(rows, names, refs)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     md = write_table(Path(a.out), header, body)
-    cmd = "python benchmarks/recipe_candidates.py " + " ".join(f"--candidate '{c}'" for c in a.candidate)
+    cmd = "python benchmarks/recipe_candidates.py " + " ".join(
+        [*(f"--candidate '{c}'" for c in a.candidate), *(f"--reference '{c}'" for c in a.reference)])
     cmd += f" --title '{a.title}'" if a.title != p.get_default("title") else ""
     write_json(Path(a.out).with_suffix(".json"), {"command": f"{cmd} --out {a.out}", "machine": machine_info(),
                                                    "runs": rows})
