@@ -9,13 +9,14 @@
 #   office   the six A/W/D tasks, seeds 0 1 2, each seed its own teacher (make all-tasks defaults)
 #   caltech  the six Caltech tasks with the same recipe, frozen before they are looked at
 #   t30      candidate: the teacher trained for the student's 30 epochs
+#   t30strong candidate: the 30-epoch teacher's student on strong target views (the t30 phase's teachers)
 #   cluster  candidate: + cross-entropy on the teacher's clustering-refined labels (--cluster-weight 0.3)
 #   strong   candidate: the student on FixMatch's strong view of the target (--target-aug strong)
 #   recipes  the other compression recipes of the office students (binary layers, ECA, ReLU, 160 px) and their bench
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
-PHASES=${PHASES:-office caltech t30 cluster strong recipes}
+PHASES=${PHASES:-office caltech t30 t30strong cluster strong recipes}
 JOBS=${JOBS:-12}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
@@ -55,6 +56,8 @@ for p in $PHASES; do
     office)  phase office  /tmp/runs_default "$OFFICE" --teacher-epochs 10 --kd-args "--teacher-cache" ;;
     caltech) phase caltech /tmp/runs_default "$CALTECH" --teacher-epochs 10 --kd-args "--teacher-cache" ;;
     t30)     phase t30     /tmp/runs_t30 "$OFFICE" --teacher-epochs 30 --kd-args "--teacher-cache" --only distill ;;
+    t30strong) phase t30strong /tmp/runs_t30 "$OFFICE" --teacher-epochs 30 \
+               --kd-args "--teacher-cache --target-aug strong" --only distill ;;
     cluster) phase cluster /tmp/runs_cluster "$OFFICE" --teacher-epochs 10 \
                --kd-args "--teacher-cache --cluster-weight 0.3" --only distill ;;
     strong)  phase strong  /tmp/runs_strong "$OFFICE" --teacher-epochs 10 \
