@@ -68,8 +68,8 @@ def cache_key(root: Path, rels: Sequence[str], size: int) -> str:
 # ----------------------------------------------------------------------------- reading
 class MappedImages:
     """The images of a cache file, N x H x W x 3 uint8, read lazily: ``images[i]`` is a row copied out of the
-    memory-mapped file as a torch uint8 tensor (as a row of the in-memory tensor is), ``images[a:b]`` a tensor of
-    rows. Pickled by path, so a DataLoader worker started by spawn or forkserver maps the file itself."""
+    memory-mapped file as a torch uint8 tensor (as a row of the in-memory tensor is), ``images[a:b]`` and
+    ``images[[i, j, ...]]`` a tensor of rows. Pickled by path, so a DataLoader worker started by spawn or forkserver maps the file itself."""
 
     def __init__(self, path: str | os.PathLike, shape: Sequence[int], offset: int):
         self.path, self.shape, self.offset = str(path), tuple(int(s) for s in shape), int(offset)
@@ -103,13 +103,16 @@ class MappedImages:
     def __getitem__(self, i):
         import torch
 
-        if isinstance(i, slice):
-            rows = [self.row(k) for k in range(len(self))[i]]
+        if isinstance(i, slice) or np.ndim(i) == 1:  # a slice or a list of indices: a tensor of rows, as a tensor
+            positions = range(len(self))[i] if isinstance(i, slice) else [self._position(int(k)) for k in i]
+            rows = [self.row(k) for k in positions]
             return torch.from_numpy(np.stack(rows)) if rows else torch.empty((0, *self.shape[1:]), dtype=torch.uint8)
-        i = int(i)
+        return torch.from_numpy(self.row(self._position(int(i))))
+
+    def _position(self, i: int) -> int:
         if not -len(self) <= i < len(self):
             raise IndexError(f"image {i} of {len(self)}")
-        return torch.from_numpy(self.row(i % len(self)))
+        return i % len(self)
 
     def __iter__(self) -> Iterator:
         return (self[i] for i in range(len(self)))

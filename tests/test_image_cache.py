@@ -67,6 +67,7 @@ def test_a_dataset_over_the_cache_reads_rows_from_the_mapped_file(tmp_path, monk
     assert torch.equal(labels, labels2) and mapped.shape == tuple(in_ram.shape)
     assert all(torch.equal(mapped[i], in_ram[i]) for i in range(len(items)))
     assert torch.equal(mapped[2:7], in_ram[2:7]) and torch.equal(mapped[-1], in_ram[-1])
+    assert torch.equal(mapped[[7, 0, -2]], in_ram[[7, 0, -2]]) and torch.equal(mapped[torch.tensor([3])], in_ram[[3]])
     assert torch.equal(pickle.loads(pickle.dumps(mapped))[5], in_ram[5])
     ds = TensorImageDataset(mapped, labels2, build_transform(False, 12))
     assert ds.images is mapped and ds[4][0].shape == (3, 12, 12)
