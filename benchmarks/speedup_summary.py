@@ -58,7 +58,8 @@ def collect(files: list[str]) -> list[dict]:
                    "baseline_ms": base["median_ms"], "acc": b.get("acc") if b else None, "float_acc": ref,
                    "bs32_img_s": b.get("bs32_img_s") if b else None, "size_mb": b.get("size_mb") if b else None,
                    "vs_fp32_bs1": (r.get("vs_fp32_file") or {}).get("speedup_median"),
-                   "threads": doc["threads"], "machine": doc.get("machine_label"), "source": f}
+                   "threads": doc["threads"], "bench_threads": b.get("threads") if b else None,
+                   "machine": doc.get("machine_label"), "source": f}
             if r["precision"] == "fp32":
                 fp32_bs32[(run, r["runtime"])] = rec["bs32_img_s"]
             rows.append(rec)
@@ -121,7 +122,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         f"Machine: {'; '.join(sorted({str(r['machine']) for r in recs}))}; threads: {threads}. "
         "Speed-up: median bs1 ratio to the float model in PyTorch eager (224 px), timed interleaved in one run per "
         "task. Accuracy: target-test top-1 of that file (its bench record), against the float model (Δ); bs32 from "
-        "the bench (back to back, not interleaved). INT8 vs FP32: the same run's FP32 file on the same runtime.\n\n"
+        f"the bench (back to back, not interleaved; bench threads: {sorted({r['bench_threads'] for r in recs}, key=str)}). "
+        "INT8 vs FP32: the same run's FP32 file on the same runtime.\n\n"
         + md + "\n")
     print(md)
     return {"summary": summary}
