@@ -6,17 +6,17 @@
 # Phases run in priority order until SECONDS (default 540) are spent; each phase is `liteda grid` (resumable,
 # stages in parallel on the one GPU), then its tables and every run's JSON/CSV (no checkpoints) are packed into
 # "$OUT/<phase>.tgz" at once, so a phase cut short still returns what finished.
-#   office   the six A/W/D tasks, seeds 0 1 2, each seed its own teacher (make all-tasks defaults)
+#   office   the six A/W/D tasks, seeds 0 1 2, each seed its own teacher (make all-tasks defaults: a 30-epoch
+#            teacher, the student on strong target views)
 #   caltech  the six Caltech tasks with the same recipe, frozen before they are looked at
-#   t30      candidate: the teacher trained for the student's 30 epochs
-#   t30strong candidate: the 30-epoch teacher's student on strong target views (the t30 phase's teachers)
+#   plain    candidate: the same teachers' students without strong target views
+#   t10      candidate: the 10-epoch teacher's student (the earlier default)
 #   cluster  candidate: + cross-entropy on the teacher's clustering-refined labels (--cluster-weight 0.3)
-#   strong   candidate: the student on FixMatch's strong view of the target (--target-aug strong)
 #   recipes  the other compression recipes of the office students (binary layers, ECA, ReLU, 160 px) and their bench
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
-PHASES=${PHASES:-office caltech t30 t30strong cluster strong recipes}
+PHASES=${PHASES:-office caltech plain t10 cluster recipes}
 JOBS=${JOBS:-12}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
@@ -34,6 +34,7 @@ GRID=(python3 -m liteda grid "$ROOT" -d OfficeCaltech --epochs 30 --arch mobilen
       --teacher-pretrained "$W/tf_efficientnet_lite0-imagenet.pth" --teacher-method mcc --recipes 1mb
       --train-args "--freeze-stages 4 --workers 2" -j "$JOBS" --threads 1 ${DRY:+--dry-run})
 OFFICE="A2W D2W W2D A2D D2A W2A" CALTECH="A2C W2C D2C C2A C2W C2D"
+KD="--teacher-cache --target-aug strong"  # the default distillation flags (Makefile KD_ARGS)
 
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 pack() {  # $1 phase, $2 runs root: every run's results (no checkpoints) and the report
@@ -53,16 +54,13 @@ phase() {  # $1 name, $2 runs root, $3 tasks, rest: grid flags
 }
 for p in $PHASES; do
   case $p in
-    office)  phase office  /tmp/runs_default "$OFFICE" --teacher-epochs 10 --kd-args "--teacher-cache" ;;
-    caltech) phase caltech /tmp/runs_default "$CALTECH" --teacher-epochs 10 --kd-args "--teacher-cache" ;;
-    t30)     phase t30     /tmp/runs_t30 "$OFFICE" --teacher-epochs 30 --kd-args "--teacher-cache" --only distill ;;
-    t30strong) phase t30strong /tmp/runs_t30 "$OFFICE" --teacher-epochs 30 \
-               --kd-args "--teacher-cache --target-aug strong" --only distill ;;
-    cluster) phase cluster /tmp/runs_cluster "$OFFICE" --teacher-epochs 10 \
-               --kd-args "--teacher-cache --cluster-weight 0.3" --only distill ;;
-    strong)  phase strong  /tmp/runs_strong "$OFFICE" --teacher-epochs 10 \
-               --kd-args "--teacher-cache --target-aug strong" --only distill ;;
-    recipes) phase recipes /tmp/runs_default "$OFFICE" --teacher-epochs 10 --kd-args "--teacher-cache" \
+    office)  phase office  /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD" ;;
+    caltech) phase caltech /tmp/runs_default "$CALTECH" --teacher-epochs 30 --kd-args "$KD" ;;
+    plain)   phase plain   /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "--teacher-cache" --only distill ;;
+    t10)     phase t10     /tmp/runs_t10 "$OFFICE" --teacher-epochs 10 --kd-args "--teacher-cache" --only distill ;;
+    cluster) phase cluster /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD --cluster-weight 0.3" \
+               --only distill ;;
+    recipes) phase recipes /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
                --recipes 1mb binary binary-int8 eca relu lowres --only compress bench ;;
     *) echo "unknown phase $p" ;;
   esac
