@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -96,8 +97,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     md = write_table(Path(a.out), header, body)
     cmd = "python benchmarks/recipe_candidates.py " + " ".join(
-        [*(f"--candidate '{c}'" for c in a.candidate), *(f"--reference '{c}'" for c in a.reference)])
-    cmd += f" --title '{a.title}'" if a.title != p.get_default("title") else ""
+        [*(f"--candidate {shlex.quote(c)}" for c in a.candidate), *(f"--reference {shlex.quote(c)}" for c in a.reference)])
+    cmd += f" --title {shlex.quote(a.title)}" if a.title != p.get_default("title") else ""
     write_json(Path(a.out).with_suffix(".json"), {"command": f"{cmd} --out {a.out}", "machine": machine_info(),
                                                    "runs": rows})
     atomic_write_text(Path(a.out).with_suffix(".md"),
