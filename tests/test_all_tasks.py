@@ -17,7 +17,8 @@ TINY = "--scratch -i 2 -b 8 --resize-size 36 --crop-size 32 --scale 0.6 1.0"
 def make(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = ["make", "-C", str(ROOT), "all-tasks", "DATASET=Digits", f"ROOT={tmp / 'digits'}", "TASKS=S2M", "EPOCHS=1",
            "SEEDS=0", f"RUNS={tmp / 'runs'}", f"RESULTS={tmp / 'results'}", "METHODS=dann", "STANDIN=0",
-           "TEACHER=mobilenet_v3_small", "TEACHER_METHOD=dann", f"TRAIN_ARGS={TINY}", "DEPS=", "KD_ARGS=",
+           "TEACHER=mobilenet_v3_small", "TEACHER_METHOD=dann", "TEACHER_EPOCHS=1", f"TRAIN_ARGS={TINY}", "DEPS=",
+           "KD_ARGS=",
            f"PY={sys.executable}",
            "COMPRESS_ARGS=--ft-epochs 1 --ft-iters 1 -b 8 --latency-runs 2 --calib-batches 1",
            "BENCH_ARGS=--iters 3 --warmup 1 --calib-size 8 --max-images 16", *extra]
