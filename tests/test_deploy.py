@@ -855,3 +855,29 @@ def test_bench_json_records_isa_flags_threads_and_runtime_versions(tiny_run, tmp
     md = stem.with_suffix(".md").read_text()
     assert "CPU instruction sets:" in md and "INT8 dot product" in md and "threads: 1" in md
     assert f"onnxruntime {versions['onnxruntime']}" in md
+
+
+def test_fma_bound_credits_each_artifact_with_the_float_models_macs(tiny_run, tmp_path):
+    """bs32 images/s x the run model's MACs at the artifact's size, as a share of a measured GEMM peak."""
+    lat = tmp_path / "lat.json"
+    lat.write_text(json.dumps({"rows": [{"path": str(tiny_run / "run" / "model.pt")}]}))
+    rec = {"artifact": "kd / ort-fp32", "precision": "fp32", "input_px": SIZE, "bs32_img_s": 100.0, "threads": 1,
+           "median_ms": 2.0, "baseline_ms": 8.0,
+           "bench_threads": 1, "task": "A2W", "source": str(lat), "machine": "test cpu"}
+    summary = tmp_path / "speedup.json"
+    summary.write_text(json.dumps({"records": [rec, {**rec, "task": "W2A", "bs32_img_s": 300.0}]}))
+    stem = tmp_path / "fma"
+    out = subprocess.run([sys.executable, "benchmarks/fma_bound.py", "--summary", str(summary), "--out", str(stem),
+                          "--gemm", "128", "--reps", "2"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(stem.with_suffix(".json").read_text())
+    (row,) = doc["summary"]
+    assert row["tasks"] == ["A2W", "W2A"] and row["bs32_img_s"] == 200.0 and row["macs"] > 0
+    assert row["gmacs"] == pytest.approx(200.0 * row["macs"] / 1e9)
+    assert row["pct_of_peak"] == pytest.approx(100 * row["gmacs"] / doc["peak_gmacs"])
+    assert row["gmacs_bs1"] == pytest.approx(row["macs"] / 2.0 / 1e6)  # MACs per ms -> G MAC/s
+    assert row["gmacs_for_10x"] == pytest.approx(row["macs"] / 0.8 / 1e6)  # a tenth of eager's 8 ms
+    assert "G MAC/s" in stem.with_suffix(".md").read_text()
+    bad = subprocess.run([sys.executable, "benchmarks/fma_bound.py", "--summary", "nope.json", "--out", str(stem)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "nope.json" in bad.stderr and bad.stderr.count("\n") == 1
