@@ -12,11 +12,13 @@
 #   plain    candidate: the same teachers' students without strong target views
 #   t10      candidate: the 10-epoch teacher's student (the earlier default)
 #   cluster  candidate: + cross-entropy on the teacher's clustering-refined labels (--cluster-weight 0.3)
+#   views    candidate: the teacher labels each target image on ten views, not two (--teacher-views 10)
+#   mixup    candidate: + soft cross-entropy on source/target pixel mixes (--domain-mixup 0.3)
 #   recipes  the other compression recipes of the office students (binary layers, ECA, ReLU, 160 px) and their bench
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
-PHASES=${PHASES:-office caltech plain t10 cluster recipes}
+PHASES=${PHASES:-office caltech plain t10 cluster views mixup recipes}
 JOBS=${JOBS:-12}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
@@ -59,6 +61,10 @@ for p in $PHASES; do
     plain)   phase plain   /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "--teacher-cache" --only distill ;;
     t10)     phase t10     /tmp/runs_t10 "$OFFICE" --teacher-epochs 10 --kd-args "--teacher-cache" --only distill ;;
     cluster) phase cluster /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD --cluster-weight 0.3" \
+               --only distill ;;
+    views)   phase views   /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD --teacher-views 10" \
+               --only distill ;;
+    mixup)   phase mixup   /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD --domain-mixup 0.3" \
                --only distill ;;
     recipes) phase recipes /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
                --recipes 1mb binary binary-int8 eca relu lowres --only compress bench ;;

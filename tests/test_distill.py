@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from liteda.adaptation import Step
 from liteda.classifier import build_classifier, load_classifier, model_record
-from liteda.distill import (ClassBalancedPseudoLabelLoss, Distill, FeatureDistillationLoss, KnowledgeDistillationLoss,
-                             Renormalize, TeacherEnsemble)
+from liteda.distill import (ClassBalancedPseudoLabelLoss, Distill, DomainMixupLoss, FeatureDistillationLoss,
+                             KnowledgeDistillationLoss, Renormalize, TeacherEnsemble, tta_views)
 from liteda.distill.refine import cluster_refined_labels
 from liteda.runner import distill_main as run_kd
 from liteda.datasets import IMAGENET_MEAN, IMAGENET_STD
@@ -200,6 +200,59 @@ def test_cached_teacher_outputs_are_in_index_order_and_average_the_mirror():
     assert torch.allclose(logits, (z + z_m) / 2, atol=1e-5) and torch.allclose(feats, (f + f_m) / 2, atol=1e-5)
 
 
+def test_ten_views_are_five_crops_and_their_mirrors_and_average_into_the_cache():
+    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).view(2, 3, 16, 16)
+    views = tta_views(x, 10)
+    assert len(views) == 10 and all(v.shape == x.shape for v in views)
+    top_left = torch.nn.functional.interpolate(x[..., :14, :14], size=(16, 16), mode="bilinear", align_corners=False)
+    assert torch.equal(views[2], top_left) and torch.equal(views[3], torch.flip(top_left, dims=[3]))
+    assert [torch.equal(a, b) for a, b in zip(tta_views(x, 2), (x, torch.flip(x, dims=[3])))] == [True, True]
+    with pytest.raises(ValueError, match="one of"):
+        tta_views(x, 3)
+    torch.manual_seed(0)
+    teacher = TeacherEnsemble([tiny_classifier(1)])
+    images = torch.randn(6, 3, 32, 32)
+    logits, _ = teacher.label_set(DataLoader(TensorDataset(images, torch.arange(6)), batch_size=4), views=10)
+    expected = torch.stack([teacher.outputs(v)[0] for v in tta_views(images, 10)]).mean(0)
+    assert torch.allclose(logits, expected, atol=1e-5)
+
+
+def test_domain_mixup_loss_by_hand_and_in_the_distillation_step(tmp_path):
+    """Each mixed image's target is lam * its source one-hot + (1 - lam) * the teacher's target probabilities;
+    lam = 1 is plain source cross-entropy. In ``kd`` the loss runs the student once more, on the mixes."""
+    torch.manual_seed(0)
+    student = tiny_classifier(2).eval()
+    x_s, x_t, y = torch.randn(3, 3, 32, 32), torch.randn(4, 3, 32, 32), torch.tensor([0, 2, 1])
+    p_t = torch.softmax(torch.randn(4, 3), 1)
+    loss = DomainMixupLoss(3, alpha=1.0)
+    torch.manual_seed(1)
+    got = loss(student, x_s, y, x_t, p_t)
+    torch.manual_seed(1)
+    lam = torch.distributions.Beta(1.0, 1.0).sample((3,))
+    mixed = lam.view(-1, 1, 1, 1) * x_s + (1 - lam.view(-1, 1, 1, 1)) * x_t[:3]
+    target = lam.view(-1, 1) * torch.nn.functional.one_hot(y, 3) + (1 - lam.view(-1, 1)) * p_t[:3]
+    by_hand = -(target * torch.log_softmax(student(mixed), 1)).sum(1).mean()
+    assert torch.allclose(got, by_hand, atol=1e-5)
+    with pytest.raises(ValueError, match="alpha"):
+        DomainMixupLoss(3, alpha=0)
+    ckpt = save_teacher(tiny_classifier(1), tmp_path / "teacher.pt")
+    student.train()
+    method = Distill(student, 3, kd_args([ckpt], domain_mixup=0.5), total_iters=10)
+    assert not {id(p) for p in method.parameters()} & {id(p) for p in student.parameters()}  # not registered twice
+    logits, f = student(torch.cat([x_s, x_t]))
+    total, stats = method(Step(x_s, y, logits[:3], f[:3], x_t, logits[3:], f[3:], 0, 10))
+    assert stats["mixup_loss"] > 0
+    total.backward()
+    assert student.head.weight.grad is not None
+    assert method.config()["domain_mixup"] == 0.5 and method.config()["mixup_alpha"] == 1.0
+    args = kd_args([ckpt], domain_mixup=0.5, teacher_views=10, target_aug="strong")
+    assert Distill.variant_name(args, "kd") == "kd_mixup0.5_views10_strongaug"
+    with pytest.raises(UserError, match="--teacher-views"):
+        Distill(student, 3, kd_args([ckpt], teacher_views=10), total_iters=10)  # views need the cache
+    with pytest.raises(UserError, match="--domain-mixup"):
+        Distill(student, 3, kd_args([ckpt], domain_mixup=-1.0), total_iters=10)
+
+
 def agreement(model, teacher, loader) -> float:
     from liteda.metrics import predict
 
@@ -348,3 +401,15 @@ def test_strong_target_view_reaches_only_the_unlabeled_loader(run_args, tmp_path
     torch.manual_seed(0)
     view = build_transform(True, 32, strong=True)(torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8))
     assert view.shape == (3, 32, 32) and (view == 0).all(0).any()  # the cutout: a patch zero in every channel
+
+
+def test_teacher_views_and_domain_mixup_run_end_to_end_as_their_own_variant(run_args, tmp_path):
+    from liteda.runner import main
+
+    main("source_only", "source_only", run_args(*TINY_NET, log="teacher"))
+    argv = run_args(*TINY_NET, "--teacher-run", str(tmp_path / "teacher"), "--teacher-cache", "--teacher-views", "10",
+                    "--domain-mixup", "0.3", log="kd")
+    run_kd(argv)
+    res = json.loads((tmp_path / "kd" / "results.json").read_text())
+    assert res["method_config"]["teacher_views"] == 10 and res["method_config"]["domain_mixup"] == 0.3
+    assert "mixup_loss" in (tmp_path / "kd" / "history.csv").read_text().splitlines()[0]

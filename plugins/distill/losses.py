@@ -1,7 +1,7 @@
 """Distillation losses over student and teacher logits/features (tllib style: ``nn.Module`` losses).
 
-:class:`KnowledgeDistillationLoss` (Hinton et al., 2015), :class:`FeatureDistillationLoss` and
-:class:`ClassBalancedPseudoLabelLoss`.
+:class:`KnowledgeDistillationLoss` (Hinton et al., 2015), :class:`FeatureDistillationLoss`,
+:class:`ClassBalancedPseudoLabelLoss` and :class:`DomainMixupLoss`.
 """
 from __future__ import annotations
 
@@ -72,3 +72,31 @@ class ClassBalancedPseudoLabelLoss(nn.Module):
             self.class_freq.mul_(self.momentum).add_(hist / hist.sum(), alpha=1 - self.momentum)
         loss = F.cross_entropy(y_s[mask], pseudo[mask], weight=self.class_weights().to(y_s.dtype))
         return loss, float(mask.float().mean())
+
+
+class DomainMixupLoss(nn.Module):
+    """Soft cross-entropy of the student on pixel-wise mixes of a source and a target image (inter-domain mixup).
+
+    Each pair is mixed with its own ``lam ~ Beta(alpha, alpha)``; the target of the mix is ``lam`` times the
+    source image's one-hot label plus ``1 - lam`` times the teacher's probabilities for the target image, so the
+    student is asked to behave linearly between the domains, where neither domain's data lies.
+    """
+
+    def __init__(self, num_classes: int, alpha: float = 1.0):
+        super().__init__()
+        if alpha <= 0:
+            raise ValueError(f"mixup alpha must be positive, got {alpha}")
+        self.num_classes, self.alpha = num_classes, float(alpha)
+
+    def forward(self, student, x_s: torch.Tensor, labels_s: torch.Tensor, x_t: torch.Tensor,
+                teacher_probs: torch.Tensor) -> torch.Tensor:
+        """``student``: images -> logits, or ``(logits, features)`` as a LiteDA classifier returns in training;
+        pairs the first ``min(len(x_s), len(x_t))`` images."""
+        n = min(len(x_s), len(x_t))
+        lam = torch.distributions.Beta(self.alpha, self.alpha).sample((n,)).to(x_s.device)
+        x = lam.view(-1, 1, 1, 1) * x_s[:n] + (1 - lam.view(-1, 1, 1, 1)) * x_t[:n]
+        y = (lam.view(-1, 1) * F.one_hot(labels_s[:n], self.num_classes).float()
+             + (1 - lam.view(-1, 1)) * teacher_probs[:n].detach().float())
+        out = student(x.to(x_s.dtype))
+        logits = out[0] if isinstance(out, tuple) else out
+        return -(y * F.log_softmax(logits.float(), dim=1)).sum(1).mean()

@@ -1,6 +1,7 @@
 """The distillation method ``kd``: the engine's source cross-entropy plus ``kd_weight * KD(student, teachers)``
 on the unlabeled target batch, with optional feature KD, an adaptation loss on the student, class-balanced
-teacher pseudo-labels and the teacher's clustering-refined labels (:mod:`.refine`).
+teacher pseudo-labels, the teacher's clustering-refined labels (:mod:`.refine`), teacher labels averaged over
+test-time views and inter-domain mixup.
 
 The teachers are finished runs (``--teacher-run DIR``, read through their stage records) or LiteDA ``model.pt``
 files (``--teacher-ckpt``); training them is a stage of its own (``liteda adapt -a ARCH``), which the Makefile
@@ -17,15 +18,16 @@ from torch.utils.data import DataLoader
 
 from ..adaptation import Method, Step, get_method
 from ..utils import fail
-from .losses import ClassBalancedPseudoLabelLoss, FeatureDistillationLoss, KnowledgeDistillationLoss
+from .losses import ClassBalancedPseudoLabelLoss, DomainMixupLoss, FeatureDistillationLoss, KnowledgeDistillationLoss
 from .refine import RefinedLabels, RefinedPseudoLabelLoss, cluster_refined_labels
-from .teachers import load_teachers
+from .teachers import TTA_VIEWS, load_teachers
 
 
 class Distill(Method):
     """Source cross-entropy (engine) + ``kd_weight * KD(student, teachers)`` on the target batch
     [+ feature KD] [+ the student's own adaptation loss] [+ class-balanced teacher pseudo-label CE]
-    [+ ``cluster_weight`` * CE on the teacher's clustering-refined labels]."""
+    [+ ``cluster_weight`` * CE on the teacher's clustering-refined labels]
+    [+ ``domain_mixup`` * soft CE on source/target mixes (:class:`DomainMixupLoss`)]."""
 
     name = "kd"
     uses_target = True
@@ -58,6 +60,18 @@ class Distill(Method):
         self.refined: Optional[RefinedLabels] = None
         self.cluster_loss: Optional[RefinedPseudoLabelLoss] = None
         self.cache = args.teacher_cache
+        self.teacher_views = getattr(args, "teacher_views", 2)
+        if self.teacher_views != 2 and not self.cache:
+            fail("--teacher-views: the views are taken when the teachers label the target set once; add --teacher-cache")
+        self.mixup_weight = getattr(args, "domain_mixup", 0.0)
+        if self.mixup_weight < 0:
+            fail(f"--domain-mixup must be >= 0, got {self.mixup_weight}")
+        try:
+            self.mixup = DomainMixupLoss(num_classes, getattr(args, "mixup_alpha", 1.0)) if self.mixup_weight else None
+        except ValueError as e:
+            fail(f"--mixup-alpha: {e}")
+        # the student's own forward for the mixed images; a plain callable, so the model is not registered twice
+        self.student: Callable = lambda x: model(x)  # noqa: E731
         self.cached: Optional[tuple[torch.Tensor, Optional[torch.Tensor]]] = None
         self.student_method = (student_method(args.student_method, model, num_classes, args, total_iters)
                                if args.student_method else None)
@@ -96,6 +110,15 @@ class Distill(Method):
         parser.add_argument("--cluster-weight", type=float, default=0.0,
                             help="weight of cross-entropy on the teacher's pseudo-labels refined by clustering its "
                                  "target features (SHOT's weighted k-means, computed once before training; 0 = off)")
+        parser.add_argument("--teacher-views", type=int, choices=TTA_VIEWS, default=2,
+                            help="with --teacher-cache: test-time views each target image is labelled on, their "
+                                 "logits averaged (2: the image and its mirror; 10: five 7/8 crops and mirrors)")
+        parser.add_argument("--domain-mixup", type=float, default=0.0,
+                            help="weight of soft cross-entropy on pixel mixes of a source and a target image, "
+                                 "labelled by the same mix of the source label and the teacher's probabilities "
+                                 "(inter-domain mixup; 0 = off)")
+        parser.add_argument("--mixup-alpha", type=float, default=1.0,
+                            help="mixing weights ~ Beta(alpha, alpha) (default %(default)s: uniform)")
 
     @classmethod
     def variant_name(cls, args: argparse.Namespace, registered: str) -> str:
@@ -103,13 +126,15 @@ class Distill(Method):
         beside ``kd`` in one runs tree, so the label-free validators can rank them."""
         name = super().variant_name(args, registered)
         name = f"{name}_cluster{args.cluster_weight:g}" if getattr(args, "cluster_weight", 0) else name
+        name = f"{name}_mixup{args.domain_mixup:g}" if getattr(args, "domain_mixup", 0) else name
+        name = f"{name}_views{args.teacher_views}" if getattr(args, "teacher_views", 2) != 2 else name
         return f"{name}_strongaug" if getattr(args, "target_aug", "standard") == "strong" else name
 
     def prepare(self, unlabeled_eval: Callable[[], DataLoader]) -> None:
         if not (self.cache or self.cluster_weight > 0):
             return
         logits, feats = self.teacher.label_set(unlabeled_eval(), features=self.feat_kd is not None
-                                               or self.cluster_weight > 0)
+                                               or self.cluster_weight > 0, views=self.teacher_views)
         if self.cache:
             self.cached = (logits, feats if self.feat_kd is not None else None)
         if self.cluster_weight > 0:
@@ -147,6 +172,10 @@ class Distill(Method):
             cl = self.cluster_loss(step.logits_t, step.idx_t)
             loss = loss + self.cluster_weight * cl
             stats["cluster_loss"] = float(cl.detach())
+        if self.mixup is not None:
+            mx = self.mixup(self.student, step.x_s, step.labels_s, step.x_t, self.teacher.mix(teacher_logits, 1.0).softmax(1))
+            loss = loss + self.mixup_weight * mx
+            stats["mixup_loss"] = float(mx.detach())
         if self.student_method is not None:
             transfer, s = self.student_method(step)
             loss = loss + transfer
@@ -165,6 +194,8 @@ class Distill(Method):
                 "kd_T": self.kd.T, "kd_weight": self.kd_weight, "feat_kd_weight": self.feat_kd_weight,
                 "pseudo_threshold": self.pseudo.threshold if self.pseudo else 0.0,
                 "teacher_cache": self.cache, "cluster_weight": self.cluster_weight, "target_aug": self.target_aug,
+                "teacher_views": self.teacher_views, "domain_mixup": self.mixup_weight,
+                **({"mixup_alpha": self.mixup.alpha} if self.mixup else {}),
                 **({"cluster_changed": self.refined.changed, "cluster_classes_kept": self.refined.classes_kept}
                    if self.refined else {}),
                 "student_method": self.student_method.name if self.student_method else None,
@@ -176,7 +207,9 @@ class Distill(Method):
                 f"student={self.student_method.name if self.student_method else None}|"
                 f"tw={','.join(f'{w:.4g}' for w in self.teacher.weights.tolist())}"
                 + (f"|cluster={self.cluster_weight}" if self.cluster_weight else "")
-                + (f"|target_aug={self.target_aug}" if self.target_aug != "standard" else ""))
+                + (f"|target_aug={self.target_aug}" if self.target_aug != "standard" else "")
+                + (f"|views={self.teacher_views}" if self.teacher_views != 2 else "")
+                + (f"|mixup={self.mixup_weight},{self.mixup.alpha}" if self.mixup else ""))
 
 
 def teacher_paths(args: argparse.Namespace) -> list[str]:

@@ -95,21 +95,42 @@ class TeacherEnsemble(nn.Module):
         return self.mix(self.outputs(x)[0], T)
 
     @torch.no_grad()
-    def label_set(self, loader: DataLoader, features: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Offline teacher outputs for every image of an ``(image, index)`` loader, averaged over the image and
-        its mirror: logits ``(K, N, C)`` and, if asked, features ``(N, D)``, rows in index order."""
+    def label_set(self, loader: DataLoader, features: bool = False,
+                  views: int = 2) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Offline teacher outputs for every image of an ``(image, index)`` loader, averaged over ``views``
+        test-time views of it (:func:`tta_views`): logits ``(K, N, C)`` and, if asked, features ``(N, D)``, rows
+        in index order."""
         n = len(loader.dataset)
         logits, feats = None, None
         for x, idx in tqdm(loader, desc="teacher labels", leave=False, disable=not sys.stderr.isatty()):
-            z, f = self.outputs(x, features)
-            z_m, f_m = self.outputs(torch.flip(x, dims=[3]), features)
+            outs = [self.outputs(v, features) for v in tta_views(x, views)]
+            z = torch.stack([o[0] for o in outs]).mean(0)
             if logits is None:
                 logits = z.new_zeros(z.shape[0], n, z.shape[2])
-                feats = z.new_zeros(n, f.shape[1]) if features else None
-            logits[:, idx] = (z + z_m) / 2
+                feats = z.new_zeros(n, outs[0][1].shape[1]) if features else None
+            logits[:, idx] = z
             if features:
-                feats[idx] = (f + f_m) / 2
+                feats[idx] = torch.stack([o[1] for o in outs]).mean(0)
         return logits, feats
+
+
+TTA_VIEWS = (2, 10)
+
+
+def tta_views(x: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """``n`` label-preserving views of a test-transformed batch: 2 = the images and their mirrors; 10 = the five
+    crops of 7/8 the side (centre and corners, resized back to the batch's size) and their mirrors, the ten-crop
+    of ImageNet evaluation taken inside the centre crop."""
+    if n not in TTA_VIEWS:
+        raise ValueError(f"test-time views: one of {TTA_VIEWS}, got {n}")
+    crops = [x]
+    if n == 10:
+        h, w = x.shape[-2:]
+        ch, cw = round(h * 7 / 8), round(w * 7 / 8)
+        corners = [((h - ch) // 2, (w - cw) // 2), (0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw)]
+        crops = [F.interpolate(x[..., i:i + ch, j:j + cw], size=(h, w), mode="bilinear", align_corners=False)
+                 for i, j in corners]
+    return [v for c in crops for v in (c, torch.flip(c, dims=[3]))]
 
 
 def load_teacher(path: str | os.PathLike, flag: str = "--teacher-ckpt") -> tuple[ImageClassifier, dict]:
