@@ -53,8 +53,8 @@ def label(spec: str) -> str:
     runtime, path = split_spec(spec)
     parts = Path(path).parts
     seed = next((i for i in range(len(parts) - 1, 0, -1) if parts[i].startswith("seed")), None)
-    if seed is None:
-        name = "/".join(parts[-2:])
+    if seed is None:  # a run folder outside a runs tree: its own name, then the file
+        name = "/".join([q for q in parts if q != "deploy"][-2:])
     else:
         name = "/".join([parts[seed - 1], *[q for q in parts[seed + 1:] if q != "deploy"]])
     return f"{runtime}:{name}" if runtime == "openvino" else name
