@@ -14,7 +14,7 @@
 #   cluster  candidate: + cross-entropy on the teacher's clustering-refined labels (--cluster-weight 0.3)
 #   views    candidate: the teacher labels each target image on ten views, not two (--teacher-views 10)
 #   mixup    candidate: + soft cross-entropy on source/target pixel mixes (--domain-mixup 0.3)
-#   recipes  the other compression recipes of the office students (binary layers, ECA, ReLU, 160 px) and their bench
+#   recipes  the other compression recipes of the office students (binary layers, ECA, ReLU, 160 px, both) and their bench
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
@@ -67,7 +67,7 @@ for p in $PHASES; do
     mixup)   phase mixup   /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD --domain-mixup 0.3" \
                --only distill ;;
     recipes) phase recipes /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
-               --recipes 1mb binary binary-int8 eca relu lowres --only compress bench ;;
+               --recipes 1mb binary binary-int8 eca relu lowres relu160 --only compress bench ;;
     *) echo "unknown phase $p" ;;
   esac
 done
