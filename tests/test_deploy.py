@@ -881,3 +881,37 @@ def test_fma_bound_credits_each_artifact_with_the_float_models_macs(tiny_run, tm
     bad = subprocess.run([sys.executable, "benchmarks/fma_bound.py", "--summary", "nope.json", "--out", str(stem)],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "nope.json" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_speedup_summary_pairs_each_latency_row_with_the_bench_record_of_that_file(tmp_path):
+    """Per artifact over tasks: the mean interleaved speed-up, the accuracy its own bench row measured against the
+    float run's, and INT8 against the same run's FP32 file on the same runtime at bs32."""
+    docs = []
+    for task, (sp_fp32, sp_int8, acc8) in {"A2W": (4.0, 6.0, 90.0), "W2A": (5.0, 7.0, 94.0)}.items():
+        run = tmp_path / task / "kd" / "seed0"
+        (run / "deploy").mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"target_test": {"acc": 95.0}}))
+        fp32, int8 = run / "deploy" / "model_fp32.onnx", run / "deploy" / "model_int8.onnx"
+        (run / "deploy" / "bench.json").write_text(json.dumps({"rows": [
+            {"name": "ort-fp32", "runtime": "ort", "path": str(fp32), "acc": 95.0, "bs32_img_s": 100.0, "threads": 1},
+            {"name": "ort-int8", "runtime": "ort", "path": str(int8), "acc": acc8, "bs32_img_s": 150.0, "threads": 1}]}))
+        row = lambda p, prec, sp, vs: {"path": str(p), "runtime": "ort", "precision": prec, "input_px": 224,  # noqa: E731
+                                       "median_ms": 8.0 / sp, "speedup": {"speedup_median": sp},
+                                       "vs_fp32_file": vs and {"speedup_median": vs}}
+        doc = {"threads": 1, "machine_label": "test cpu", "rows": [
+            {"path": str(run / "model.pt"), "runtime": "torch", "precision": "fp32", "input_px": 224, "median_ms": 8.0},
+            row(fp32, "fp32", sp_fp32, None), row(int8, "int8", sp_int8, sp_int8 / sp_fp32)]}
+        docs.append(tmp_path / f"latency_ratio_{task}_1thread.json")
+        docs[-1].write_text(json.dumps(doc))
+    stem = tmp_path / "speedup"
+    out = subprocess.run([sys.executable, "benchmarks/speedup_summary.py", "--latency",
+                          str(tmp_path / "latency_ratio_*_1thread.json"), "--out", str(stem)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    fp, q = json.loads(stem.with_suffix(".json").read_text())["summary"]
+    assert fp["artifact"] == "kd / ort-fp32" and fp["speedup_mean"] == pytest.approx(4.5) and fp["delta_pt"] == 0
+    assert q["speedup_mean"] == pytest.approx(6.5) and q["delta_pt"] == pytest.approx(-3.0)
+    assert q["vs_fp32_bs32_mean"] == pytest.approx(1.5) and q["vs_fp32_bs1_mean"] == pytest.approx((1.5 + 1.4) / 2)
+    bad = subprocess.run([sys.executable, "benchmarks/speedup_summary.py", "--latency", "nope.json", "--out",
+                          str(stem)], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "nope.json" in bad.stderr and bad.stderr.count("\n") == 1
