@@ -7,7 +7,8 @@ A stage is done when its run folder holds ``record.json`` (written last by every
 finished stages and an interrupted training resumes from its checkpoint (``--resume``). A stage that fails does
 not stop the stages that do not depend on it; the report runs at the end and lists what failed and why
 (``<runs>/<dataset>/grid_failures.json``). Each stage runs as its own ``liteda`` process with its log in
-``<runs>/<dataset>/logs/``.
+``<runs>/<dataset>/logs/``, named after the folder the stage writes (two grids that differ only in flags never
+share a log).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .record import FILENAME
+from .record import FILENAME, read_record
 from .runner import planned_run_dir
 from .utils import OneLineParser, atomic_write_text, fail, write_json
 
@@ -167,6 +168,7 @@ def plan(a: argparse.Namespace) -> list[Stage]:
                 parent = RECIPES.get(r).parent
                 parent_key = k % "distill" if parent == "kd" else k % f"compress {parent}"
                 out = run_dir(task, r, seed)
+                _same_parent_or_fail(out, runs_of[parent])
                 add(k % f"compress {r}", ["compress", "--run", str(runs_of[parent]), "--recipe", r, "--out", str(out),
                                           "--seed", str(seed), "--no-progress", *shlex.split(a.compress_args)],
                     out / FILENAME, [parent_key], "compress")
@@ -179,6 +181,27 @@ def plan(a: argparse.Namespace) -> list[Stage]:
     if a.only is not None:
         out = _with_deps([st for st in out if st.kind in set(a.only)], stages)
     return out
+
+
+def _same_parent_or_fail(out: Path, parent: Path) -> None:
+    """A recipe's folder does not name the run it compresses (``1mb`` of ``kd`` or of ``kd_strongaug``): a finished
+    one compressed from another run would be taken as done and benched as this grid's, so stop instead."""
+    if not (out / FILENAME).is_file():
+        return
+    rec = read_record(out)
+    if "model" in rec.parents and rec.parent(out, "model").resolve() != parent.resolve():
+        fail(f"'{out}' was compressed from '{rec.parent(out, 'model')}', not from '{parent}': use another --runs "
+             "tree or move that folder away")
+
+
+def stage_log(st: Stage, base: Path) -> Path:
+    """``logs/<task>_<run folder>_seed<k>[_deploy]_<kind>.log``: named after what the stage writes, so it is as
+    unique as the stage's output."""
+    try:
+        where = st.done.parent.relative_to(base).parts
+    except ValueError:  # a run folder outside the runs tree (--out elsewhere)
+        where = tuple(st.key.split())
+    return base / "logs" / ("_".join((*where, st.kind)).replace("/", "_") + ".log")
 
 
 def _with_deps(wanted: list[Stage], stages: dict[str, Stage]) -> list[Stage]:
@@ -206,12 +229,11 @@ def launcher(st: Stage, nproc: int = 1) -> list[str]:
     return [sys.executable]
 
 
-def run_stage(st: Stage, log_dir: Path, threads: Optional[int] = None, nproc: int = 1) -> tuple[int, float, str]:
+def run_stage(st: Stage, log: Path, threads: Optional[int] = None, nproc: int = 1) -> tuple[int, float, str]:
     """One stage as its own process (or torchrun's processes); returns (exit code, seconds, last lines of its log)."""
     import os
 
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / (st.key.replace(" ", "_").replace("/", "_") + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **({"LITEDA_THREADS": str(threads)} if threads else {})}
     t0 = time.time()
     with open(log, "w") as f:
@@ -242,7 +264,7 @@ def run(stages: list[Stage], jobs: int, base: Path, threads: Optional[int] = Non
                 elif all(d in finished or d not in by_key for d in st.deps) and len(running) < max(1, jobs):
                     todo.remove(st)
                     print(f"[stage] {st.key}: start", flush=True)
-                    running[pool.submit(run_stage, st, base / "logs", threads, nproc)] = st
+                    running[pool.submit(run_stage, st, stage_log(st, base), threads, nproc)] = st
             if not running:
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)

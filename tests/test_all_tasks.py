@@ -128,3 +128,37 @@ def test_the_makefile_default_single_flag_values_reach_their_stages(tmp_path, ca
                "--kd-args", "--teacher-cache", "--train-args", "--freeze-stages 4", "--only", "distill", "-n"])
     distill = [line for line in capsys.readouterr().out.splitlines() if "distill seed 0:" in line]
     assert distill and distill[0].endswith("--teacher-cache") and "--freeze-stages 4" in distill[0]
+
+
+def test_two_grids_that_differ_only_in_kd_flags_write_separate_logs(tmp_path):
+    from liteda.grid import build_parser, plan, stage_log
+
+    def distill_log(*kd: str) -> Path:
+        a = build_parser().parse_args(["ROOT", "-d", "OfficeCaltech", "--tasks", "A2W", "--runs", str(tmp_path),
+                                       "--methods", "--recipes", *kd, "--only", "distill"])
+        st = next(st for st in plan(a) if st.kind == "distill")
+        return stage_log(st, tmp_path / "OfficeCaltech")
+
+    plain, strong = distill_log(), distill_log("--kd-args=--target-aug strong")
+    assert plain != strong and plain.parent == strong.parent == tmp_path / "OfficeCaltech" / "logs"
+    assert "kd_strongaug" in strong.name and strong.name.endswith("_distill.log")
+
+
+def test_a_recipe_folder_compressed_from_another_run_stops_the_grid(tmp_path):
+    """`1mb/seed0` of the plain `kd` run must not pass for the `1mb` of `kd_strongaug` (same folder name)."""
+    from liteda.record import DatasetRef, StageRecord, Transform, write_record
+
+    task = tmp_path / "OfficeCaltech" / "A2W"
+    (task / "kd" / "seed0").mkdir(parents=True)
+    (task / "1mb" / "seed0").mkdir(parents=True)
+    write_record(task / "1mb" / "seed0", StageRecord(
+        kind="compress", name="1mb", label="1mb", seed=0, parents={"model": "../../kd/seed0"},
+        dataset=DatasetRef("OfficeCaltech", "ROOT", "A", "W", ["a", "b"]), transform=Transform(256, 224, [0.5] * 3, [0.5] * 3)))
+    args = ["grid", "ROOT", "-d", "OfficeCaltech", "--tasks", "A2W", "--runs", str(tmp_path), "--methods",
+            "--recipes", "1mb", "-n"]
+    same = subprocess.run([sys.executable, "-m", "liteda", *args], capture_output=True, text=True, timeout=120)
+    assert same.returncode == 0, same.stderr
+    other = subprocess.run([sys.executable, "-m", "liteda", *args, "--kd-args=--target-aug strong"],
+                           capture_output=True, text=True, timeout=120)
+    assert other.returncode != 0 and len(other.stderr.strip().splitlines()) == 1
+    assert "1mb/seed0' was compressed from" in other.stderr and "kd_strongaug" in other.stderr
