@@ -58,13 +58,15 @@ def run_cli(main, argv=None) -> int:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``path`` whole or not at all: a temporary file beside it, fsynced, then renamed over it. Temporaries
-    left by a killed earlier write of the same file are removed; the file gets the usual umask permissions
-    (mkstemp's are 0600)."""
+    left by a killed earlier write of the same file are removed, those of a live process (two grid stages writing
+    one shared split list) are not; the file gets the usual umask permissions (mkstemp's are 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        writer = stale.name[len(path.name) + 2:].split(".")[0]
+        if not (writer.isdigit() and _alive(int(writer))):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -76,6 +78,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _umask() -> int:

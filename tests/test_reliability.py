@@ -97,9 +97,21 @@ def test_atomic_writes_leave_no_temporaries_and_normal_permissions(tmp_path):
 
     from liteda.utils import atomic_write_text
 
-    (tmp_path / ".a.txt.123.tmp").write_text("left by a killed write")
-    atomic_write_text(tmp_path / "a.txt", "x")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (tmp_path / f".a.txt.{gone.pid}.k3j2.tmp").write_text("left by a killed write")
+    (tmp_path / ".a.txt.k3j2.tmp").write_text("left by a killed write without a pid in its name")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # another process writing the same file now (two stages, one shared split list): its temporary stays
+        (tmp_path / f".a.txt.{live.pid}.x8q1.tmp").write_text("being written")
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        live.kill()
+        live.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".a.txt.{live.pid}.x8q1.tmp", "a.txt"]
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
