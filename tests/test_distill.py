@@ -102,6 +102,24 @@ def test_ensemble_renormalises_for_each_teacher():
     assert torch.allclose(TeacherEnsemble([teacher])(x_s), direct - direct.logsumexp(1, keepdim=True), atol=1e-5)
 
 
+def test_a_teacher_sees_the_students_crop_at_its_own_input_size(tmp_path):
+    """A 24 px student taught by a 32 px teacher: the teacher scores the student's batch upsampled to 32 px,
+    and a teacher loaded from its model.pt knows its size."""
+    from liteda.distill.teachers import load_teacher
+
+    teacher = tiny_classifier(1).eval()
+    teacher.input_size = 32
+    x = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        direct = teacher(torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False))
+    assert torch.allclose(TeacherEnsemble([teacher])(x), direct - direct.logsumexp(1, keepdim=True), atol=1e-5)
+    same = TeacherEnsemble([teacher])(torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear",
+                                                                      align_corners=False))
+    assert torch.allclose(same, direct - direct.logsumexp(1, keepdim=True), atol=1e-5)
+    save_teacher(teacher, tmp_path / "model.pt")
+    assert load_teacher(tmp_path / "model.pt")[0].input_size == 32
+
+
 def test_ensemble_of_identical_teachers_equals_one_and_mixes_probabilities():
     a, b = tiny_classifier(1), tiny_classifier(2)
     x = torch.randn(4, 3, 32, 32)

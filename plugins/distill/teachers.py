@@ -39,12 +39,23 @@ class Renormalize(nn.Module):
         return (x * self.std_s + self.mean_s - self.mean_t) / self.std_t
 
 
+def at_size(x: torch.Tensor, size: Optional[int]) -> torch.Tensor:
+    """A batch resized to a teacher's own input size: a student trained at 160 px is taught by a 224 px teacher
+    looking at the same crop at the size it was trained on (the student's crop keeps the teacher crop's share of
+    the image), not at a size it never saw."""
+    if size is None or tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < x.shape[-1])
+
+
 class TeacherEnsemble(nn.Module):
     """Frozen teachers whose (weighted) mean probability is the soft target.
 
     Each teacher is a LiteDA :class:`ImageClassifier` behind a :class:`Renormalize` from the student's input
-    normalisation to its own. Teachers stay in eval mode (BatchNorm statistics fixed) whatever mode the
-    ensemble is put in, and never take gradients.
+    normalisation to its own, fed at its own input size (``input_size``, when the teacher has one). Teachers
+    stay in eval mode (BatchNorm statistics fixed) whatever mode the ensemble is put in, and never take
+    gradients.
     """
 
     def __init__(self, teachers: Sequence[ImageClassifier], weights: Optional[Sequence[float]] = None,
@@ -79,7 +90,7 @@ class TeacherEnsemble(nn.Module):
         logits, feats = [], []
         x = x.to(self.weights.device)  # offline labelling feeds CPU loader batches
         for teacher, renorm in zip(self.teachers, self.renorms):
-            f = teacher.extract(renorm(x))
+            f = teacher.extract(renorm(at_size(x, getattr(teacher, "input_size", None))))
             logits.append(teacher.head(f).float())
             feats.append(F.normalize(f.float(), dim=1))
         mean_f = torch.einsum("k,kbd->bd", self.weights, torch.stack(feats)) if features else None
@@ -141,6 +152,7 @@ def load_teacher(path: str | os.PathLike, flag: str = "--teacher-ckpt") -> tuple
     model, rec = load_classifier(path)
     if rec.get("mean") and rec.get("std"):  # the normalisation the teacher was trained with
         model.mean, model.std = tuple(rec["mean"]), tuple(rec["std"])
+    model.input_size = rec.get("crop_size")
     return model, {"ckpt": str(path), "arch": rec["arch"], "num_classes": rec["num_classes"],
                    "mean": list(model.mean or ()), "std": list(model.std or ()), **_teacher_run_summary(path)}
 
