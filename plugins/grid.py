@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Optional
 
 from .record import FILENAME, read_record
-from .runner import planned_run_dir
-from .utils import OneLineParser, atomic_write_text, fail, write_json
+from .runner import planned_run, planned_run_dir
+from .utils import OneLineParser, atomic_write_text, fail, read_json, write_json
 
 STUDENT = "mobilenet_v3_small"
 
@@ -138,7 +138,8 @@ def plan(a: argparse.Namespace) -> list[Stage]:
 
             def training(key: str, argv: list[str], deps: list[str], kind: str) -> Path:
                 """A training stage; its folder is the one the runner will name (variants included)."""
-                run = planned_run_dir(argv)
+                run, settings = planned_run(argv)
+                _same_settings_or_fail(run, settings)
                 add(key, argv, run / FILENAME, deps, kind)
                 if a.analysis and kind != "teacher":
                     add(f"{key} analysis", [*argv, "--phase", "analysis"], run / "tsne.png",
@@ -181,6 +182,19 @@ def plan(a: argparse.Namespace) -> list[Stage]:
     if a.only is not None:
         out = _with_deps([st for st in out if st.kind in set(a.only)], stages)
     return out
+
+
+def _same_settings_or_fail(run: Path, settings: dict) -> None:
+    """A finished run folder is taken as done: one trained with another input size, epoch count, ... (the folder
+    name does not carry them: `make all-tasks EPOCHS=50` over a 30-epoch tree) would pass for this grid's, so
+    stop instead."""
+    if not ((run / FILENAME).is_file() and (run / "results.json").is_file()):
+        return
+    was = read_json(run / "results.json")
+    diff = next((k for k in settings if k in was and was[k] != settings[k]), None)
+    if diff is not None:
+        fail(f"'{run}' was trained with {diff}={was[diff]}, this grid asks for {diff}={settings[diff]}: use another "
+             "--runs tree or move that folder away")
 
 
 def _same_parent_or_fail(out: Path, parent: Path) -> None:

@@ -464,9 +464,19 @@ def run_phase(args, argv: Optional[list[str]], method_name: str, regime: str, ru
     return results
 
 
+# settings every run's results.json records (``run_header``) that its folder name does not carry: a finished run
+# made with other values is another experiment, not this command's result
+RECORDED_SETTINGS = ("arch", "seed", "epochs", "batch_size", "lr", "crop_size", "protocol")
+
+
 def planned_run_dir(argv: list[str]) -> Path:
     """The run folder a training command (``train|oracle|adapt -m M|distill`` and its flags) will write, named
     as the runner names it (method variants and the arch included): what the grid waits for."""
+    return planned_run(argv)[0]
+
+
+def planned_run(argv: list[str]) -> tuple[Path, dict]:
+    """:func:`planned_run_dir` and the command's :data:`RECORDED_SETTINGS`."""
     command, rest = argv[0], list(argv[1:])
     if command == "adapt":
         pre = OneLineParser(prog="liteda adapt", add_help=False)
@@ -478,7 +488,8 @@ def planned_run_dir(argv: list[str]) -> Path:
                           "distill": ("kd", "adapt")}[command]
     method_cls = get_method(method)
     args = build_parser(method_cls, regime).parse_args(rest)
-    return run_dir_for(args, "oracle" if regime == "oracle" else method_cls.variant_name(args, method))
+    return (run_dir_for(args, "oracle" if regime == "oracle" else method_cls.variant_name(args, method)),
+            {k: getattr(args, k) for k in RECORDED_SETTINGS})
 
 
 # ----------------------------------------------------------------------------- `liteda <stage>` entry points

@@ -162,3 +162,23 @@ def test_a_recipe_folder_compressed_from_another_run_stops_the_grid(tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert other.returncode != 0 and len(other.stderr.strip().splitlines()) == 1
     assert "1mb/seed0' was compressed from" in other.stderr and "kd_strongaug" in other.stderr
+
+
+def test_a_finished_run_trained_with_other_settings_stops_the_grid(tmp_path):
+    """A 30-epoch `kd` folder must not pass for a 50-epoch grid's (the folder name does not carry epochs or the
+    input size): one-line error naming the folder and the setting."""
+    from liteda.utils import write_json
+
+    run = tmp_path / "OfficeCaltech" / "A2W" / "source_only" / "seed0"
+    run.mkdir(parents=True)
+    (run / "record.json").write_text("{}")
+    write_json(run / "results.json", {"arch": "mobilenet_v3_small", "seed": 0, "epochs": 30, "crop_size": 224})
+    args = ["grid", "ROOT", "-d", "OfficeCaltech", "--tasks", "A2W", "--runs", str(tmp_path), "--methods",
+            "--recipes", "--only", "source_only", "-n"]
+    same = subprocess.run([sys.executable, "-m", "liteda", *args, "--epochs", "30"], capture_output=True, text=True,
+                          timeout=120)
+    assert same.returncode == 0 and same.stdout.startswith("done  A2W source-only"), same.stderr
+    more = subprocess.run([sys.executable, "-m", "liteda", *args, "--epochs", "50"], capture_output=True, text=True,
+                          timeout=120)
+    assert more.returncode != 0 and len(more.stderr.strip().splitlines()) == 1
+    assert "source_only/seed0' was trained with epochs=30, this grid asks for epochs=50" in more.stderr
