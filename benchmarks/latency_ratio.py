@@ -60,6 +60,28 @@ def label(spec: str) -> str:
     return f"{runtime}:{name}" if runtime == "openvino" else name
 
 
+def labels(specs: list[str]) -> list[str]:
+    """:func:`label` of each spec; runs of one name from different runs trees (``runs_t30/.../kd_strongaug`` and
+    ``runs_160/.../kd_strongaug``) are told apart by the first folder in which their paths differ
+    (``runs_160/kd_strongaug/model_int8.onnx``)."""
+    names = [label(s) for s in specs]
+    runs = [_run_folder(Path(split_spec(s)[1]).resolve()) for s in specs]
+    for i, run in enumerate(runs):
+        others = {r for r in runs if r is not None and run is not None and r != run and r.name == run.name}
+        if others:
+            where = next(a for k, a in enumerate(run.parts) if any(k >= len(o.parts) or o.parts[k] != a for o in others))
+            _, prefix, rest = names[i].rpartition("openvino:")
+            names[i] = f"{prefix}{where}/{rest}"
+    return names
+
+
+def _run_folder(path: Path):
+    """The run folder (parent of ``seed<k>``) a file or folder belongs to; None outside a runs tree."""
+    parts = path.parts
+    seed = next((i for i in range(len(parts) - 1, 0, -1) if parts[i].startswith("seed")), None)
+    return Path(*parts[:seed]) if seed is not None else None
+
+
 def split_spec(spec: str) -> tuple[str, str]:
     runtime, _, path = spec.partition(":") if spec.startswith("openvino:") else ("", "", spec)
     if not Path(path).exists():
@@ -127,7 +149,7 @@ def markdown(doc: dict) -> str:
 def main(argv: list[str]) -> dict:
     a = parse_args(argv)
     specs = [a.baseline, *a.candidates]
-    names = [label(s) for s in specs]
+    names = labels(specs)
     if len(set(names)) != len(names):
         fail("--baseline/--candidates name the same artifact twice")
     built = {n: build(s, a.threads) for n, s in zip(names, specs)}

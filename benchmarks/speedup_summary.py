@@ -38,6 +38,15 @@ def float_acc(baseline_path: str) -> Optional[float]:
     return read_json(res).get("target_test", {}).get("acc") if res.is_file() else None
 
 
+def run_label(row: dict) -> str:
+    """The run a latency row's file deploys, as `latency_ratio.py` named it (``kd_strongaug``; with its runs tree
+    when two trees hold a run of that name: ``runs_160/kd_strongaug``); its run folder's name for older rows."""
+    name = row.get("name")
+    if not name:
+        return Path(row["path"]).parents[2].name
+    return name.rpartition("openvino:")[2].rsplit("/", 1)[0]
+
+
 def collect(files: list[str]) -> list[dict]:
     """One record per (task, artifact) of every latency run."""
     out = []
@@ -49,7 +58,7 @@ def collect(files: list[str]) -> list[dict]:
         fp32_bs32 = {}
         rows = []
         for r in doc["rows"][1:]:
-            run = Path(r["path"]).parents[2].name
+            run = run_label(r)
             b = bench_row(r["path"], r["runtime"])
             name = b["name"] if b else f"{r['runtime']} {r['precision']} {Path(r['path']).name}"
             rec = {"task": task, "artifact": f"{run} / {name}", "run": run,

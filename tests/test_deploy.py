@@ -521,6 +521,36 @@ def test_latency_ratio_script_on_a_run(tiny_run, onnx_fp32, capsys):
     assert bad.returncode == 2 and "missing.onnx" in bad.stderr and bad.stderr.count("\n") == 1
 
 
+def test_latency_ratio_tells_apart_runs_of_one_name_from_two_runs_trees(tmp_path):
+    """A 160 px `kd_strongaug` beside the 224 px one: labels carry the runs tree where the names would collide,
+    and the six-task summary keeps them as two runs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("latency_ratio", ROOT / "benchmarks" / "latency_ratio.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    files = {}
+    for tree, run in (("runs_224", "kd_strongaug"), ("runs_160", "kd_strongaug"), ("runs_160", "relu")):
+        deploy = tmp_path / tree / "OfficeCaltech" / "A2W" / run / "seed0" / "deploy"
+        deploy.mkdir(parents=True)
+        for f in ("model_fp32.onnx", "openvino_int8.xml"):
+            (deploy / f).write_text("")
+        files[tree, run] = deploy
+    specs = [str(files["runs_224", "kd_strongaug"].parent), str(files["runs_224", "kd_strongaug"] / "model_fp32.onnx"),
+             str(files["runs_160", "kd_strongaug"] / "model_fp32.onnx"),
+             "openvino:" + str(files["runs_160", "kd_strongaug"] / "openvino_int8.xml"),
+             str(files["runs_160", "relu"] / "model_fp32.onnx")]
+    names = mod.labels(specs)
+    assert names == ["runs_224/kd_strongaug", "runs_224/kd_strongaug/model_fp32.onnx",
+                     "runs_160/kd_strongaug/model_fp32.onnx", "openvino:runs_160/kd_strongaug/openvino_int8.xml",
+                     "relu/model_fp32.onnx"]
+    spec = importlib.util.spec_from_file_location("speedup_summary", ROOT / "benchmarks" / "speedup_summary.py")
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    assert [summary.run_label({"name": n, "path": p}) for n, p in zip(names[1:], specs[1:])] == [
+        "runs_224/kd_strongaug", "runs_160/kd_strongaug", "runs_160/kd_strongaug", "relu"]
+
+
 def test_ort_profile_splits_convolutions_by_kind(onnx_fp32):
     import importlib.util
 
