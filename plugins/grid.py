@@ -113,6 +113,7 @@ def plan(a: argparse.Namespace) -> list[Stage]:
         return base / task / name / f"seed{seed}"
 
     alias: dict[str, str] = {}  # a stage planned twice (a teacher that is also a table row) runs once
+    planned: dict[Path, tuple[str, dict]] = {}  # training folder -> the first stage planned into it, its settings
 
     def add(key: str, argv: list[str], done: Path, deps: list[str], kind: str) -> None:
         same = next((st for st in stages.values() if st.done == done), None)
@@ -140,6 +141,11 @@ def plan(a: argparse.Namespace) -> list[Stage]:
                 """A training stage; its folder is the one the runner will name (variants included)."""
                 run, settings = planned_run(argv)
                 _same_settings_or_fail(run, settings)
+                first_key, first = planned.setdefault(run, (key, settings))
+                diff = next((k for k in settings if first[k] != settings[k]), None)
+                if diff is not None:  # one folder, two experiments: the teacher is also a table row, other epochs
+                    fail(f"'{first_key}' and '{key}' would both train '{run}', with {diff}={first[diff]} and "
+                         f"{diff}={settings[diff]}: give them the same {diff}, or the teacher another arch or method")
                 add(key, argv, run / FILENAME, deps, kind)
                 if a.analysis and kind != "teacher":
                     add(f"{key} analysis", [*argv, "--phase", "analysis"], run / "tsne.png",

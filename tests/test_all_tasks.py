@@ -182,3 +182,13 @@ def test_a_finished_run_trained_with_other_settings_stops_the_grid(tmp_path):
                           timeout=120)
     assert more.returncode != 0 and len(more.stderr.strip().splitlines()) == 1
     assert "source_only/seed0' was trained with epochs=30, this grid asks for epochs=50" in more.stderr
+
+
+def test_a_teacher_that_is_a_table_row_with_other_epochs_is_refused_at_planning(tmp_path):
+    """`--teacher mobilenet_v3_small --teacher-epochs 10` beside the 30-epoch MCC row: one folder, two experiments;
+    the teacher must not silently become the 30-epoch row."""
+    r = subprocess.run([sys.executable, "-m", "liteda", "grid", "ROOT", "-d", "OfficeCaltech", "--runs", str(tmp_path),
+                        "--tasks", "W2A", "--methods", "mcc", "--teacher", "mobilenet_v3_small", "--teacher-epochs",
+                        "10", "--recipes", "-n"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
+    assert "would both train" in r.stderr and "epochs=30 and epochs=10" in r.stderr
