@@ -14,11 +14,13 @@
 #   cluster  candidate: + cross-entropy on the teacher's clustering-refined labels (--cluster-weight 0.3)
 #   views    candidate: the teacher labels each target image on ten views, not two (--teacher-views 10)
 #   mixup    candidate: + soft cross-entropy on source/target pixel mixes (--domain-mixup 0.3)
+#   ls       candidate: teachers adapted with label smoothing 0.1 on their source loss (SDAT's smoother source
+#            loss; a runs tree of its own, since the students' folder names are the default's)
 #   recipes  the other compression recipes of the office students (binary layers, ECA, ReLU, 160 px, both) and their bench
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
-PHASES=${PHASES:-office caltech plain t10 cluster views mixup recipes}
+PHASES=${PHASES:-office caltech plain t10 cluster views mixup ls recipes}
 JOBS=${JOBS:-12}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
@@ -66,6 +68,8 @@ for p in $PHASES; do
                --only distill ;;
     mixup)   phase mixup   /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD --domain-mixup 0.3" \
                --only distill ;;
+    ls)      phase ls      /tmp/runs_ls "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
+               --teacher-args "--label-smoothing 0.1" --only distill ;;
     recipes) phase recipes /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
                --recipes 1mb binary binary-int8 eca relu lowres relu160 --only compress bench ;;
     *) echo "unknown phase $p" ;;

@@ -38,6 +38,7 @@ class TrainConfig:
     lr_gamma: float = 0.001
     lr_decay: float = 0.75
     trade_off: float = 1.0
+    label_smoothing: float = 0.0  # of the source cross-entropy (SDAT: a smoother source loss transfers better)
     amp: str = "none"  # "bf16": torch.autocast on CPU / GPU; "fp16": autocast + GradScaler, GPU only
     channels_last: bool = False
     print_freq: int = 0  # 0: a tqdm bar per epoch
@@ -85,9 +86,9 @@ class StepLoss(nn.Module):
     """One training step from images to the loss, the model and the method as one module: what data parallelism
     wraps, so that the method's own parameters (discriminators, adversarial heads) are averaged with the model's."""
 
-    def __init__(self, model: nn.Module, method: Method, trade_off: float):
+    def __init__(self, model: nn.Module, method: Method, trade_off: float, label_smoothing: float = 0.0):
         super().__init__()
-        self.model, self.method, self.trade_off = model, method, trade_off
+        self.model, self.method, self.trade_off, self.label_smoothing = model, method, trade_off, label_smoothing
 
     def forward(self, x_s: torch.Tensor, labels_s: torch.Tensor, x_t: Optional[torch.Tensor],
                 idx_t: Optional[torch.Tensor], iteration: int, total_iters: int):
@@ -97,7 +98,8 @@ class StepLoss(nn.Module):
         n = len(x_s)
         step = Step(x_s, labels_s, logits[:n], f[:n], x_t, logits[n:] if x_t is not None else None,
                     f[n:] if x_t is not None else None, iteration, total_iters, idx_t)
-        cls_loss = F.cross_entropy(step.logits_s, labels_s) if self.method.uses_source_labels else logits.new_zeros(())
+        cls_loss = (F.cross_entropy(step.logits_s, labels_s, label_smoothing=self.label_smoothing)
+                    if self.method.uses_source_labels else logits.new_zeros(()))
         transfer, stats = self.method(step)
         return cls_loss + self.trade_off * transfer, cls_loss, transfer, stats, step.logits_s
 
@@ -132,7 +134,7 @@ class Trainer:
         self._iterators: list[Optional[ForeverDataIterator]] = []
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.step_loss = distributed.data_parallel(StepLoss(model, method, cfg.trade_off), cfg.device)
+        self.step_loss = distributed.data_parallel(StepLoss(model, method, cfg.trade_off, cfg.label_smoothing), cfg.device)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -221,6 +223,7 @@ class Trainer:
         c = self.cfg
         key = {"method": self.method.name, "iters_per_epoch": c.iters_per_epoch, "lr": c.lr, "wd": c.weight_decay,
                "lr_gamma": c.lr_gamma, "lr_decay": c.lr_decay, "trade_off": c.trade_off, "amp": c.amp,
+               **({"label_smoothing": c.label_smoothing} if c.label_smoothing else {}),
                **{k: str(v) for k, v in c.run_settings.items()}}
         extra = self.method.resume_fields()
         return {**key, "method_settings": extra} if extra else key

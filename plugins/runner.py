@@ -67,6 +67,9 @@ def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentPars
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--wd", "--weight-decay", dest="wd", type=float, default=1e-3)
     p.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
+    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                   help="label smoothing of the source cross-entropy (SDAT's smoother source loss; 0: none); a "
+                        "run of its own: <name>_ls<EPS>")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-j", "--workers", type=int, default=0, help="DataLoader workers (0: decode cache makes "
                    "loading cheap, and 2 CPU cores are better spent on the model)")
@@ -105,7 +108,11 @@ def task_name(args) -> str:
 
 
 def run_name(args, method_name: str) -> str:
-    return method_name if args.arch == "mobilenet_v3_small" else f"{method_name}-{args.arch}"
+    """The run folder's name: the method (or its variant, or ``oracle``), ``_ls<EPS>`` with label smoothing, then
+    the arch when it is not the student's."""
+    eps = getattr(args, "label_smoothing", 0.0)
+    name = f"{method_name}_ls{eps:g}" if eps else method_name
+    return name if args.arch == "mobilenet_v3_small" else f"{name}-{args.arch}"
 
 
 def run_dir_for(args, method_name: str) -> Path:
@@ -274,7 +281,8 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict
     iters = args.iters_per_epoch or iterations_per_epoch(data.n_source, data.n_target, args.batch_size)
     cfg = TrainConfig(epochs=args.epochs, iters_per_epoch=iters, lr=args.lr, momentum=args.momentum,
                       weight_decay=args.wd, lr_gamma=args.lr_gamma, lr_decay=args.lr_decay,
-                      trade_off=args.trade_off, amp=args.amp, channels_last=args.channels_last,
+                      trade_off=args.trade_off, label_smoothing=args.label_smoothing, amp=args.amp,
+                      channels_last=args.channels_last,
                       progress=not args.no_progress, device=args.device, run_settings=run_settings(args))
     method_cls = get_method(args.registered_method)  # method_name may be a variant's (cdan_e, dann_tradeoff0.3)
     init = None
@@ -366,6 +374,8 @@ def stage_label(args, regime: str, method_name: str) -> str:
         base = f"{KIND_LABELS[stem]}, {variant}"
     else:
         base = KIND_LABELS.get(key, key)
+    eps = getattr(args, "label_smoothing", 0.0)
+    base = f"{base}, label smoothing {eps:g}" if eps else base
     return base if args.arch == "mobilenet_v3_small" else f"{base} ({args.arch})"
 
 
@@ -410,6 +420,8 @@ def validate(args, regime: str) -> None:
         fail(f"--resize-size {args.resize_size} is below --crop-size {args.crop_size} (the crop would be padded)")
     if args.trade_off < 0 or not math.isfinite(args.trade_off):
         fail(f"--trade-off must be a non-negative number, got {args.trade_off}")
+    if not 0 <= args.label_smoothing < 1:
+        fail(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
 
 
 def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional[list[str]] = None) -> dict:

@@ -342,6 +342,31 @@ def test_non_default_trade_off_and_iwan_without_warmup_are_named_variants():
     assert name("iwan", []) == "iwan" and name("iwan", ["--entropy-warmup", "none"]) == "iwan_nowarmup"
 
 
+def test_label_smoothing_smooths_the_source_loss_and_is_a_run_of_its_own(run_args, tmp_path, capsys):
+    """--label-smoothing EPS: the source cross-entropy of every regime is smoothed (SDAT's smoother source loss),
+    the run gets its own folder and row label, and a bad EPS is a one-line error."""
+    from liteda.engine import StepLoss
+
+    class Plain(nn.Module):
+        def forward(self, x):
+            return x, x
+
+    method = get_method("source_only")(nn.Identity(), 3, build_parser(get_method("source_only"), "source_only")
+                                       .parse_args(["root", "-s", "a", "-t", "b"]), 10)
+    logits, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    _, cls_loss, *_ = StepLoss(Plain(), method, 1.0, label_smoothing=0.2)(logits, labels, None, None, 0, 10)
+    assert torch.allclose(cls_loss, torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.2))
+    assert not torch.allclose(cls_loss, torch.nn.functional.cross_entropy(logits, labels))
+    argv = [a for a in run_args() if a not in ("--log", str(tmp_path / "run"))]
+    res = main("mcc", "adapt", argv + ["--label-smoothing", "0.1"])
+    assert res["method"] == "mcc_ls0.1"
+    run = tmp_path / "runs" / "Custom" / "src2tgt" / "mcc_ls0.1" / "seed0"
+    rec = json.loads((run / "record.json").read_text())
+    assert rec["name"] == "mcc_ls0.1" and rec["label"].endswith("label smoothing 0.1")
+    with pytest.raises(UserError, match="--label-smoothing must be in"):
+        main("source_only", "source_only", argv + ["--label-smoothing", "1"])
+
+
 def test_cdan_with_entropy_flag_is_logged_as_cdan_e(run_args, tmp_path):
     """cdan.py -E is CDAN+E: its own run folder and table row, never the CDAN run's."""
     argv = [a for a in run_args() if a not in ("--log", str(tmp_path / "run"))]
