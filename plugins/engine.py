@@ -134,7 +134,8 @@ class Trainer:
         self._iterators: list[Optional[ForeverDataIterator]] = []
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.step_loss = distributed.data_parallel(StepLoss(model, method, cfg.trade_off, cfg.label_smoothing), cfg.device)
+        self.step_loss = distributed.data_parallel(
+            StepLoss(model, method, cfg.trade_off, cfg.label_smoothing), cfg.device)
 
     # ------------------------------------------------------------------ checkpoints
     @property
