@@ -69,7 +69,8 @@ def labels(specs: list[str]) -> list[str]:
     for i, run in enumerate(runs):
         others = {r for r in runs if r is not None and run is not None and r != run and r.name == run.name}
         if others:
-            where = next(a for k, a in enumerate(run.parts) if any(k >= len(o.parts) or o.parts[k] != a for o in others))
+            where = next(a for k, a in enumerate(run.parts)
+                         if any(k >= len(o.parts) or o.parts[k] != a for o in others))
             _, prefix, rest = names[i].rpartition("openvino:")
             names[i] = f"{prefix}{where}/{rest}"
     return names
