@@ -136,14 +136,23 @@ def read_record(run_dir: str | os.PathLike) -> StageRecord:
 
 
 def find_records(root: str | os.PathLike) -> list[tuple[Path, StageRecord]]:
-    """Every finished stage under ``root`` (run folders, deploy folders), sorted by path."""
-    out = []
-    for p in sorted(Path(root).rglob(FILENAME)):
+    """Every finished stage under ``root`` (run folders, deploy folders), sorted by path. Symlinked folders are
+    followed (each real folder once), so a tree of links to chosen runs is a runs tree of its own."""
+    out, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        if FILENAME not in filenames:
+            continue
+        p = Path(dirpath) / FILENAME
         try:
             out.append((p.parent, from_dict(read_json(p), str(p))))
         except Exception:  # noqa: BLE001 - a foreign or half-written file is not a stage
             continue
-    return out
+    return sorted(out, key=lambda x: x[0])
 
 
 def results_of(run_dir: str | os.PathLike, rec: Optional[StageRecord] = None) -> dict:

@@ -305,6 +305,25 @@ def test_record_copies_in_a_results_folder_are_not_stages(runs_tree, tmp_path):
     assert not any("report" in s.run_dir.parts or "old_copy" in s.run_dir.parts for s in c.stages)
 
 
+def test_a_tree_of_links_to_chosen_runs_is_a_runs_tree(runs_tree, tmp_path):
+    """Symlinked run folders are followed (each real folder once): a study reports a chosen subset of a bigger
+    runs tree without copying it, and a link loop does not hang the walk."""
+    from liteda.report.collect import collect
+
+    chosen = tmp_path / "chosen" / "Fake"
+    for task in TASKS:
+        (chosen / task).mkdir(parents=True)
+        for run in ("source_only", "kd", "tiny_recipe", "oracle"):
+            (chosen / task / run).symlink_to(runs_tree / "Fake" / task / run, target_is_directory=True)
+    (chosen / "A2W" / "loop").symlink_to(chosen, target_is_directory=True)
+    c = collect(tmp_path / "chosen", "Fake")
+    got = {(s.rec.kind, s.rec.name) for s in c.stages}
+    assert got == {("source_only", "source_only"), ("distill", "kd"), ("bench", "kd"), ("compress", "tiny_recipe"),
+                   ("bench", "tiny_recipe"), ("oracle", "oracle")}
+    assert len(c.stages) == len(got) * len(TASKS) * 2  # two seeds each, every stage once
+    assert all(chosen in s.run_dir.parents for s in c.stages)  # named by the link, not the real folder
+
+
 def test_chain_follows_the_shipped_model_back_through_its_records(runs_tree):
     from liteda.report.chain import chain_models, deployed_confusions
     from liteda.report.collect import collect
