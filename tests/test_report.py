@@ -160,6 +160,19 @@ def test_headline_holds_the_deployed_int8_file_of_the_compressed_student(report)
     assert [r[0] for r in summary["headline"]["rows"]] == list(head)[1:]
 
 
+def test_every_headline_row_against_the_oracle_paired_per_task_and_seed(report):
+    """Margins are row minus oracle on the same task and seed (the oracle here is 90 + task offset + seed)."""
+    md = (report / "report.md").read_text()
+    assert md.index("## Headline") < md.index("### Against the oracle") < md.index("## Setup")
+    m = _rows((report / "against_oracle.md").read_text())
+    assert m["Method"] == ["Method", "A→W", "W→A", "Avg", "worst task", "seeds"]
+    assert "oracle (target labels)" not in m
+    assert m["distilled student"][1:] == ["-10.0 ± 0.0", "-10.0 ± 0.0", "-10.0 ± 0.0", "A→W -10.0", "0,1"]
+    # the deployed file scores 76.5 everywhere: A2W oracle 90/91, W2A 95/96
+    assert m[f"{SMALL}, ort-int8"][1:] == ["-14.0 ± 0.7", "-19.0 ± 0.7", "-16.5 ± 0.7", "W→A -19.0", "0,1"]
+    assert (report / "against_oracle.csv").read_text().startswith("Method,A→W,W→A,Avg,worst task,seeds")
+
+
 def test_compression_and_artifacts_come_from_the_records(report):
     comp = (report / "compression_tiny_recipe.md").read_text()
     assert ("| Task | student | after lowrank | after quantize:ptsq | params (M) | float file (MB) | ort-fp32 acc |"

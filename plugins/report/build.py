@@ -120,6 +120,7 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
     headline = tables.headline_table(rows, order, labels)
     accuracy = tables.accuracy_table(rows, order, labels)
     md_headline = write_table(out / "headline", *headline)
+    md_oracle = write_table(out / "against_oracle", *tables.oracle_margin_table(rows, order, labels))
     md_stages = write_table(out / "stages", *tables.stages_table(c.stages, order))
     md_acc = write_table(out / "accuracy", *accuracy)
     md_all = write_table(out / "accuracy_all_target",
@@ -150,6 +151,9 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
         "distilled, and deployed as a file from a compressed model, beside the oracle trained with target labels; "
         "mean ± std over seeds. Size: the model file (the deployed file for deployed rows); latency: batch-1 p50 "
         "of that file (machine in `deploy/`).", "", md_headline,
+        "### Against the oracle", "Each row minus the oracle on the same task and seed (points), mean ± std over "
+        "seeds; worst task: the task where the row is furthest below the oracle, mean over seeds.", "",
+        _md(md_oracle, "No oracle run yet."),
         "## Setup", _setup(c, runs_root, out, seeds), "",
         "## Protocol", PROTOCOL, "",
         "## Stages", "Every stage record in the runs tree: what ran, from which parent, and what it wrote.", "",

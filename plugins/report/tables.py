@@ -110,6 +110,35 @@ def headline_table(rows: Sequence[dict], order: Sequence[str], labels: Optional[
     return header, _relabel(body, labels or row_labels(rows))
 
 
+def _signed(cell: str) -> str:
+    return cell if cell[:1] in ("-", "–") else f"+{cell}"
+
+
+def oracle_margin_table(rows: Sequence[dict], order: Sequence[str], labels: Optional[dict[str, str]] = None) -> Table:
+    """Each headline row minus the oracle on the same task and seed, in points: per task the mean ± std over the
+    seeds both have, Avg over the seeds with every task, and the task where the row is furthest below the oracle
+    (mean over seeds). Paired per seed, so the oracle's own seed-to-seed spread is not counted twice."""
+    heads = headline_rows(rows)
+    oracle_key = next((k for k in order if any(r["method"] == k and r.get("group") == "oracle" for r in heads)), None)
+    header = ["Method", "Avg", "worst task", "seeds"]
+    if oracle_key is None:
+        return header, []
+    oracle = {(r["task"], r["seed"]): target_test_acc(r) for r in heads if r["method"] == oracle_key}
+    margins = [{"method": r["method"], "task": r["task"], "seed": r["seed"],
+                "margin": target_test_acc(r) - oracle[(r["task"], r["seed"])]}
+               for r in heads if r["method"] != oracle_key and target_test_acc(r) is not None
+               and oracle.get((r["task"], r["seed"])) is not None]
+    g = accuracy_grid(margins, lambda r: r["margin"], rows=order)
+    header, body = table_rows(g)
+    for line in body:  # line[0] is still the row key here
+        cells = g["grid"][line[0]]
+        worst = min(cells, key=lambda t: statistics.fmean(cells[t].values()))
+        line[1:-1] = [_signed(c) for c in line[1:-1]]
+        line.insert(-1, f"{worst.replace('2', '→')} {statistics.fmean(cells[worst].values()):+.1f}")
+    header.insert(-1, "worst task")
+    return header, _relabel(body, labels or row_labels(list(rows)))
+
+
 # ----------------------------------------------------------------------------- stages, resources, artifacts
 def stages_table(stages: Sequence[Stage], order: Sequence[str] = ()) -> Table:
     """Every stage record in the tree: its label, kind, run name, tasks, seeds, parents and artifacts; in table
