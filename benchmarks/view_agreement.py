@@ -20,7 +20,7 @@ import torch
 from liteda.datasets import build_transform, load_images, read_image_list
 from liteda.deploy.inputs import load_model
 from liteda.record import read_record, results_of
-from liteda.report.tables import _spearman
+from liteda.report.tables import spearman
 from liteda.tables import write_table
 from liteda.utils import atomic_write_text, fail, machine_info, machine_label, run_cli, write_json
 
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         rows.append(measure(run, args.draws))
         print(f"[{i}/{len(args.runs)}] {rows[-1]['task']} s{rows[-1]['seed']}: " + ", ".join(
             f"{v} {rows[-1][f'agree_{v}']:.1f}%" for v in VIEWS) + f"; cost {rows[-1]['cost']:+.1f} pt", flush=True)
-    rho = {v: _spearman([r[f"agree_{v}"] for r in rows], [r["cost"] for r in rows]) for v in VIEWS}
+    rho = {v: spearman([r[f"agree_{v}"] for r in rows], [r["cost"] for r in rows]) for v in VIEWS}
     header = ["task", "seed", *[f"agree {v} %" for v in VIEWS], "acc before", "acc after", "cost pt"]
     body = [[r["task"], str(r["seed"]), *[f"{r[f'agree_{v}']:.1f}" for v in VIEWS], f"{r['acc_before']:.1f}",
              f"{r['acc_after']:.1f}", f"{r['cost']:+.1f}"] for r in rows]

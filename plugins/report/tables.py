@@ -268,7 +268,8 @@ def validator_table(runs: Sequence[dict], order: Sequence[str]) -> Table:
     return header, body
 
 
-def _spearman(x: list[float], y: list[float]) -> Optional[float]:
+def spearman(x: list[float], y: list[float]) -> Optional[float]:
+    """Spearman rank correlation (None when either side is constant)."""
     from scipy.stats import spearmanr
 
     rho = spearmanr(x, y).statistic if len(set(x)) > 1 and len(set(y)) > 1 else float("nan")
@@ -296,7 +297,7 @@ def validator_agreement(runs: Sequence[dict], min_runs: int = 3) -> Table:
                 row += ["–", "–"]
                 continue
             k = max(range(len(rs)), key=v.__getitem__)
-            rho = _spearman(v, acc)
+            rho = spearman(v, acc)
             row += ["–" if rho is None else f"{rho:+.2f}", f"{rs[k].get('label') or rs[k]['method']} ({acc[k]:.1f})"]
             picks[name].append(acc[k])
         picks["best"].append(max(acc))
