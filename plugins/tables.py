@@ -57,7 +57,13 @@ def _complete_seeds(cells: dict[str, dict[int, float]], tasks: Sequence[str]) ->
 
 def average_over_tasks(g: dict, row: str) -> list[float]:
     """A grid row's per-seed averages over every task (only seeds that have every task)."""
-    return _avg_values(g["grid"].get(row, {}), g["tasks"])
+    return list(average_by_seed(g, row).values())
+
+
+def average_by_seed(g: dict, row: str) -> dict[int, float]:
+    """{seed: a grid row's average over every task}, for the seeds that have every task."""
+    cells = g["grid"].get(row, {})
+    return {s: statistics.fmean(cells[t][s] for t in g["tasks"]) for s in _complete_seeds(cells, g["tasks"])}
 
 
 def _avg_values(cells: dict[str, dict[int, float]], tasks: Sequence[str]) -> list[float]:

@@ -173,6 +173,14 @@ def test_every_headline_row_against_the_oracle_paired_per_task_and_seed(report):
     assert (report / "against_oracle.csv").read_text().startswith("Method,A→W,W→A,Avg,worst task,seeds")
 
 
+def test_per_seed_averages_are_the_values_behind_the_avg_column(report):
+    seeds = _rows((report / "accuracy_per_seed.md").read_text())
+    assert seeds["Method"] == ["Method", "seed 0", "seed 1"]
+    # distilled student: 80 + task offset (0, 5) + seed -> (80 + 85) / 2 + seed
+    assert seeds["distilled student"][1:] == ["82.5", "83.5"]
+    assert _rows((report / "accuracy.md").read_text())["distilled student"][3] == "83.0 ± 0.7"
+
+
 def test_compression_and_artifacts_come_from_the_records(report):
     comp = (report / "compression_tiny_recipe.md").read_text()
     assert ("| Task | student | after lowrank | after quantize:ptsq | params (M) | float file (MB) | ort-fp32 acc |"

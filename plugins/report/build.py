@@ -123,6 +123,7 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
     md_oracle = write_table(out / "against_oracle", *tables.oracle_margin_table(rows, order, labels))
     md_stages = write_table(out / "stages", *tables.stages_table(c.stages, order))
     md_acc = write_table(out / "accuracy", *accuracy)
+    md_seed = write_table(out / "accuracy_per_seed", *tables.per_seed_table(rows, order, labels))
     md_all = write_table(out / "accuracy_all_target",
                          *tables.accuracy_table(rows, order, labels, tables.target_all_acc))
     md_sec = write_table(out / "seconds_per_epoch",
@@ -159,6 +160,7 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
         "## Stages", "Every stage record in the runs tree: what ran, from which parent, and what it wrote.", "",
         md_stages,
         "## Target-test accuracy (%)", _md(md_acc),
+        "Average over the tasks, per seed (seeds with every task):", "", _md(md_seed),
         "## Target-test metrics", "Average over the tasks, mean ± std over seeds: accuracy, cross-entropy loss, macro "
         "precision, recall and F1, and the agreement of predicted with true classes as clusterings (normalised mutual "
         "information, Rand index, adjusted Rand index). Deployed rows: the metrics of that file where its bench "

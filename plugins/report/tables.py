@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..tables import accuracy_grid, average_over_tasks, fmt_ms, order_tasks, table_rows
+from ..tables import accuracy_grid, average_by_seed, average_over_tasks, fmt_ms, order_tasks, table_rows
 from .collect import STUDENT_ARCH, Stage, group_of, group_rank, label_of, row_labels
 
 Table = tuple[list[str], list[list[str]]]
@@ -108,6 +108,16 @@ def headline_table(rows: Sequence[dict], order: Sequence[str], labels: Optional[
         line[-1:-1] = [_f(_mean(r.get("size_mb") for r in mine)), _f(_mean(r.get("p50_ms") for r in mine))]
     header[-1:-1] = ["size (MB)", "bs1 p50 (ms)"]
     return header, _relabel(body, labels or row_labels(rows))
+
+
+def per_seed_table(rows: Sequence[dict], order: Sequence[str], labels: Optional[dict[str, str]] = None) -> Table:
+    """Each row's average over every task, one column per seed (the values behind the Avg column's mean ± std);
+    "–" where that seed lacks a task."""
+    g = accuracy_grid(rows, target_test_acc, rows=order)
+    avg = {k: average_by_seed(g, k) for k in g["rows"]}
+    seeds = sorted({s for v in avg.values() for s in v})
+    body = [[k, *[_f(avg[k].get(s), digits=1) for s in seeds]] for k in g["rows"] if avg[k]]
+    return ["Method", *[f"seed {s}" for s in seeds]], _relabel(body, labels or row_labels(list(rows)))
 
 
 def _signed(cell: str) -> str:
