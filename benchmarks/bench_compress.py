@@ -91,7 +91,7 @@ def row_of(name: str, res: dict, which: str = "after") -> dict:
     r = res[which]
     return {"technique": name, "target_test_acc": r["target_test"]["acc"],
             "delta_acc": r["target_test"]["acc"] - res["before"]["target_test"]["acc"], "params": r["params"],
-            "macs": r.get("macs"), "file_mb": r.get("file_mb"), "latency_ms_p50": r["latency_ms_p50"]}
+            "macs": r.get("macs"), "file_mb": r.get("file_mb"), "latency_ms_p50": r.get("latency_ms_p50")}
 
 
 def onnx_int8_mb(out: Path, res: dict) -> Optional[float]:

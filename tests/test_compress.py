@@ -371,6 +371,8 @@ def test_bn_recalibration_matches_data_statistics():
     assert recalibrate_bn(model, [loader], batches=10) == 64
     bn = model[0]
     assert torch.allclose(bn.running_mean, x.mean((0, 2, 3)), atol=1e-4)
+    kept = bn.running_mean.clone()
+    assert recalibrate_bn(model, [loader], batches=0) == 0 and torch.equal(bn.running_mean, kept)  # 0: untouched
     assert bn.momentum == 0.01 and not model.training
 
 
@@ -547,9 +549,11 @@ def test_plugin_technique_reaches_the_cli_and_the_saved_ops(parent_run, tmp_path
     assert "--head-wrap" in liteda("compress", "--help")
     assert "headwrap" in liteda("list", "techniques").split()
     out = tmp_path / "out"
-    liteda("compress", "--run", str(parent_run), "--out", str(out), "--head-wrap", *FAST, *cache_of(parent_run))
+    liteda("compress", "--run", str(parent_run), "--out", str(out), "--head-wrap", *FAST, *cache_of(parent_run),
+           "--latency-runs", "0")
     res = json.loads((out / "results.json").read_text())
     assert res["techniques"] == ["headwrap"] and res["reload_max_abs_diff"] == 0.0
+    assert "latency_ms_p50" not in res["after"]  # --latency-runs 0: no latency figure, the rest measured
     assert torch.load(out / "compressed.pt", weights_only=True)["ops"] == [{"op": "headwrap"}]
 
 
@@ -568,6 +572,8 @@ def test_plugin_technique_reaches_the_cli_and_the_saved_ops(parent_run, tmp_path
     (["--recipe", "tiny"], "unknown compression recipe 'tiny'"),
     (["--recipe"], "--recipe needs a name"),
     (["--quantize", "qat", "--ft-epochs", "0"], "--ft-epochs >= 1"),
+    (["--latency-runs", "-1"], "--latency-runs must be >= 0"),
+    (["--bn-batches", "-1"], "--bn-batches must be >= 0"),
 ])
 def test_cli_bad_input_one_line(extra, msg, tmp_path):
     from liteda.compress.cli import main

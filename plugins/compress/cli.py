@@ -49,14 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "teacher) instead of the uncompressed student")
     f.add_argument("--trade-off", type=float, default=1.0, help="weight of the distillation loss")
     f.add_argument("--bn-batches", type=int, default=20,
-                   help="re-estimate BatchNorm statistics on this many source+target batches after each stage")
+                   help="re-estimate BatchNorm statistics on this many source+target batches after each stage (0: keep them)")
     f.add_argument("--ft-guard", action="store_true",
                    help="keep a float stage's fine-tune only if it raises top-1 agreement with the uncompressed model "
                         "on unlabeled target-train; else restore the weights before it (label-free)")
     f.add_argument("--amp", choices=("none", "bf16"), default="none")
     p.add_argument("-b", "--batch-size", type=int, default=32)
     p.add_argument("--cache-dir", default=cache_dir(), help="decoded-image cache")
-    p.add_argument("--latency-runs", type=int, default=50, help="bs1 latency: timed runs after warm-up")
+    p.add_argument("--latency-runs", type=int, default=50, help="bs1 latency: timed runs after warm-up (0: not measured)")
     p.add_argument("--latency-threads", type=int, default=1, help="intra-op threads for the latency runs")
     p.add_argument("--seed", type=int, default=None, help="default: the parent run's")
     p.add_argument("--no-progress", action="store_true")
@@ -93,6 +93,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def check_args(args: argparse.Namespace) -> None:
     if args.ft_epochs < 0 or args.batch_size < 1:
         fail("-b must be positive, --ft-epochs >= 0")
+    if args.bn_batches < 0:
+        fail(f"--bn-batches must be >= 0, got {args.bn_batches}")
+    if args.latency_runs < 0 or args.latency_threads < 1:
+        fail(f"--latency-runs must be >= 0 and --latency-threads >= 1, got {args.latency_runs} and {args.latency_threads}")
     for _, technique in TECHNIQUES.items():
         technique.check(args)
 

@@ -102,7 +102,7 @@ def recalibrate_bn(model: nn.Module, loaders: Sequence[DataLoader], batches: int
     of 0.01 needs far more than a short recovery fine-tune to catch up: without this, eval mode collapses
     (a pruned student scores at chance in eval mode while agreeing with its teacher in train mode)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not bns:
+    if not bns or batches <= 0:  # 0 batches: keep the statistics (a reset with nothing seen would zero them)
         return 0
     momenta = [m.momentum for m in bns]
     for m in bns:

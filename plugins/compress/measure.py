@@ -76,5 +76,6 @@ def describe(model: nn.Module, loader: DataLoader, num_classes: int, input_size:
     out.update(binary_measures(structure, input_size, out["macs"], out["state_dict_mb"]))
     if file is not None:
         out["file_mb"] = file_size_mb(file)
-    out.update(measure_latency(model, input_size, runs=runs, warmup=max(3, runs // 5), threads=threads))
+    if runs > 0:  # 0: no latency figure (a study that only needs accuracy, on a busy machine)
+        out.update(measure_latency(model, input_size, runs=runs, warmup=max(3, runs // 5), threads=threads))
     return out
