@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from liteda.datasets import build_transform, load_images, read_image_list
+from liteda.compress.fidelity import view_transform
+from liteda.datasets import load_images, read_image_list
 from liteda.deploy.inputs import load_model
 from liteda.record import read_record, results_of
 from liteda.report.tables import spearman
@@ -25,12 +26,6 @@ from liteda.tables import write_table
 from liteda.utils import atomic_write_text, fail, machine_info, machine_label, run_cli, write_json
 
 VIEWS = ("plain", "weak", "strong")
-
-
-def _transform(view: str, tf):
-    if view == "plain":
-        return build_transform(False, tf.crop, tf.mean, tf.std)
-    return build_transform(True, tf.crop, tf.mean, tf.std, scale=(0.5, 1.0), strong=view == "strong")
 
 
 def measure(run_dir: Path, draws: int, batch: int = 64) -> dict:
@@ -46,7 +41,7 @@ def measure(run_dir: Path, draws: int, batch: int = 64) -> dict:
     torch.manual_seed(0)
     row = {"task": rec.task, "seed": rec.seed, "run": str(run_dir), "images": len(images)}
     for view in VIEWS:
-        tfm, same = _transform(view, tf), []
+        tfm, same = view_transform(view, tf.crop, tf.mean, tf.std), []
         for _ in range(1 if view == "plain" else draws):
             for i in range(0, len(images), batch):
                 x = torch.stack([tfm(images[j].permute(2, 0, 1)) for j in range(i, min(i + batch, len(images)))])

@@ -359,6 +359,37 @@ def test_self_distill_is_zero_against_itself(tiny_model):
     assert not list(method.parameters())  # the teacher is not trained nor checkpointed with the method
 
 
+def test_strong_view_fidelity_is_label_free_fixed_and_sees_a_changed_model():
+    """The same strong views for every model compared (whatever the global generator), KL 0 and agreement 100 for
+    the reference itself, a positive KL for a changed copy, and labels never read (the loader carries -1)."""
+    from torch.utils.data import DataLoader
+
+    from liteda.compress.fidelity import Fidelity, view_batches, view_transform
+    from liteda.datasets import TensorImageDataset
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (12, 40, 40, 3), dtype=torch.uint8)
+    ds = TensorImageDataset(images, torch.full((12,), -1), view_transform("strong", 32), 3)
+    loader = DataLoader(ds, batch_size=5)
+    torch.manual_seed(1)
+    first = torch.cat(list(view_batches(loader, draws=2)))
+    state = torch.random.get_rng_state()
+    torch.manual_seed(2)
+    assert torch.equal(first, torch.cat(list(view_batches(loader, draws=2))))  # fixed draws
+    assert len(first) == 24 and not torch.equal(first[:12], first[12:])  # two different draws per image
+    torch.manual_seed(1)
+    list(view_batches(loader))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is left as it was
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    fidelity = Fidelity(model, loader)
+    same = fidelity(model)
+    assert same["kl_strong"] == pytest.approx(0.0, abs=1e-6) and same["agree_strong"] == 100.0
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed[0].weight.mul_(-1)
+    assert fidelity(changed)["kl_strong"] > 1e-3 and same["strong_views"] == 24
+
+
 def test_bn_recalibration_matches_data_statistics():
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -640,9 +671,10 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
                          "--ft-guard"])
     assert res["finetune_teacher"]["ckpt"] == str(run / "model.pt") and res["finetune_teacher"]["run"] == str(run)
     assert res["stages"][0]["finetune"][0]["teacher_agree"] >= 0
-    guard = res["stages"][0]["finetune"][-1]["ft_guard"]  # kept only if the label-free agreement did not drop
-    assert guard["kept"] == (guard["agree_after"] >= guard["agree_before"])
-    assert res["stages"][0]["target_train_agree"] == pytest.approx(max(guard["agree_before"], guard["agree_after"]))
+    guard = res["stages"][0]["finetune"][-1]["ft_guard"]  # kept only if the label-free KL on strong views fell
+    assert guard["criterion"] == "kl_strong" and guard["kept"] == (guard["kl_strong_after"] <= guard["kl_strong_before"])
+    kept_kl = guard["kl_strong_after"] if guard["kept"] else guard["kl_strong_before"]
+    assert res["stages"][0]["target_train_kl_strong"] == pytest.approx(kept_kl, rel=1e-4, abs=1e-6)
     res = main(common + ["--run", str(flt), "--quantize", "qat", "--qat-lr", "0.001", "--out", str(qat)])
     assert res["techniques"] == ["attention", "quantize:qat"] and res["run"] == str(flt)
     assert [op["op"] for op in torch.load(qat / "compressed.pt", weights_only=True)["ops"]] == ["attention", "quantize"]

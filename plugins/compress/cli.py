@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--bn-batches", type=int, default=20,
                    help="re-estimate BatchNorm statistics on this many source+target batches after each stage (0: keep them)")
     f.add_argument("--ft-guard", action="store_true",
-                   help="keep a float stage's fine-tune only if it raises top-1 agreement with the uncompressed model "
-                        "on unlabeled target-train; else restore the weights before it (label-free)")
+                   help="keep a float stage's fine-tune only if it lowers the KL to the uncompressed model on strong "
+                        "views of unlabeled target-train; else restore the weights before it (label-free)")
     f.add_argument("--amp", choices=("none", "bf16"), default="none")
     p.add_argument("-b", "--batch-size", type=int, default=32)
     p.add_argument("--cache-dir", default=cache_dir(), help="decoded-image cache")

@@ -24,6 +24,7 @@ from ..engine import iterations_per_epoch
 from ..metrics import predict
 from ..record import StageRecord
 from ..utils import fail
+from .fidelity import Fidelity, view_transform
 from .finetune import FinetuneConfig, finetune, recalibrate_bn
 from .measure import count_params_any, evaluate
 from .resolution import Rescaled
@@ -35,6 +36,7 @@ class CompressData:
     labeled: DataLoader  # source-train, labeled
     unlabeled: DataLoader  # target-train, label -1
     calibration: DataLoader  # target-train, test transform, label -1
+    strong: DataLoader  # target-train, strong random views (fidelity.py), label -1, at the loaders' crop
     target_test: DataLoader
     num_classes: int
     n_source: int
@@ -65,6 +67,7 @@ def build_data(rec: StageRecord, run_dir: Path, num_classes: int, batch_size: in
         labeled=mk(TensorImageDataset(*s_tr, train_tf, num_classes), True),
         unlabeled=mk(TensorImageDataset(t_tr[0], unl, train_tf, num_classes), True),
         calibration=mk(TensorImageDataset(t_tr[0], unl, test_tf, num_classes), False),
+        strong=mk(TensorImageDataset(t_tr[0], unl, view_transform("strong", crop, *norm), num_classes), False),
         target_test=mk(TensorImageDataset(*t_te, test_tf, num_classes), False),
         num_classes=num_classes, n_source=len(s_tr[1]), n_target=len(t_tr[1]))
 
@@ -81,6 +84,7 @@ class Pipeline:
         self.view_size, self.resize, self.data_at = input_size, resize, data_at
         # label-free fidelity: the uncompressed model's top-1 on unlabeled target-train (calibration order)
         self.reference = predict(teacher.eval(), data.calibration)[0].argmax(1)
+        self.fidelity = Fidelity(teacher, data.strong)  # and on strong views of the same images
         self.ft_teacher = ft_teacher if ft_teacher is not None else teacher  # what the fine-tunes distil from
         self.student = copy.deepcopy(teacher)
         self.ops: list[dict] = []
@@ -116,19 +120,22 @@ class Pipeline:
         return rows
 
     def recover_float(self, tag: str, before: dict) -> list[dict]:
-        """A float stage's recovery fine-tune. With --ft-guard it is undone when it lowers the agreement with the
-        uncompressed model (a fine-tune can undo a data-aware initialisation such as whitened SVD)."""
+        """A float stage's recovery fine-tune (BatchNorm re-estimation included). With --ft-guard it is undone
+        unless it lowers the KL to the uncompressed model on strong target-train views (fidelity.py): a fine-tune
+        can undo a data-aware initialisation such as whitened SVD while the plain agreement stays at 100 %."""
         if not self.args.ft_guard:
             return self.recover(tag)
         saved = copy.deepcopy(self.student.state_dict())
         rows = self.recover(tag)
-        after = self.agreement()
-        kept = after >= before["agree"]
+        after = {"agree": self.agreement(), **self.strong_fidelity()}
+        kept = after["kl_strong"] <= before["kl_strong"]
         if not kept:
             self.student.load_state_dict(saved)
-        print(f"[{tag}] fine-tune {'kept' if kept else 'undone'}: target-train agreement {before['agree']:.1f} -> "
-              f"{after:.1f} %", flush=True)
-        return rows + [{"ft_guard": {"agree_before": before["agree"], "agree_after": after, "kept": kept}}]
+        print(f"[{tag}] fine-tune {'kept' if kept else 'undone'}: KL to the uncompressed model on strong target-train "
+              f"views {before['kl_strong']:.4f} -> {after['kl_strong']:.4f}", flush=True)
+        return rows + [{"ft_guard": {"criterion": "kl_strong", "kept": kept,
+                                     **{f"{k}_{when}": d[k] for when, d in (("before", before), ("after", after))
+                                        for k in ("kl_strong", "agree_strong", "agree")}}}]
 
     def finish_float_stage(self, op: dict, **details) -> None:
         """Record a float technique's ``op``, then measure, recover (guarded) and log its stage."""
@@ -142,18 +149,27 @@ class Pipeline:
         user can check without labels (e.g. to keep or drop a stage's fine-tune)."""
         return float((predict(self.student, self.data.calibration)[0].argmax(1) == self.reference).float().mean() * 100)
 
+    def strong_fidelity(self) -> dict:
+        """KL and top-1 agreement with the uncompressed model on strong views of unlabeled target-train (a smaller
+        student sees the views downscaled to its input, as in its fine-tunes)."""
+        small = self.input_size if self.input_size != self.view_size else None
+        return self.fidelity(Rescaled(self.student, small) if small else self.student)
+
     def evaluate(self, model: Optional[nn.Module] = None) -> dict:
         return evaluate(model if model is not None else self.student, self.data.target_test, self.data.num_classes)
 
     def measure(self) -> dict:
-        return {**self.evaluate(), "agree": self.agreement()}
+        return {**self.evaluate(), "agree": self.agreement(), **self.strong_fidelity()}
 
     def log(self, op: dict, before_ft: Optional[dict], history: list[dict]) -> None:
         entry = {**op, "params": count_params_any(self.student), "finetune": history}
         if before_ft is not None:
             entry["target_test_acc_before_ft"] = before_ft["acc"]
             entry["target_train_agree_before_ft"] = before_ft["agree"]
+            entry["target_train_kl_strong_before_ft"] = before_ft["kl_strong"]
         entry["target_train_agree"] = self.agreement()
+        strong = self.strong_fidelity()
+        entry["target_train_agree_strong"], entry["target_train_kl_strong"] = strong["agree_strong"], strong["kl_strong"]
         entry["target_test_acc"] = self.evaluate()["acc"]  # reported, never used to choose
         self.report.append(entry)
         print(f"[{op['op']}] params {entry['params']:,} | target-test acc {entry['target_test_acc']:.2f}", flush=True)

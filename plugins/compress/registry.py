@@ -25,8 +25,8 @@ RECIPES = Registry("compression recipe", {
         ["--lowrank-ratio", "0.25", "--lowrank-layers", "linear+se", "--lowrank-whiten", "full", "--ft-guard",
          "--quantize", "ptsq"],
         "The recommended deployable recipe: SE 1x1 convs and the Linear tail factorised at rank ratio 0.25 by an "
-        "SVD whitened with each layer's input statistics, the recovery fine-tune kept only if it raises label-free "
-        "agreement, static INT8 calibrated on unlabeled target images."),
+        "SVD whitened with each layer's input statistics, the recovery fine-tune kept only if it lowers the "
+        "label-free KL to the student on strong target views, static INT8 calibrated on unlabeled target images."),
     "eca": Recipe(
         "eca", "compressed student (ECA + low-rank tail)",
         ["--attention", "eca", "--lowrank-ratio", "0.25", "--lowrank-layers", "linear", "--ft-epochs", "4"],
