@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 from liteda.tables import accuracy_grid, table_rows, to_csv, to_markdown
 
 
@@ -205,3 +207,39 @@ def test_metrics_a_record_lacks_are_recovered_from_its_confusion_matrix():
         assert math.isclose(filled[k], full[k], rel_tol=1e-12), k
     assert filled["nmi"] == 0.123 and filled["loss"] == full["loss"]
     assert completed({"acc": 50.0}) == {"acc": 50.0}  # no confusion matrix: nothing to recover
+
+
+def test_two_compressions_of_the_same_students_are_paired_by_task_and_seed(tmp_path):
+    """Each pair's deployed-file accuracies, the guard each float stage applied, and the mean over the pairs; a
+    run without a partner is left out, and a pair compressed from different parents is a one-line error."""
+    from liteda.record import DatasetRef, StageRecord, Transform, write_record
+    from liteda.utils import UserError, write_json
+
+    compare = _bench_module("compare_compress_runs")
+
+    def run(task, name, seed, file_acc, guard, parent="kd"):
+        d = tmp_path / "OfficeCaltech" / task / name / f"seed{seed}"
+        write_record(d, StageRecord(kind="compress", name=name, label=name, seed=seed,
+                                    dataset=DatasetRef("OfficeCaltech", "root", task[0], task[-1], ["a", "b"]),
+                                    transform=Transform(256, 224, [], []), artifacts={}, results="results.json"))
+        write_json(d / "results.json", {"run": f"{task}/{parent}/seed{seed}", "before": {"target_test": {"acc": 90.0}},
+                                        "stages": [{"op": "lowrank", "finetune": [{"epoch": 1}, {"ft_guard": guard}],
+                                                    "target_train_kl_strong": 0.02}]})
+        write_json(d / "deploy" / "bench.json", {"machine": None, "rows": [{"name": "ort-int8", "acc": file_acc}]})
+
+    old = {"kept": True, "agree_before": 99.0, "agree_after": 99.5}
+    new = {"criterion": "kl_strong", "kept": False, "kl_strong_before": 0.02, "kl_strong_after": 0.09}
+    run("A2W", "1mb", 0, 85.0, old)
+    run("A2W", "1mb_kl", 0, 88.0, new)
+    run("D2W", "1mb", 0, 95.0, old)
+    run("D2W", "1mb_kl", 0, 96.0, new)
+    run("D2W", "1mb", 1, 95.0, old)  # no partner: left out
+    compare.main([str(tmp_path), "--a", "1mb", "--b", "1mb_kl", "--out", str(tmp_path / "cmp")])
+    lines = (tmp_path / "cmp.md").read_text().splitlines()
+    rows = [l for l in lines if l.startswith("| A2W") or l.startswith("| D2W") or l.startswith("| mean")]
+    assert rows[0].startswith("| A2W | 0 | 90.0 | 85.0 | 88.0 | +3.0 | lowrank kept (agree 99 → 99.5) | "
+                              "lowrank undone (kl_strong 0.02 → 0.09) | 0.020 |")
+    assert rows[1].startswith("| D2W | 0 |") and rows[2].startswith("| mean (2 runs) |  | 90.0 | 90.0 | 92.0 | +2.00 |")
+    run("A2W", "1mb_kl", 0, 88.0, new, parent="other")
+    with pytest.raises(UserError, match="compressed from different runs"):
+        compare.main([str(tmp_path), "--a", "1mb", "--b", "1mb_kl", "--out", str(tmp_path / "cmp")])
