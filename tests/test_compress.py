@@ -673,6 +673,8 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
     assert res["stages"][0]["finetune"][0]["teacher_agree"] >= 0
     guard = res["stages"][0]["finetune"][-1]["ft_guard"]  # kept only if the label-free KL on strong views fell
     assert guard["criterion"] == "kl_strong" and guard["kept"] == (guard["kl_strong_after"] <= guard["kl_strong_before"])
+    kept_acc = guard["target_test_acc_after"] if guard["kept"] else guard["target_test_acc_before"]
+    assert res["stages"][0]["target_test_acc"] == pytest.approx(kept_acc)  # what the guard left is what is scored
     kept_kl = guard["kl_strong_after"] if guard["kept"] else guard["kl_strong_before"]
     assert res["stages"][0]["target_train_kl_strong"] == pytest.approx(kept_kl, rel=1e-4, abs=1e-6)
     res = main(common + ["--run", str(flt), "--quantize", "qat", "--qat-lr", "0.001", "--out", str(qat)])

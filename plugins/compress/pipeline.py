@@ -127,7 +127,7 @@ class Pipeline:
             return self.recover(tag)
         saved = copy.deepcopy(self.student.state_dict())
         rows = self.recover(tag)
-        after = {"agree": self.agreement(), **self.strong_fidelity()}
+        after = {"agree": self.agreement(), **self.strong_fidelity(), "acc": self.evaluate()["acc"]}
         kept = after["kl_strong"] <= before["kl_strong"]
         if not kept:
             self.student.load_state_dict(saved)
@@ -135,7 +135,9 @@ class Pipeline:
               f"views {before['kl_strong']:.4f} -> {after['kl_strong']:.4f}", flush=True)
         return rows + [{"ft_guard": {"criterion": "kl_strong", "kept": kept,
                                      **{f"{k}_{when}": d[k] for when, d in (("before", before), ("after", after))
-                                        for k in ("kl_strong", "agree_strong", "agree")}}}]
+                                        for k in ("kl_strong", "agree_strong", "agree")},
+                                     # both sides' target-test accuracy: reported, never read by the decision
+                                     "target_test_acc_before": before["acc"], "target_test_acc_after": after["acc"]}}]
 
     def finish_float_stage(self, op: dict, **details) -> None:
         """Record a float technique's ``op``, then measure, recover (guarded) and log its stage."""
