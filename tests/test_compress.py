@@ -175,6 +175,28 @@ def test_svd_full_rank_reproduces_and_low_rank_formula():
     assert params(factorize_pointwise(conv, 4)) == 4 * (16 + 12) + 12
 
 
+def test_svd_factors_have_one_sign_whatever_the_solver_returns(monkeypatch):
+    """A singular pair is defined up to sign: the factors are the same for either choice (the largest entry of
+    each left vector positive), so a rerun's INT8 rounding of them is the same."""
+    import liteda.compress.lowrank as lr
+
+    torch.manual_seed(0)
+    w = torch.randn(12, 20)
+    b, a = lr.svd_factors(w, 4)
+    u, sv, vh = torch.linalg.svd(w.double(), full_matrices=False)
+    assert torch.allclose((b @ a).double(), u[:, :4] @ torch.diag(sv[:4]) @ vh[:4], atol=1e-5)  # the rank-4 truncation
+    assert (b.gather(0, b.abs().argmax(0, keepdim=True)) > 0).all()
+    svd = torch.linalg.svd
+
+    def flipped(m, full_matrices=False):
+        u, s, vh = svd(m, full_matrices=full_matrices)
+        return -u, s, -vh  # the other, equally valid, signs
+
+    monkeypatch.setattr(lr.torch.linalg, "svd", flipped)
+    b2, a2 = lr.svd_factors(w, 4)
+    assert torch.allclose(b2, b, atol=1e-6) and torch.allclose(a2, a, atol=1e-6)
+
+
 def test_tucker_full_rank_reproduces_and_cp_runs():
     from liteda.compress.lowrank import cp_conv, tucker2_conv
 

@@ -112,11 +112,17 @@ def svd_factors(weight2d: torch.Tensor, rank: int,
     if whiten is not None:
         w = w @ whiten
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    # each singular pair is defined up to sign, and LAPACK's choice moves with the thread count: fix it (the
+    # largest entry of each left vector positive, sklearn's svd_flip rule) so that a rerun gives the same factors
+    # and the same INT8 rounding of them
+    u, vh = u[:, :rank], vh[:rank]
+    sign = torch.sign(u.gather(0, u.abs().argmax(0, keepdim=True)))
+    u, vh = u * sign, vh * sign.T
     root = s[:rank].sqrt()
-    a = root[:, None] * vh[:rank]
+    a = root[:, None] * vh
     if whiten is not None:
         a = torch.linalg.solve(whiten, a, left=False)  # A S^-1: the factors act on the layer's real inputs
-    return (u[:, :rank] * root).float(), a.float()
+    return (u * root).float(), a.float()
 
 
 # shrinkage of the input statistics towards their mean diagonal (see whitening_factor); chosen on held-out
