@@ -412,6 +412,16 @@ def test_strong_view_fidelity_is_label_free_fixed_and_sees_a_changed_model():
     assert fidelity(changed)["kl_strong"] > 1e-3 and same["strong_views"] == 24
 
 
+def test_latency_measurement_leaves_the_global_generator_alone(tiny_model):
+    """Timing the model before compressing it must not change the random views the compression draws next."""
+    from liteda.compress.measure import measure_latency
+
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    measure_latency(tiny_model, SIZE, runs=2, warmup=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_bn_recalibration_matches_data_statistics():
     from torch.utils.data import DataLoader, TensorDataset
 
