@@ -5,8 +5,10 @@ Top-1 agreement on target-train images at the test transform sees little of what
 was distilled on exactly those images, so its margins there are wide, and a compression that loses target-test
 images still agrees on all of them. FixMatch-strong views of the same images (random resized crop, flip,
 RandAugment, cutout; fixed draws, so every model sees the same views) probe a neighbourhood the student was not
-fitted to. The mean KL(reference || model) over them ranks compressions by the accuracy they cost far better
-(``benchmarks/studies/officecaltech_t30_seeds/view_agreement_1mb.md``, ``ft_guard_views.md``).
+fitted to: on the ``1mb`` runs, agreement on them ranked compressions by the accuracy they cost better than
+agreement on plain views (``benchmarks/studies/officecaltech_t30_seeds/view_agreement_1mb.md``). The mean
+KL(reference || model) over them moves with every view, not only with those whose top-1 flips; the fine-tune
+guard's decisions on it are in ``ft_guard_views.md`` there.
 """
 from __future__ import annotations
 

@@ -112,9 +112,9 @@ def svd_factors(weight2d: torch.Tensor, rank: int,
     if whiten is not None:
         w = w @ whiten
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    # each singular pair is defined up to sign, and LAPACK's choice moves with the thread count: fix it (the
-    # largest entry of each left vector positive, sklearn's svd_flip rule) so that a rerun gives the same factors
-    # and the same INT8 rounding of them
+    # each singular pair is defined up to sign, and which sign LAPACK returns is not part of its contract (a
+    # library build or thread count may change it): fix it (the largest entry of each left vector positive,
+    # sklearn's svd_flip rule) so that the factors, and their INT8 rounding, do not depend on it
     u, vh = u[:, :rank], vh[:rank]
     sign = torch.sign(u.gather(0, u.abs().argmax(0, keepdim=True)))
     u, vh = u * sign, vh * sign.T
