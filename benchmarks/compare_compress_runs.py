@@ -4,8 +4,8 @@ what its label-free checks said.
     python benchmarks/compare_compress_runs.py RUNS_TREE --a 1mb --b 1mb_kl --out benchmarks/studies/X/ft_guard_views
 
 For every ``<dataset>/<task>/<A>/seed<k>`` that has a ``<task>/<B>/seed<k>`` (both compressed from the same
-parent), per task and seed: the accuracy of each run's deployed ONNX Runtime file (its ``deploy/bench.json``,
-row ``--artifact``), the parent's target-test accuracy, each float stage's recovery fine-tune guard (kept or
+parent), per task and seed: the accuracy of each run's float model before static INT8 and of its deployed
+ONNX Runtime file (its ``deploy`` bench stage, row ``--artifact``), the parent's target-test accuracy, each float stage's recovery fine-tune guard (kept or
 undone, with the label-free figures it compared) and the KL to the parent on strong target-train views that the
 compression log records for the final (quantized) model. Target-test accuracies are read from the runs' results, only to report. Writes
 ``<out>.{md,csv,json}``.
@@ -17,19 +17,26 @@ import statistics
 import sys
 from pathlib import Path
 
-from liteda.record import read_record, results_of
+from liteda.record import FILENAME, read_record, results_of
 from liteda.tables import order_tasks, write_table
-from liteda.utils import atomic_write_text, fail, machine_label, read_json, run_cli, write_json
+from liteda.utils import atomic_write_text, fail, machine_label, run_cli, write_json
 
 
 def file_accuracy(run: Path, artifact: str) -> tuple[float | None, dict | None]:
-    """The accuracy of the run's deployed file (None: not benched) and the machine that ran it."""
-    bench = run / "deploy" / "bench.json"
-    if not bench.is_file():
+    """The accuracy of the run's deployed file, read through its bench stage's record (None: not benched), and
+    the machine that ran it."""
+    deploy = run / "deploy"
+    if not (deploy / FILENAME).is_file():
         return None, None
-    doc = read_json(bench)
+    doc = results_of(deploy)
     rows = [r for r in doc["rows"] if r["name"] == artifact]
     return (rows[0]["acc"] if rows else None), doc.get("machine")
+
+
+def float_accuracy(res: dict) -> float | None:
+    """Target-test accuracy of the float model that static INT8 started from (the last stage before it)."""
+    floats = [st for st in res["stages"] if st["op"] != "quantize"]
+    return floats[-1]["target_test_acc"] if floats else None
 
 
 def guards(res: dict) -> str:
@@ -51,6 +58,7 @@ def pair_row(task: str, seed: int, a: Path, b: Path, artifact: str) -> dict:
         fail(f"'{a}' and '{b}' were compressed from different runs ({ra['run']} vs {rb['run']})")
     (fa, machine), (fb, _) = file_accuracy(a, artifact), file_accuracy(b, artifact)
     return {"task": task, "seed": seed, "parent_acc": ra["before"]["target_test"]["acc"],
+            "a_float_acc": float_accuracy(ra), "b_float_acc": float_accuracy(rb),
             "a_file_acc": fa, "b_file_acc": fb, "machine": machine,
             "a_guard": guards(ra), "b_guard": guards(rb),
             "b_kl_strong": next((s.get("target_train_kl_strong") for s in reversed(rb["stages"])
@@ -77,15 +85,17 @@ def main(argv=None) -> int:
     rows = [pair_row(t, k, found[(t, k)], root / t / args.b / f"seed{k}", args.artifact)
             for t, k in sorted(found, key=lambda tk: (order.index(tk[0]), tk[1]))]
     fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
-    header = ["task", "seed", "student", f"{args.a} file", f"{args.b} file", f"{args.b} − {args.a}",
+    header = ["task", "seed", "student", f"{args.a} float", f"{args.b} float", f"{args.a} file", f"{args.b} file",
+              f"{args.b} − {args.a}",
               f"{args.a} guard", f"{args.b} guard", f"{args.b} file's KL, strong views"]
-    body = [[r["task"], str(r["seed"]), fmt(r["parent_acc"]), fmt(r["a_file_acc"]), fmt(r["b_file_acc"]),
+    body = [[r["task"], str(r["seed"]), fmt(r["parent_acc"]), fmt(r["a_float_acc"]), fmt(r["b_float_acc"]),
+             fmt(r["a_file_acc"]), fmt(r["b_file_acc"]),
              "–" if None in (r["a_file_acc"], r["b_file_acc"]) else f"{r['b_file_acc'] - r['a_file_acc']:+.1f}",
              r["a_guard"], r["b_guard"], "–" if r["b_kl_strong"] is None else f"{r['b_kl_strong']:.3f}"] for r in rows]
     both = [r for r in rows if None not in (r["a_file_acc"], r["b_file_acc"])]
     mean = lambda k: statistics.fmean(r[k] for r in both) if both else None  # noqa: E731
     if both:
-        body.append([f"mean ({len(both)} runs)", "", fmt(mean("parent_acc")), fmt(mean("a_file_acc")),
+        body.append([f"mean ({len(both)} runs)", "", fmt(mean("parent_acc")), "", "", fmt(mean("a_file_acc")),
                      fmt(mean("b_file_acc")), f"{mean('b_file_acc') - mean('a_file_acc'):+.2f}", "", "", ""])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     md = write_table(args.out, header, body)

@@ -224,7 +224,12 @@ def test_two_compressions_of_the_same_students_are_paired_by_task_and_seed(tmp_p
                                     transform=Transform(256, 224, [], []), artifacts={}, results="results.json"))
         write_json(d / "results.json", {"run": f"{task}/{parent}/seed{seed}", "before": {"target_test": {"acc": 90.0}},
                                         "stages": [{"op": "lowrank", "finetune": [{"epoch": 1}, {"ft_guard": guard}],
+                                                    "target_test_acc": 89.0},
+                                                   {"op": "quantize", "target_test_acc": 80.0,
                                                     "target_train_kl_strong": 0.02}]})
+        write_record(d / "deploy", StageRecord(kind="bench", name=name, label=name, seed=seed,
+                                               dataset=DatasetRef("OfficeCaltech", "root", task[0], task[-1], ["a", "b"]),
+                                               transform=Transform(256, 224, [], []), artifacts={}, results="bench.json"))
         write_json(d / "deploy" / "bench.json", {"machine": None, "rows": [{"name": "ort-int8", "acc": file_acc}]})
 
     old = {"kept": True, "agree_before": 99.0, "agree_after": 99.5}
@@ -237,9 +242,9 @@ def test_two_compressions_of_the_same_students_are_paired_by_task_and_seed(tmp_p
     compare.main([str(tmp_path), "--a", "1mb", "--b", "1mb_kl", "--out", str(tmp_path / "cmp")])
     lines = (tmp_path / "cmp.md").read_text().splitlines()
     rows = [l for l in lines if l.startswith("| A2W") or l.startswith("| D2W") or l.startswith("| mean")]
-    assert rows[0].startswith("| A2W | 0 | 90.0 | 85.0 | 88.0 | +3.0 | lowrank kept (agree 99 → 99.5) | "
+    assert rows[0].startswith("| A2W | 0 | 90.0 | 89.0 | 89.0 | 85.0 | 88.0 | +3.0 | lowrank kept (agree 99 → 99.5) | "
                               "lowrank undone (kl_strong 0.02 → 0.09) | 0.020 |")
-    assert rows[1].startswith("| D2W | 0 |") and rows[2].startswith("| mean (2 runs) |  | 90.0 | 90.0 | 92.0 | +2.00 |")
+    assert rows[1].startswith("| D2W | 0 |") and rows[2].startswith("| mean (2 runs) |  | 90.0 |  |  | 90.0 | 92.0 | +2.00 |")
     run("A2W", "1mb_kl", 0, 88.0, new, parent="other")
     with pytest.raises(UserError, match="compressed from different runs"):
         compare.main([str(tmp_path), "--a", "1mb", "--b", "1mb_kl", "--out", str(tmp_path / "cmp")])
