@@ -119,31 +119,34 @@ class Pipeline:
             rows.append({"bn_recalibration_images": n})
         return rows
 
-    def recover_float(self, tag: str, before: dict) -> list[dict]:
+    def recover_float(self, tag: str, before: dict) -> tuple[list[dict], Optional[dict]]:
         """A float stage's recovery fine-tune (BatchNorm re-estimation included). With --ft-guard it is undone
         unless it lowers the KL to the uncompressed model on strong target-train views (fidelity.py): a fine-tune
-        can undo a data-aware initialisation such as whitened SVD while the plain agreement stays at 100 %."""
+        can undo a data-aware initialisation such as whitened SVD while the plain agreement stays at 100 %.
+        Returns the fine-tune's rows and, when guarded, the measurements of the model it leaves (taken already)."""
         if not self.args.ft_guard:
-            return self.recover(tag)
+            return self.recover(tag), None
         saved = copy.deepcopy(self.student.state_dict())
         rows = self.recover(tag)
-        after = {"agree": self.agreement(), **self.strong_fidelity(), "acc": self.evaluate()["acc"]}
+        after = self.measure()
         kept = after["kl_strong"] <= before["kl_strong"]
         if not kept:
             self.student.load_state_dict(saved)
         print(f"[{tag}] fine-tune {'kept' if kept else 'undone'}: KL to the uncompressed model on strong target-train "
               f"views {before['kl_strong']:.4f} -> {after['kl_strong']:.4f}", flush=True)
-        return rows + [{"ft_guard": {"criterion": "kl_strong", "kept": kept,
-                                     **{f"{k}_{when}": d[k] for when, d in (("before", before), ("after", after))
-                                        for k in ("kl_strong", "agree_strong", "agree")},
-                                     # both sides' target-test accuracy: reported, never read by the decision
-                                     "target_test_acc_before": before["acc"], "target_test_acc_after": after["acc"]}}]
+        guard = {"criterion": "kl_strong", "kept": kept,
+                 **{f"{k}_{when}": d[k] for when, d in (("before", before), ("after", after))
+                    for k in ("kl_strong", "agree_strong", "agree")},
+                 # both sides' target-test accuracy: reported, never read by the decision
+                 "target_test_acc_before": before["acc"], "target_test_acc_after": after["acc"]}
+        return rows + [{"ft_guard": guard}], (after if kept else before)
 
     def finish_float_stage(self, op: dict, **details) -> None:
         """Record a float technique's ``op``, then measure, recover (guarded) and log its stage."""
         self.ops.append(op)
         before = self.measure()
-        self.log({**op, **details}, before, self.recover_float(op["op"], before))
+        history, now = self.recover_float(op["op"], before)
+        self.log({**op, **details}, before, history, now)
 
     # ------------------------------------------------------------------ measurements
     def agreement(self) -> float:
@@ -163,16 +166,17 @@ class Pipeline:
     def measure(self) -> dict:
         return {**self.evaluate(), "agree": self.agreement(), **self.strong_fidelity()}
 
-    def log(self, op: dict, before_ft: Optional[dict], history: list[dict]) -> None:
+    def log(self, op: dict, before_ft: Optional[dict], history: list[dict], now: Optional[dict] = None) -> None:
+        """Record a stage; ``now``: the student's :meth:`measure` when the caller has it already."""
+        now = now if now is not None else self.measure()
         entry = {**op, "params": count_params_any(self.student), "finetune": history}
         if before_ft is not None:
             entry["target_test_acc_before_ft"] = before_ft["acc"]
             entry["target_train_agree_before_ft"] = before_ft["agree"]
             entry["target_train_kl_strong_before_ft"] = before_ft["kl_strong"]
-        entry["target_train_agree"] = self.agreement()
-        strong = self.strong_fidelity()
-        entry["target_train_agree_strong"], entry["target_train_kl_strong"] = strong["agree_strong"], strong["kl_strong"]
-        entry["target_test_acc"] = self.evaluate()["acc"]  # reported, never used to choose
+        entry["target_train_agree"] = now["agree"]
+        entry["target_train_agree_strong"], entry["target_train_kl_strong"] = now["agree_strong"], now["kl_strong"]
+        entry["target_test_acc"] = now["acc"]  # reported, never used to choose
         self.report.append(entry)
         print(f"[{op['op']}] params {entry['params']:,} | target-test acc {entry['target_test_acc']:.2f}", flush=True)
 
