@@ -537,6 +537,23 @@ def test_recipe_flags_are_overridden_by_later_ones():
     assert parse_args(["--run", "RUN", "--recipe=1mb"]).quantize == "ptsq"
 
 
+def test_a_float_stage_without_recovery_is_final_as_the_technique_left_it(parent_run, tmp_path):
+    """``--ft-epochs 0 --bn-batches 0`` (the 1mb recipe's setting): no fine-tune, no BatchNorm re-estimation and
+    no guard; the stage's model is the factorised one, its BatchNorm statistics the parent's."""
+    from liteda.compress.cli import main
+
+    out = tmp_path / "out"
+    res = main(["--run", str(parent_run), "--out", str(out), *FAST, *cache_of(parent_run), "--lowrank-ratio", "0.5",
+                "--lowrank-whiten", "full", "--ft-epochs", "0", "--bn-batches", "0", "--ft-guard"])
+    stage = res["stages"][0]
+    assert stage["finetune"] == [] and "target_test_acc_before_ft" not in stage
+    assert stage["target_train_kl_strong"] > -1e-6 and not (out / "finetune").exists()  # measured, float rounding
+    parent = torch.load(parent_run / "model.pt", weights_only=True)["state_dict"]
+    child = torch.load(out / "compressed.pt", weights_only=True)["state_dict"]
+    stats = [k for k in parent if k.endswith("running_mean") and k in child]
+    assert stats and all(torch.equal(parent[k], child[k]) for k in stats)
+
+
 def test_recipe_run_goes_beside_its_parent_with_the_recipe_label(parent_run):
     """No --out: the sibling run folder named after the recipe, its record labelled by the recipe; flags after
     the recipe override its fine-tune budget."""

@@ -141,10 +141,18 @@ class Pipeline:
                  "target_test_acc_before": before["acc"], "target_test_acc_after": after["acc"]}
         return rows + [{"ft_guard": guard}], (after if kept else before)
 
+    def recovers(self) -> bool:
+        """False when a float stage has no recovery to run (``--ft-epochs 0 --bn-batches 0``): the stage's model
+        is then final as the technique left it, e.g. a whitened SVD that a fine-tune only moves away from."""
+        return self.args.ft_epochs > 0 or self.args.bn_batches > 0
+
     def finish_float_stage(self, op: dict, **details) -> None:
         """Record a float technique's ``op``, then measure, recover (guarded) and log its stage."""
         self.ops.append(op)
         before = self.measure()
+        if not self.recovers():
+            self.log({**op, **details}, None, [], before)
+            return
         history, now = self.recover_float(op["op"], before)
         self.log({**op, **details}, before, history, now)
 
