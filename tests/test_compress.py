@@ -119,6 +119,43 @@ def test_ptsq_close_to_float_and_smaller(tiny_model, tmp_path):
         assert torch.allclose(r(x), yq)
 
 
+def test_weight_bits_follow_the_cpus_int8_dot_product():
+    """8-bit weights where INT8 kernels sum in 32 bits (VNNI, AMX, Arm dot product); 7-bit on AVX2 alone, whose
+    vpmaddubsw saturates 16-bit sums of full-range weights, and where the CPU is unknown."""
+    from liteda.compress.quantize import deploy_qconfig, resolve_weight_bits, weight_bits_for_cpu
+
+    assert weight_bits_for_cpu({"avx2", "fma"})[0] == 7
+    assert weight_bits_for_cpu(None)[0] == 7
+    for flags in ({"avx2", "avx512_vnni"}, {"avx2", "avx_vnni"}, {"amx_int8"}, {"asimddp"}):
+        bits, why = weight_bits_for_cpu(flags)
+        assert bits == 8 and "dot product" in why
+    assert resolve_weight_bits("7")[0] == 7 and resolve_weight_bits("auto")[0] in (7, 8)
+    for bits, (lo, hi) in ((7, (-64, 63)), (8, (-128, 127))):
+        ob = deploy_qconfig(False, bits).weight()
+        assert (ob.quant_min, ob.quant_max) == (lo, hi)
+    with pytest.raises(ValueError, match="7 or 8"):
+        deploy_qconfig(False, 6)
+
+
+@pytest.mark.parametrize("bits", [7, 8])
+def test_ptsq_weights_use_the_range_asked_for(tiny_model, tmp_path, bits):
+    """The converted weights span the asked range (per channel, symmetric), the record carries it, and a reload
+    rebuilds the same model."""
+    from liteda.compress.quantize import quantize_static
+
+    calib = [images(16, s) for s in range(2)]
+    q, _ = quantize_static(copy.deepcopy(tiny_model), SIZE, calib, weight_bits=bits)
+    peaks = [int(m.weight().int_repr().abs().max()) for m in q.modules()
+             if callable(getattr(m, "weight", None)) and hasattr(m, "set_weight_bias")]
+    assert peaks and 2 ** (bits - 1) - 1 <= max(peaks) <= 2 ** (bits - 1)  # a channel reaches its range's end
+    op = {"op": "quantize", "kind": "ptsq", "weight_bits": bits}
+    save_compressed(q, BASE, [op], tmp_path / "q.pt", float_model=tiny_model)
+    r, rec = load_compressed(tmp_path / "q.pt")
+    x = torch.cat(calib)
+    with torch.no_grad():
+        assert torch.allclose(r(x), q(x)) and rec["ops"] == [op]
+
+
 @pytest.mark.parametrize("widen", [False, True])
 def test_dead_channel_bias_fits_int32_in_the_qdq_export(tiny_model, tmp_path, monkeypatch, widen):
     """An SE output channel with zero weights and a large bias: ORT holds the bias as INT32 at input x weight
@@ -554,6 +591,25 @@ def test_a_float_stage_without_recovery_is_final_as_the_technique_left_it(parent
     assert stats and all(torch.equal(parent[k], child[k]) for k in stats)
 
 
+def test_8bit_weights_are_recorded_in_the_file_and_flagged_on_a_cpu_without_int8_dot_product(
+        parent_run, tmp_path, monkeypatch, capsys):
+    from liteda.compress.cli import main
+    from liteda.deploy import machine
+    from liteda.deploy.cli import bench_main
+    from liteda.deploy.onnx import read_metadata
+
+    out = tmp_path / "q8"
+    res = main(["--run", str(parent_run), "--out", str(out), *FAST, *cache_of(parent_run), "--quantize", "ptsq",
+                "--weight-bits", "8"])
+    assert res["stages"][-1]["weight_bits"] == 8 and "--weight-bits 8" in res["stages"][-1]["weight_bits_reason"]
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: {"avx2", "fma"})  # a CPU whose INT8 kernels saturate
+    doc = bench_main(["--run", str(out), "--artifacts", "ort-int8", "--iters", "2", "--warmup", "1", "--threads", "1",
+                      *cache_of(parent_run)])
+    assert "8-bit INT8 weights" in capsys.readouterr().out and "8-bit weights" in doc["export"]["artifacts"][
+        "ort-int8"]["recipe"]
+    assert read_metadata(out / "deploy" / "model_int8.onnx")["int8_weight_bits"] == 8
+
+
 def test_recipe_run_goes_beside_its_parent_with_the_recipe_label(parent_run):
     """No --out: the sibling run folder named after the recipe, its record labelled by the recipe; flags after
     the recipe override its fine-tune budget."""
@@ -726,7 +782,8 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
     assert res["stages"][0]["target_test_acc"] == pytest.approx(kept_acc)  # what the guard left is what is scored
     kept_kl = guard["kl_strong_after"] if guard["kept"] else guard["kl_strong_before"]
     assert res["stages"][0]["target_train_kl_strong"] == pytest.approx(kept_kl, rel=1e-4, abs=1e-6)
-    res = main(common + ["--run", str(flt), "--quantize", "qat", "--qat-lr", "0.001", "--out", str(qat)])
+    res = main(common + ["--run", str(flt), "--quantize", "qat", "--qat-lr", "0.001", "--weight-bits", "7",
+                         "--out", str(qat)])
     assert res["techniques"] == ["attention", "quantize:qat"] and res["run"] == str(flt)
     assert [op["op"] for op in torch.load(qat / "compressed.pt", weights_only=True)["ops"]] == ["attention", "quantize"]
     assert read_record(qat).parent(qat, "model") == flt and read_record(qat).dataset == read_record(run).dataset
@@ -745,7 +802,7 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
     graph = onnx.load(str(qat / "deploy" / "model_int8.onnx")).graph  # the exporter writes weights as Constants
     tensors = [*graph.initializer, *(a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute)]
     weights = [numpy_helper.to_array(t) for t in tensors if t.data_type == onnx.TensorProto.INT8 and t.dims]
-    assert weights and max(int(abs(w.astype(int)).max()) for w in weights) <= 64  # 7-bit: no AVX2 u8s8 saturation
+    assert weights and max(int(abs(w.astype(int)).max()) for w in weights) <= 64  # 7-bit asked: no AVX2 saturation
 
 
 def test_cli_resolution_cuts_macs_and_deploys_at_its_own_size(run_args, tiny_dataset, tmp_path):

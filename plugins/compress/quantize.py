@@ -7,7 +7,8 @@ FX convert gives real ``quantized::`` kernels (fbgemm/oneDNN) in eager mode.
 
 The classifier's ``backbone``, ``bottleneck`` and ``head`` are quantized as three FX graphs: tracing the whole
 ``ImageClassifier`` would freeze its train/eval branch (``(logits, features)`` vs ``logits``), and the engine
-needs both. Weights: per-channel symmetric 7-bit INT8; activations: per-tensor UINT8 (``deploy_qconfig``).
+needs both. Weights: per-channel symmetric INT8, 7-bit or 8-bit by the CPU's INT8 dot product
+(``--weight-bits``, :func:`weight_bits_for_cpu`); activations: per-tensor UINT8 (``deploy_qconfig``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ..utils import fail
 from .base import Technique
 
 QUANT_KINDS = ("none", "ptdq", "ptsq", "qat")
+WEIGHT_BITS = ("auto", "7", "8")
 PARTS = ("backbone", "bottleneck", "head")
 BACKEND = "x86"
 
@@ -61,18 +63,44 @@ def _part_inputs(model: nn.Module, input_size: int) -> dict[str, tuple[torch.Ten
     return {"backbone": (x,), "bottleneck": (f,), "head": (b,)}
 
 
-def deploy_qconfig(qat: bool):
-    """8-bit activations and 7-bit (|w| <= 63) per-channel weights, for PTSQ observers or QAT fake-quant.
+def weight_bits_for_cpu(flags: Optional[set[str]]) -> tuple[int, str]:
+    """INT8 weight range for this CPU's INT8 kernels, and why: 8 bits where it has an INT8 dot product (VNNI,
+    AMX, Arm dot product), which sums u8 x s8 products in 32 bits; 7 bits on AVX2 without one, where
+    ``vpmaddubsw`` sums pairs of products into saturating 16-bit lanes (255 x 127 x 2 > 32767)."""
+    from ..deploy.machine import int8_dot_product
 
-    torch's x86 default does the opposite (7-bit activations, 8-bit weights): right for fbgemm, wrong for the
-    QDQ export, where ONNX Runtime on AVX2 (no VNNI) multiplies u8 x s8 pairs into saturating 16-bit sums and
-    needs 7-bit weights (its own reduce_range): with the x86 default the ORT export scores below the PyTorch
-    model it came from. With this qconfig both runtimes compute the same numbers."""
+    dot = int8_dot_product(flags)
+    if dot.startswith("none") or dot == "unknown":
+        return 7, f"7-bit weights: this CPU has no INT8 dot product ({dot})"
+    return 8, f"8-bit weights: this CPU has an INT8 dot product ({dot}); on AVX2 without one use --weight-bits 7"
+
+
+def resolve_weight_bits(value: str) -> tuple[int, str]:
+    """``--weight-bits``: 7, 8, or auto (this CPU's, :func:`weight_bits_for_cpu`)."""
+    if value == "auto":
+        from ..deploy.machine import cpu_flags
+
+        return weight_bits_for_cpu(cpu_flags())
+    return int(value), f"{value}-bit weights (--weight-bits {value})"
+
+
+def deploy_qconfig(qat: bool, weight_bits: int = 7):
+    """8-bit activations and 7-bit (|w| <= 63) or 8-bit per-channel weights, for PTSQ observers or QAT
+    fake-quant.
+
+    torch's x86 default is 7-bit activations and 8-bit weights: right for fbgemm, wrong for the QDQ export, where
+    ONNX Runtime on AVX2 without VNNI multiplies u8 x s8 pairs into saturating 16-bit sums and needs 7-bit weights
+    (its own reduce_range): with the x86 default the ORT export scores below the PyTorch model it came from. With
+    this qconfig both runtimes compute the same numbers. A CPU with an INT8 dot product sums in 32 bits and takes
+    8-bit weights, which halve the weights' rounding step."""
     from torch.ao.quantization import (FusedMovingAvgObsFakeQuantize, HistogramObserver,
                                        MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver,
                                        PerChannelMinMaxObserver, QConfig)
 
-    w = dict(dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-64, quant_max=63)
+    if weight_bits not in (7, 8):
+        raise ValueError(f"weight_bits must be 7 or 8, got {weight_bits}")
+    half = 2 ** (weight_bits - 1)
+    w = dict(dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-half, quant_max=half - 1)
     a = dict(dtype=torch.quint8, quant_min=0, quant_max=255, reduce_range=False)
     if qat:  # weight ranges follow the current weights (averaging 1), not a lagging average that convert exceeds
         return QConfig(activation=FusedMovingAvgObsFakeQuantize.with_args(observer=MovingAverageMinMaxObserver, **a),
@@ -81,7 +109,7 @@ def deploy_qconfig(qat: bool):
     return QConfig(activation=HistogramObserver.with_args(**a), weight=PerChannelMinMaxObserver.with_args(**w))
 
 
-def prepare_static(model: nn.Module, input_size: int, qat: bool = False) -> nn.Module:
+def prepare_static(model: nn.Module, input_size: int, qat: bool = False, weight_bits: int = 7) -> nn.Module:
     """Insert observers (PTSQ, eval mode) or fake-quant + fused ConvBn modules (QAT, train mode), in place."""
     from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_fx, prepare_qat_fx
@@ -89,7 +117,7 @@ def prepare_static(model: nn.Module, input_size: int, qat: bool = False) -> nn.M
     set_backend()
     inputs = _part_inputs(model, input_size)
     mapping = (get_default_qat_qconfig_mapping if qat else get_default_qconfig_mapping)(BACKEND)
-    mapping.set_global(deploy_qconfig(qat))  # the mapping's fixed-range ops (sigmoid, hardsigmoid) keep theirs
+    mapping.set_global(deploy_qconfig(qat, weight_bits))  # the mapping's fixed-range ops (sigmoid, hardsigmoid) keep theirs
     model.train(qat)
     prep = prepare_qat_fx if qat else prepare_fx
     with _quiet():
@@ -176,14 +204,16 @@ def widen_tiny_weight_scales(model: nn.Module, input_size: int) -> int:
     return widened
 
 
-def quantize_static(model: nn.Module, input_size: int, calibration: Iterable[torch.Tensor]) -> tuple[nn.Module, int]:
+def quantize_static(model: nn.Module, input_size: int, calibration: Iterable[torch.Tensor],
+                    weight_bits: int = 7) -> tuple[nn.Module, int]:
     """PTSQ on a copy-free path: prepare -> calibrate on unlabeled target images -> convert."""
-    prepare_static(model, input_size, qat=False)
+    prepare_static(model, input_size, qat=False, weight_bits=weight_bits)
     n = calibrate(model, calibration)
     return convert_static(model, input_size), n
 
 
-def quantize_qat(model: nn.Module, input_size: int, train: Callable[[nn.Module], None]) -> nn.Module:
+def quantize_qat(model: nn.Module, input_size: int, train: Callable[[nn.Module], None],
+                 weight_bits: int = 7) -> nn.Module:
     """QAT: fake-quant training through ``train(model)`` (the SelfDistill fine-tune), then convert.
 
     BatchNorm statistics are frozen first: the fused Conv-BN modules then fold the running statistics into the
@@ -191,7 +221,7 @@ def quantize_qat(model: nn.Module, input_size: int, train: Callable[[nn.Module],
     averages far behind a short fine-tune, and the converted model loses most of the float model's accuracy."""
     from torch.ao.nn.intrinsic.qat import freeze_bn_stats
 
-    prepare_static(model, input_size, qat=True)
+    prepare_static(model, input_size, qat=True, weight_bits=weight_bits)
     model.apply(freeze_bn_stats)
     train(model)
     refresh_weight_ranges(model, input_size)
@@ -201,7 +231,7 @@ def quantize_qat(model: nn.Module, input_size: int, train: Callable[[nn.Module],
 @torch.no_grad()
 def refresh_weight_ranges(model: nn.Module, input_size: int) -> None:
     """Observe the final weights once more (the last optimizer step came after their last observation), with the
-    activation observers off, so convert quantizes every weight inside its 7-bit range."""
+    activation observers off, so convert quantizes every weight inside its range."""
     from torch.ao.quantization import FakeQuantizeBase
 
     acts = [m for n, m in model.named_modules() if isinstance(m, FakeQuantizeBase) and not n.endswith("weight_fake_quant")]
@@ -280,6 +310,10 @@ class Quantize(Technique):
         group.add_argument("--quantize", default="none", help=f"{' | '.join(QUANT_KINDS)}")
         group.add_argument("--calib-batches", type=int, default=10,
                            help="PTSQ: batches of unlabeled target-train images")
+        group.add_argument("--weight-bits", choices=WEIGHT_BITS, default="auto",
+                           help="ptsq/qat INT8 weight range: 8 on CPUs with an INT8 dot product (VNNI, AMX, Arm), "
+                                "7 on AVX2 without one, whose INT8 kernels saturate full-range weights (default: "
+                                "auto, this CPU's; the choice and its reason are recorded)")
         group.add_argument("--qat-lr", type=float, default=0.0005,
                            help="QAT's fine-tune lr (10x below --ft-lr, at which fake quantization lost accuracy)")
 
@@ -302,23 +336,30 @@ class Quantize(Technique):
         ctx.float_model = copy.deepcopy(ctx.student).eval()
         extra: dict = {}
         history: list[dict] = []
+        op: dict = {"op": "quantize", "kind": kind}
+        if kind in ("ptsq", "qat"):
+            bits, why = resolve_weight_bits(args.weight_bits)
+            op["weight_bits"], extra["weight_bits_reason"] = bits, why
+            print(f"[quantize] {why}", flush=True)
         if kind == "ptdq":
             ctx.student = quantize_dynamic_linear(ctx.student)
         elif kind == "ptsq":
-            ctx.student, n = quantize_static(ctx.student, ctx.input_size, calibration_batches(ctx, args.calib_batches))
+            ctx.student, n = quantize_static(ctx.student, ctx.input_size, calibration_batches(ctx, args.calib_batches),
+                                             op["weight_bits"])
             extra["calibration_images"] = n
         else:
             extra["lr"] = args.qat_lr
             ctx.student = quantize_qat(ctx.student, ctx.input_size,
-                                       lambda m: history.extend(ctx.recover("qat", m, args.qat_lr)))
+                                       lambda m: history.extend(ctx.recover("qat", m, args.qat_lr)), op["weight_bits"])
         if kind in ("ptsq", "qat"):
             extra["float_ops"] = dict(Counter(o["op"] for o in float_ops(ctx.student)))  # measured on the graph
             extra.update(quantized_summary(ctx.student))
-        ctx.ops.append({"op": "quantize", "kind": kind})
-        ctx.log({"op": "quantize", "kind": kind, "backend": BACKEND, **extra}, None, history)
+        ctx.ops.append(op)
+        ctx.log({**op, "backend": BACKEND, **extra}, None, history)
 
     @staticmethod
     def rebuild(model, op, base):
         if op["kind"] == "ptdq":
             return quantize_dynamic_linear(model)
-        return convert_static(prepare_static(model, base["crop_size"], qat=op["kind"] == "qat"))
+        return convert_static(prepare_static(model, base["crop_size"], qat=op["kind"] == "qat",
+                                             weight_bits=op.get("weight_bits", 7)))

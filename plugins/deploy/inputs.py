@@ -33,27 +33,29 @@ class DeployInputs:
     parent_acc: Optional[float]  # the run's own target-test accuracy (display only)
     unlabeled: Optional[np.ndarray] = None  # unlabeled target-train images that choose the recommended artifact
     unlabeled_overlap: int = 0  # how many of them are calibration images too (0 when the split has enough)
+    torch_weight_bits: Optional[int] = None  # 7 or 8: the weight range PyTorch quantized to (torch_int8 models)
 
     @property
     def task(self) -> str:
         return self.record.task
 
 
-def quantize_kind(ops: list) -> Optional[str]:
-    """The ``quantize`` op's kind in a compressed model's ``ops`` list (None: float)."""
-    return next((op.get("kind") for op in ops or () if isinstance(op, dict) and op.get("op") == "quantize"), None)
+def quantize_op(ops: list) -> Optional[dict]:
+    """The ``quantize`` op in a compressed model's ``ops`` list (None: float)."""
+    return next((op for op in ops or () if isinstance(op, dict) and op.get("op") == "quantize"), None)
 
 
-def load_model(run_dir: Path, rec: StageRecord) -> tuple[object, Path, Optional[str]]:
-    """(model, its file, "ptsq"/"qat" or None) of a run: ``compressed`` when the record has one, else ``model``."""
+def load_model(run_dir: Path, rec: StageRecord) -> tuple[object, Path, Optional[dict]]:
+    """(model, its file, its ``quantize`` op or None) of a run: ``compressed`` when the record has one, else
+    ``model``."""
     if "compressed" in rec.artifacts:
         from ..compress import load_compressed
 
         path = rec.path(run_dir, "compressed")
         model, crec = load_compressed(path)
-        quant = quantize_kind(crec.get("ops"))
-        if quant is not None and quant not in QUANTIZED_BY_TORCH:
-            fail(f"'{path}' is dynamically quantized by PyTorch ({quant}), which has no ONNX form: compress "
+        quant = quantize_op(crec.get("ops"))
+        if quant is not None and quant.get("kind") not in QUANTIZED_BY_TORCH:
+            fail(f"'{path}' is dynamically quantized by PyTorch ({quant.get('kind')}), which has no ONNX form: compress "
                  "without --quantize (ONNX Runtime makes ort-int8 / ort-int8w) or with --quantize qat/ptsq "
                  "(exported as INT8 QDQ)")
         return model.eval(), path, quant
@@ -114,6 +116,7 @@ def load_inputs(run_dir: str | Path, calib_size: int = 128, seed: int = 0, cache
         overlap = len(set(agree_idx) & set(calib_idx))
         uimg, _ = load_images(ds.root, [(train[i][0], -1) for i in agree_idx], tf.resize, cache_dir)
         unlabeled = normalised(uimg, tf.crop, tf.mean, tf.std)
-    return DeployInputs(run_dir, rec, model_file, model, quant, normalised(cimg, tf.crop, tf.mean, tf.std),
-                        normalised(timg[:n], tf.crop, tf.mean, tf.std), tlab[:n].numpy(),
-                        parent_accuracy(run_dir, rec), unlabeled, overlap)
+    return DeployInputs(run_dir, rec, model_file, model, quant and quant["kind"],
+                        normalised(cimg, tf.crop, tf.mean, tf.std), normalised(timg[:n], tf.crop, tf.mean, tf.std),
+                        tlab[:n].numpy(), parent_accuracy(run_dir, rec), unlabeled, overlap,
+                        quant and quant.get("weight_bits", 7))  # files made before weight_bits was recorded: 7

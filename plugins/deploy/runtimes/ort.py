@@ -146,7 +146,8 @@ class OrtInt8(OrtFile):
     def recipe(self, ctx: DeployContext) -> dict:
         o = ctx.options
         if ctx.model_kind == TORCH_INT8:
-            return {"torch_quantized": ctx.inputs.torch_int8, "opset": o.opset}
+            return {"torch_quantized": ctx.inputs.torch_int8, "weight_bits": ctx.inputs.torch_weight_bits,
+                    "opset": o.opset}
         return {"method": o.calib_method.lower(), "fmt": o.int8_format, "per_channel": o.per_channel,
                 "reduce_range": o.reduce_range, "weight_type": o.int8_weights, "exclude": sorted(o.int8_exclude),
                 "calib_size": int(len(ctx.inputs.calib)), "seed": o.seed}
@@ -166,9 +167,15 @@ class OrtInt8(OrtFile):
         return {}
 
     def _export_torch_quantized(self, ctx: DeployContext, path: Path) -> dict:
-        kind = ctx.inputs.torch_int8
-        recipe = f"PyTorch FX {kind.upper()} exported as QDQ (scales from PyTorch, no ORT calibration)"
-        info = export_from_torch(ctx, path, {"int8_recipe": recipe})
+        from ...compress.quantize import weight_bits_for_cpu
+        from ..machine import cpu_flags
+
+        kind, bits = ctx.inputs.torch_int8, ctx.inputs.torch_weight_bits
+        recipe = f"PyTorch FX {kind.upper()} exported as QDQ ({bits}-bit weights; scales from PyTorch, no ORT calibration)"
+        if bits > weight_bits_for_cpu(cpu_flags())[0]:
+            print(f"warning: {ctx.inputs.model_file} has {bits}-bit INT8 weights, made for a CPU with an INT8 dot "
+                  "product; this CPU has none and may saturate them: compress with --weight-bits 7 for it", flush=True)
+        info = export_from_torch(ctx, path, {"int8_recipe": recipe, "int8_weight_bits": bits})
         print(f"int8 QDQ ONNX from PyTorch {kind}: {path} ({info['size_mb']:.2f} MB), top-1 agreement with "
               f"PyTorch {info['top1_agree_vs_torch']:.1f}% on {info['checked_on']}")
         return info
