@@ -7,7 +7,7 @@ For every ``<dataset>/<task>/<A>/seed<k>`` that has a ``<task>/<B>/seed<k>`` (bo
 parent), per task and seed: the accuracy of each run's float model before static INT8 and of its deployed
 ONNX Runtime file (its ``deploy`` bench stage, row ``--artifact``), the parent's target-test accuracy, each float stage's recovery fine-tune guard (kept or
 undone, with the label-free figures it compared) and the KL to the parent on strong target-train views that the
-compression log records for the final (quantized) model. Target-test accuracies are read from the runs' results, only to report. Writes
+compression log records for the final (quantized) model, and each side's INT8 step (kind, weight bits). Target-test accuracies are read from the runs' results, only to report. Writes
 ``<out>.{md,csv,json}``.
 """
 from __future__ import annotations
@@ -52,6 +52,18 @@ def guards(res: dict) -> str:
     return "; ".join(out) or "–"
 
 
+def final_kl(res: dict) -> float | None:
+    """The KL to the parent on strong target-train views that the compression logged last (the final model)."""
+    return next((s.get("target_train_kl_strong") for s in reversed(res["stages"])
+                 if s.get("target_train_kl_strong") is not None), None)
+
+
+def quantization(res: dict) -> str:
+    """The INT8 step as run: its kind and weight range (runs that predate ``weight_bits`` used 7 bits)."""
+    q = next((s for s in res["stages"] if s["op"] == "quantize"), None)
+    return "–" if q is None else f"{q.get('kind', '?')} {q.get('weight_bits', 7)}-bit"
+
+
 def pair_row(task: str, seed: int, a: Path, b: Path, artifact: str) -> dict:
     ra, rb = results_of(a, read_record(a)), results_of(b, read_record(b))
     if ra["run"] != rb["run"]:
@@ -60,9 +72,13 @@ def pair_row(task: str, seed: int, a: Path, b: Path, artifact: str) -> dict:
     return {"task": task, "seed": seed, "parent_acc": ra["before"]["target_test"]["acc"],
             "a_float_acc": float_accuracy(ra), "b_float_acc": float_accuracy(rb),
             "a_file_acc": fa, "b_file_acc": fb, "machine": machine,
-            "a_guard": guards(ra), "b_guard": guards(rb),
-            "b_kl_strong": next((s.get("target_train_kl_strong") for s in reversed(rb["stages"])
-                                 if s.get("target_train_kl_strong") is not None), None)}
+            "a_guard": guards(ra), "b_guard": guards(rb), "a_quant": quantization(ra), "b_quant": quantization(rb),
+            "a_kl_strong": final_kl(ra), "b_kl_strong": final_kl(rb)}
+
+
+def mean_of(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r[key] is not None]
+    return statistics.fmean(values) if values else None
 
 
 def main(argv=None) -> int:
@@ -87,16 +103,20 @@ def main(argv=None) -> int:
     fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
     header = ["task", "seed", "student", f"{args.a} float", f"{args.b} float", f"{args.a} file", f"{args.b} file",
               f"{args.b} − {args.a}",
-              f"{args.a} guard", f"{args.b} guard", f"{args.b} file's KL, strong views"]
+              f"{args.a} guard", f"{args.b} guard", f"{args.a} INT8", f"{args.b} INT8",
+              f"{args.a} KL, strong views", f"{args.b} KL, strong views"]
+    kl = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
     body = [[r["task"], str(r["seed"]), fmt(r["parent_acc"]), fmt(r["a_float_acc"]), fmt(r["b_float_acc"]),
              fmt(r["a_file_acc"]), fmt(r["b_file_acc"]),
              "–" if None in (r["a_file_acc"], r["b_file_acc"]) else f"{r['b_file_acc'] - r['a_file_acc']:+.1f}",
-             r["a_guard"], r["b_guard"], "–" if r["b_kl_strong"] is None else f"{r['b_kl_strong']:.3f}"] for r in rows]
+             r["a_guard"], r["b_guard"], r["a_quant"], r["b_quant"], kl(r["a_kl_strong"]), kl(r["b_kl_strong"])]
+            for r in rows]
     both = [r for r in rows if None not in (r["a_file_acc"], r["b_file_acc"])]
     mean = lambda k: statistics.fmean(r[k] for r in both) if both else None  # noqa: E731
     if both:
         body.append([f"mean ({len(both)} runs)", "", fmt(mean("parent_acc")), "", "", fmt(mean("a_file_acc")),
-                     fmt(mean("b_file_acc")), f"{mean('b_file_acc') - mean('a_file_acc'):+.2f}", "", "", ""])
+                     fmt(mean("b_file_acc")), f"{mean('b_file_acc') - mean('a_file_acc'):+.2f}", "", "", "", "",
+                     kl(mean_of(both, "a_kl_strong")), kl(mean_of(both, "b_kl_strong"))])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     md = write_table(args.out, header, body)
     command = "python benchmarks/compare_compress_runs.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -217,7 +217,7 @@ def test_two_compressions_of_the_same_students_are_paired_by_task_and_seed(tmp_p
 
     compare = _bench_module("compare_compress_runs")
 
-    def run(task, name, seed, file_acc, guard, parent="kd"):
+    def run(task, name, seed, file_acc, guard, parent="kd", bits=None):
         d = tmp_path / "OfficeCaltech" / task / name / f"seed{seed}"
         write_record(d, StageRecord(kind="compress", name=name, label=name, seed=seed,
                                     dataset=DatasetRef("OfficeCaltech", "root", task[0], task[-1], ["a", "b"]),
@@ -225,8 +225,9 @@ def test_two_compressions_of_the_same_students_are_paired_by_task_and_seed(tmp_p
         write_json(d / "results.json", {"run": f"{task}/{parent}/seed{seed}", "before": {"target_test": {"acc": 90.0}},
                                         "stages": [{"op": "lowrank", "finetune": [{"epoch": 1}, {"ft_guard": guard}],
                                                     "target_test_acc": 89.0},
-                                                   {"op": "quantize", "target_test_acc": 80.0,
-                                                    "target_train_kl_strong": 0.02}]})
+                                                   {"op": "quantize", "kind": "ptsq", "target_test_acc": 80.0,
+                                                    "target_train_kl_strong": 0.02 if bits is None else 0.01,
+                                                    **({} if bits is None else {"weight_bits": bits})}]})
         write_record(d / "deploy", StageRecord(kind="bench", name=name, label=name, seed=seed,
                                                dataset=DatasetRef("OfficeCaltech", "root", task[0], task[-1], ["a", "b"]),
                                                transform=Transform(256, 224, [], []), artifacts={}, results="bench.json"))
@@ -235,16 +236,17 @@ def test_two_compressions_of_the_same_students_are_paired_by_task_and_seed(tmp_p
     old = {"kept": True, "agree_before": 99.0, "agree_after": 99.5}
     new = {"criterion": "kl_strong", "kept": False, "kl_strong_before": 0.02, "kl_strong_after": 0.09}
     run("A2W", "1mb", 0, 85.0, old)
-    run("A2W", "1mb_kl", 0, 88.0, new)
+    run("A2W", "1mb_kl", 0, 88.0, new, bits=8)
     run("D2W", "1mb", 0, 95.0, old)
-    run("D2W", "1mb_kl", 0, 96.0, new)
+    run("D2W", "1mb_kl", 0, 96.0, new, bits=8)
     run("D2W", "1mb", 1, 95.0, old)  # no partner: left out
     compare.main([str(tmp_path), "--a", "1mb", "--b", "1mb_kl", "--out", str(tmp_path / "cmp")])
     lines = (tmp_path / "cmp.md").read_text().splitlines()
     rows = [l for l in lines if l.startswith("| A2W") or l.startswith("| D2W") or l.startswith("| mean")]
     assert rows[0].startswith("| A2W | 0 | 90.0 | 89.0 | 89.0 | 85.0 | 88.0 | +3.0 | lowrank kept (agree 99 → 99.5) | "
-                              "lowrank undone (kl_strong 0.02 → 0.09) | 0.020 |")
-    assert rows[1].startswith("| D2W | 0 |") and rows[2].startswith("| mean (2 runs) |  | 90.0 |  |  | 90.0 | 92.0 | +2.00 |")
+                              "lowrank undone (kl_strong 0.02 → 0.09) | ptsq 7-bit | ptsq 8-bit | 0.0200 | 0.0100 |")
+    assert rows[1].startswith("| D2W | 0 |")  # a run without weight_bits predates it: 7 bits
+    assert rows[2] == "| mean (2 runs) |  | 90.0 |  |  | 90.0 | 92.0 | +2.00 |  |  |  |  | 0.0200 | 0.0100 |"
     run("A2W", "1mb_kl", 0, 88.0, new, parent="other")
     with pytest.raises(UserError, match="compressed from different runs"):
         compare.main([str(tmp_path), "--a", "1mb", "--b", "1mb_kl", "--out", str(tmp_path / "cmp")])
