@@ -122,12 +122,13 @@ def test_ptsq_close_to_float_and_smaller(tiny_model, tmp_path):
 def test_weight_bits_follow_the_cpus_int8_dot_product():
     """8-bit weights where INT8 kernels sum in 32 bits (VNNI, AMX, Arm dot product); 7-bit on AVX2 alone, whose
     vpmaddubsw saturates 16-bit sums of full-range weights, and where the CPU is unknown."""
-    from liteda.compress.quantize import deploy_qconfig, resolve_weight_bits, weight_bits_for_cpu
+    from liteda.compress.quantize import deploy_qconfig, resolve_weight_bits
+    from liteda.deploy.machine import int8_weight_bits
 
-    assert weight_bits_for_cpu({"avx2", "fma"})[0] == 7
-    assert weight_bits_for_cpu(None)[0] == 7
+    assert int8_weight_bits({"avx2", "fma"})[0] == 7
+    assert int8_weight_bits(None)[0] == 7
     for flags in ({"avx2", "avx512_vnni"}, {"avx2", "avx_vnni"}, {"amx_int8"}, {"asimddp"}):
-        bits, why = weight_bits_for_cpu(flags)
+        bits, why = int8_weight_bits(flags)
         assert bits == 8 and "dot product" in why
     assert resolve_weight_bits("7")[0] == 7 and resolve_weight_bits("auto")[0] in (7, 8)
     for bits, (lo, hi) in ((7, (-64, 63)), (8, (-128, 127))):

@@ -869,6 +869,21 @@ def test_cpu_isa_names_the_int8_dot_product(flags, dot, tmp_path):
     assert cpu_flags(tmp_path / "missing") is None and int8_dot_product(None) == "unknown"
 
 
+def test_ort_int8_weight_range_follows_the_cpu_unless_asked(monkeypatch):
+    """ONNX Runtime's own INT8: 7-bit weights (reduce_range) where the CPU has no INT8 dot product, 8-bit where it
+    has one; either flag overrides."""
+    from liteda.deploy import machine
+    from liteda.deploy.cli import build_parser
+    from liteda.deploy.runtimes.ort import reduce_range
+
+    parse = lambda *a: build_parser("bench").parse_args(["--run", "R", *a])  # noqa: E731
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: {"avx2", "fma"})
+    assert reduce_range(parse()) is True
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: {"avx2", "avx512_vnni"})
+    assert reduce_range(parse()) is False
+    assert reduce_range(parse("--reduce-range")) is True and reduce_range(parse("--no-reduce-range")) is False
+
+
 def test_bench_json_records_isa_flags_threads_and_runtime_versions(tiny_run, tmp_path):
     stem = tmp_path / "b"
     bench_main(["--run", str(tiny_run / "run"), "--artifacts", "torch-fp32", "--iters", "2", "--warmup", "1",

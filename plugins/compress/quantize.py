@@ -8,7 +8,7 @@ FX convert gives real ``quantized::`` kernels (fbgemm/oneDNN) in eager mode.
 The classifier's ``backbone``, ``bottleneck`` and ``head`` are quantized as three FX graphs: tracing the whole
 ``ImageClassifier`` would freeze its train/eval branch (``(logits, features)`` vs ``logits``), and the engine
 needs both. Weights: per-channel symmetric INT8, 7-bit or 8-bit by the CPU's INT8 dot product
-(``--weight-bits``, :func:`weight_bits_for_cpu`); activations: per-tensor UINT8 (``deploy_qconfig``).
+(``--weight-bits``, :func:`liteda.deploy.machine.int8_weight_bits`); activations: per-tensor UINT8 (``deploy_qconfig``).
 """
 from __future__ import annotations
 
@@ -63,24 +63,12 @@ def _part_inputs(model: nn.Module, input_size: int) -> dict[str, tuple[torch.Ten
     return {"backbone": (x,), "bottleneck": (f,), "head": (b,)}
 
 
-def weight_bits_for_cpu(flags: Optional[set[str]]) -> tuple[int, str]:
-    """INT8 weight range for this CPU's INT8 kernels, and why: 8 bits where it has an INT8 dot product (VNNI,
-    AMX, Arm dot product), which sums u8 x s8 products in 32 bits; 7 bits on AVX2 without one, where
-    ``vpmaddubsw`` sums pairs of products into saturating 16-bit lanes (255 x 127 x 2 > 32767)."""
-    from ..deploy.machine import int8_dot_product
-
-    dot = int8_dot_product(flags)
-    if dot.startswith("none") or dot == "unknown":
-        return 7, f"7-bit weights: this CPU has no INT8 dot product ({dot})"
-    return 8, f"8-bit weights: this CPU has an INT8 dot product ({dot}); on AVX2 without one use --weight-bits 7"
-
-
 def resolve_weight_bits(value: str) -> tuple[int, str]:
-    """``--weight-bits``: 7, 8, or auto (this CPU's, :func:`weight_bits_for_cpu`)."""
+    """``--weight-bits``: 7, 8, or auto (this CPU's, :func:`liteda.deploy.machine.int8_weight_bits`)."""
     if value == "auto":
-        from ..deploy.machine import cpu_flags
+        from ..deploy.machine import cpu_flags, int8_weight_bits
 
-        return weight_bits_for_cpu(cpu_flags())
+        return int8_weight_bits(cpu_flags())
     return int(value), f"{value}-bit weights (--weight-bits {value})"
 
 

@@ -44,6 +44,16 @@ def int8_dot_product(flags: Optional[set[str]]) -> str:
     return "none (AVX2 vpmaddubsw)" if "avx2" in flags else "none"
 
 
+def int8_weight_bits(flags: Optional[set[str]]) -> tuple[int, str]:
+    """INT8 weight range for this CPU's INT8 kernels, and why: 8 bits where it has an INT8 dot product (VNNI,
+    AMX, Arm dot product), which sums u8 x s8 products in 32 bits; 7 bits on AVX2 without one, where
+    ``vpmaddubsw`` sums pairs of products into saturating 16-bit lanes (255 x 127 x 2 > 32767)."""
+    dot = int8_dot_product(flags)
+    if dot.startswith("none") or dot == "unknown":
+        return 7, f"7-bit weights: this CPU has no INT8 dot product ({dot})"
+    return 8, f"8-bit weights: this CPU has an INT8 dot product ({dot}); on AVX2 without one use 7-bit weights"
+
+
 def cpu_isa(cpuinfo: Path = CPUINFO) -> dict[str, Any]:
     """The CPU's instruction sets that decide which rows are fast: flags, INT8 dot product, torch's and
     OpenVINO's view of the CPU."""

@@ -130,8 +130,12 @@ class OrtInt8(OrtFile):
                             "3-input-channel conv whose INT8 kernel is slower than FP32 on CPUs; give the flag alone "
                             "to quantize every node; benchmarks/int8_fidelity.py measures each group without "
                             "target labels)")
+        p.add_argument("--reduce-range", dest="reduce_range", action="store_true", default=None,
+                       help="7-bit INT8 weights, which every x86 INT8 kernel sums exactly (default: only on CPUs "
+                            "without an INT8 dot product, i.e. AVX2 alone)")
         p.add_argument("--no-reduce-range", dest="reduce_range", action="store_false",
-                       help="8-bit instead of 7-bit INT8 weights (fine on VNNI CPUs and GPUs; costs accuracy on AVX2)")
+                       help="8-bit INT8 weights (default on CPUs with VNNI, AMX or an Arm dot product; AVX2 alone "
+                            "saturates them)")
         p.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor INT8 weights")
 
     @classmethod
@@ -149,7 +153,7 @@ class OrtInt8(OrtFile):
             return {"torch_quantized": ctx.inputs.torch_int8, "weight_bits": ctx.inputs.torch_weight_bits,
                     "opset": o.opset}
         return {"method": o.calib_method.lower(), "fmt": o.int8_format, "per_channel": o.per_channel,
-                "reduce_range": o.reduce_range, "weight_type": o.int8_weights, "exclude": sorted(o.int8_exclude),
+                "reduce_range": reduce_range(o), "weight_type": o.int8_weights, "exclude": sorted(o.int8_exclude),
                 "calib_size": int(len(ctx.inputs.calib)), "seed": o.seed}
 
     def write(self, ctx: DeployContext, path: Path) -> dict:
@@ -160,25 +164,34 @@ class OrtInt8(OrtFile):
             return self._export_torch_quantized(ctx, path)
         o = ctx.options
         recipe = quantize_int8(ctx.file_of("ort-fp32"), path, ctx.inputs.calib, method=o.calib_method,
-                               fmt=o.int8_format, per_channel=o.per_channel, reduce_range=o.reduce_range,
+                               fmt=o.int8_format, per_channel=o.per_channel, reduce_range=reduce_range(o),
                                weight_type=o.int8_weights, exclude=sorted(o.int8_exclude))
         size = compact_onnx(path)
         print(f"int8 ONNX: {path} ({recipe}; {size['mb_before']:.3f} -> {size['mb_after']:.3f} MB compacted)")
         return {}
 
     def _export_torch_quantized(self, ctx: DeployContext, path: Path) -> dict:
-        from ...compress.quantize import weight_bits_for_cpu
-        from ..machine import cpu_flags
+        from ..machine import cpu_flags, int8_weight_bits
 
         kind, bits = ctx.inputs.torch_int8, ctx.inputs.torch_weight_bits
         recipe = f"PyTorch FX {kind.upper()} exported as QDQ ({bits}-bit weights; scales from PyTorch, no ORT calibration)"
-        if bits > weight_bits_for_cpu(cpu_flags())[0]:
+        if bits > int8_weight_bits(cpu_flags())[0]:
             print(f"warning: {ctx.inputs.model_file} has {bits}-bit INT8 weights, made for a CPU with an INT8 dot "
                   "product; this CPU has none and may saturate them: compress with --weight-bits 7 for it", flush=True)
         info = export_from_torch(ctx, path, {"int8_recipe": recipe, "int8_weight_bits": bits})
         print(f"int8 QDQ ONNX from PyTorch {kind}: {path} ({info['size_mb']:.2f} MB), top-1 agreement with "
               f"PyTorch {info['top1_agree_vs_torch']:.1f}% on {info['checked_on']}")
         return info
+
+
+def reduce_range(options: argparse.Namespace) -> bool:
+    """ONNX Runtime's 7-bit weights: as asked (--reduce-range / --no-reduce-range), else where this CPU has no INT8
+    dot product (:func:`liteda.deploy.machine.int8_weight_bits`)."""
+    if options.reduce_range is not None:
+        return options.reduce_range
+    from ..machine import cpu_flags, int8_weight_bits
+
+    return int8_weight_bits(cpu_flags())[0] == 7
 
 
 class OrtInt8Weights(OrtFile):
