@@ -70,7 +70,7 @@ ROWS: dict[str, list[str]] = {
 }
 # the same <= 1 MB row with a 5-epoch fine-tune after each stage (a row's flags override the budget): how much of
 # its loss is the fine-tune budget rather than the technique
-ROWS["combined-eca-lrlin0.25-qat-ft5"] = ROWS["combined-eca-lrlin0.25-qat"] + ["--ft-epochs", "5"]
+ROWS["combined-eca-lrlin0.25-qat-ft5"] = ROWS["combined-eca-lrlin0.25-qat"] + ["--ft-epochs", "5", "--qat-epochs", "5"]
 COLUMNS = ("technique", "target_test_acc", "delta_acc", "params", "macs", "file_mb", "onnx_int8_mb", "latency_ms_p50")
 
 
@@ -78,7 +78,7 @@ def parse(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="the run whose model every row compresses (a finished run folder)")
     p.add_argument("--only", nargs="*", default=None, help=f"subset of the rows: {' '.join(ROWS)}")
-    p.add_argument("--ft-epochs", default="2")
+    p.add_argument("--ft-epochs", default="2", help="recovery fine-tune epochs of every row (QAT rows: its epochs too)")
     p.add_argument("--ft-iters", default=None)
     p.add_argument("--latency-runs", default="50")
     p.add_argument("--amp-iters", type=int, default=10, help="iterations for the bf16 speed check (0: skip)")
@@ -160,7 +160,7 @@ def main(argv=None) -> None:
         return Path(args.work) / rec.dataset.name / rec.task / name / seed_dir
 
     common = ["--run", args.run, "--no-progress"]
-    budget = ["--ft-epochs", args.ft_epochs, "--latency-runs", args.latency_runs]
+    budget = ["--ft-epochs", args.ft_epochs, "--qat-epochs", args.ft_epochs, "--latency-runs", args.latency_runs]
     budget += ["--ft-iters", args.ft_iters] if args.ft_iters else []
     rows, runs = [], {}
     for name in names:

@@ -708,7 +708,7 @@ def test_plugin_technique_reaches_the_cli_and_the_saved_ops(parent_run, tmp_path
     (["--lowrank-ratio", "0.3", "--lowrank-whiten", "chol"], "invalid choice"),
     (["--recipe", "tiny"], "unknown compression recipe 'tiny'"),
     (["--recipe"], "--recipe needs a name"),
-    (["--quantize", "qat", "--ft-epochs", "0"], "--ft-epochs >= 1"),
+    (["--quantize", "qat", "--qat-epochs", "0"], "--qat-epochs >= 1"),
     (["--latency-runs", "-1"], "--latency-runs must be >= 0"),
     (["--bn-batches", "-1"], "--bn-batches must be >= 0"),
 ])

@@ -104,11 +104,12 @@ class Pipeline:
         self.input_size, self.resize = size, resize
 
     # ------------------------------------------------------------------ recovery
-    def recover(self, tag: str, model: Optional[nn.Module] = None, lr: Optional[float] = None) -> list[dict]:
-        """Self-distillation fine-tune of the student (or of ``model``, e.g. QAT's fake-quant graph), then, for
-        the float student, re-estimated BatchNorm statistics."""
+    def recover(self, tag: str, model: Optional[nn.Module] = None, lr: Optional[float] = None,
+                epochs: Optional[int] = None) -> list[dict]:
+        """Self-distillation fine-tune of the student (or of ``model``, e.g. QAT's fake-quant graph, at its own
+        ``lr`` and ``epochs``), then, for the float student, re-estimated BatchNorm statistics."""
         small = self.input_size if self.input_size != self.view_size else None
-        cfg = self.ft if lr is None else dataclasses.replace(self.ft, lr=lr)
+        cfg = dataclasses.replace(self.ft, **{k: v for k, v in (("lr", lr), ("epochs", epochs)) if v is not None})
         rows = finetune(model if model is not None else self.student, self.ft_teacher, self.data.labeled,
                         self.data.unlabeled, cfg, self.out / "finetune" / tag, input_size=small)
         rows = [{k: r[k] for k in ("epoch", "loss", "kd_loss", "teacher_agree", "seconds", "images_per_s") if k in r}

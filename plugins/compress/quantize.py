@@ -302,6 +302,8 @@ class Quantize(Technique):
                            help="ptsq/qat INT8 weight range: 8 on CPUs with an INT8 dot product (VNNI, AMX, Arm), "
                                 "7 on AVX2 without one, whose INT8 kernels saturate full-range weights (default: "
                                 "auto, this CPU's; the choice and its reason are recorded)")
+        group.add_argument("--qat-epochs", type=int, default=2,
+                           help="QAT's fake-quant fine-tune epochs (the float stages' recovery is --ft-epochs)")
         group.add_argument("--qat-lr", type=float, default=0.0005,
                            help="QAT's fine-tune lr (10x below --ft-lr, at which fake quantization lost accuracy)")
 
@@ -315,8 +317,8 @@ class Quantize(Technique):
             fail(f"--quantize must be one of {', '.join(QUANT_KINDS)}, got '{args.quantize}'")
         if args.calib_batches < 1:
             fail(f"--calib-batches must be >= 1, got {args.calib_batches}")
-        if args.quantize == "qat" and args.ft_epochs == 0:
-            fail("--quantize qat trains with fake quantization: give --ft-epochs >= 1")
+        if args.quantize == "qat" and args.qat_epochs < 1:
+            fail(f"--quantize qat trains with fake quantization: give --qat-epochs >= 1, got {args.qat_epochs}")
 
     @staticmethod
     def apply(ctx, args) -> None:
@@ -336,9 +338,10 @@ class Quantize(Technique):
                                              op["weight_bits"])
             extra["calibration_images"] = n
         else:
-            extra["lr"] = args.qat_lr
+            extra["lr"], extra["epochs"] = args.qat_lr, args.qat_epochs
             ctx.student = quantize_qat(ctx.student, ctx.input_size,
-                                       lambda m: history.extend(ctx.recover("qat", m, args.qat_lr)), op["weight_bits"])
+                                       lambda m: history.extend(ctx.recover("qat", m, args.qat_lr, args.qat_epochs)),
+                                       op["weight_bits"])
         if kind in ("ptsq", "qat"):
             extra["float_ops"] = dict(Counter(o["op"] for o in float_ops(ctx.student)))  # measured on the graph
             extra.update(quantized_summary(ctx.student))

@@ -35,7 +35,7 @@ RECIPES = Registry("compression recipe", {
         "deploy stage quantizes (ONNX Runtime INT8)."),
     "qat": Recipe(
         "qat", "compressed student + QAT",
-        ["--quantize", "qat", "--ft-epochs", "2", "--qat-lr", "0.0005"],
+        ["--quantize", "qat", "--qat-epochs", "2", "--qat-lr", "0.0005"],
         "Quantization-aware fine-tune of a float compressed run (give that run as --run), exported as INT8 QDQ.",
         parent="eca"),
     "lowres": Recipe(
