@@ -1,6 +1,6 @@
 """The demo for several seeds: is adaptation's margin over source-only robust, and how long does the demo take?
 
-    python benchmarks/demo_seeds.py --seeds 0 1 2 --out benchmarks/results/demo
+    python benchmarks/demo_seeds.py --seeds 0 1 2 --out benchmarks/results/demo --runs runs_demo_seeds
 
 Runs ``liteda demo --seed s`` for each seed into one runs tree (each seed timed), then the report over all seeds
 (mean ± std) into ``--out``, and ``<out>/demo_seeds.{json,md}``: per seed, target-test accuracy of every
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from liteda.report.collect import collect
 from liteda.tables import write_table
-from liteda.utils import atomic_write_text, machine_info, machine_label, write_json
+from liteda.utils import atomic_write_text, fail, machine_info, machine_label, run_cli, write_json
 
 
 def per_seed_rows(runs: Path) -> tuple[dict[int, dict[str, float]], dict[str, str], list[str]]:
@@ -39,6 +39,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", default="benchmarks/results/demo")
     a = p.parse_args(argv)
     runs, out = Path(a.runs), Path(a.out)
+    if runs.exists() and any(runs.iterdir()):  # finished stages would be skipped: the timings would be of nothing
+        fail(f"--runs '{runs}' is not empty: give a new folder or delete it, so that every demo runs in full")
     seconds, load = {}, {}
     for seed in a.seeds:
         load[seed] = [os.getloadavg()[0]]
@@ -74,4 +76,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))
