@@ -789,6 +789,8 @@ def test_cli_end_to_end_combined(run_args, tiny_dataset, tmp_path):
     assert [op["op"] for op in torch.load(qat / "compressed.pt", weights_only=True)["ops"]] == ["attention", "quantize"]
     assert read_record(qat).parent(qat, "model") == flt and read_record(qat).dataset == read_record(run).dataset
     assert res["stages"][-1]["lr"] == 0.001  # QAT fine-tunes at its own (lower) lr, not --ft-lr
+    qat_epochs = [r for r in res["stages"][-1]["finetune"] if "epoch" in r]
+    assert res["stages"][-1]["epochs"] == 2 and len(qat_epochs) == 2  # --qat-epochs (default 2), not --ft-epochs 1
     assert res["after"]["file_mb"] < 0.5 * res["before"]["file_mb"]
     doc = bench_main(["--run", str(qat), "--runtime", "torch", "ort", "--iters", "2", "--warmup", "1",
                       "--threads", "1", "--calib-size", "4", "--cache-dir", str(tmp_path / "cache")])
