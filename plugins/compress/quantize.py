@@ -7,8 +7,8 @@ FX convert gives real ``quantized::`` kernels (fbgemm/oneDNN) in eager mode.
 
 The classifier's ``backbone``, ``bottleneck`` and ``head`` are quantized as three FX graphs: tracing the whole
 ``ImageClassifier`` would freeze its train/eval branch (``(logits, features)`` vs ``logits``), and the engine
-needs both. Weights: per-channel symmetric INT8, 7-bit or 8-bit by the CPU's INT8 dot product
-(``--weight-bits``, :func:`liteda.deploy.machine.int8_weight_bits`); activations: per-tensor UINT8 (``deploy_qconfig``).
+needs both. Weights: per-channel symmetric INT8, 7-bit or 8-bit by the CPU's INT8 dot product (``--weight-bits``,
+:func:`liteda.deploy.machine.int8_weight_bits`); activations: per-tensor UINT8 (``deploy_qconfig``).
 """
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def prepare_static(model: nn.Module, input_size: int, qat: bool = False, weight_
     set_backend()
     inputs = _part_inputs(model, input_size)
     mapping = (get_default_qat_qconfig_mapping if qat else get_default_qconfig_mapping)(BACKEND)
-    mapping.set_global(deploy_qconfig(qat, weight_bits))  # the mapping's fixed-range ops (sigmoid, hardsigmoid) keep theirs
+    # the mapping's fixed-range ops (sigmoid, hardsigmoid) keep theirs
+    mapping.set_global(deploy_qconfig(qat, weight_bits))
     model.train(qat)
     prep = prepare_qat_fx if qat else prepare_fx
     with _quiet():

@@ -26,8 +26,8 @@ RECIPES = Registry("compression recipe", {
          "--bn-batches", "0", "--quantize", "ptsq"],
         "The recommended deployable recipe: SE 1x1 convs and the Linear tail factorised at rank ratio 0.25 by an "
         "SVD whitened with each layer's input statistics, no recovery fine-tune (the strong-view KL guard undid it "
-        "on every measured run: benchmarks/studies/officecaltech_t30_seeds/ft_guard_views.md), static INT8 calibrated on unlabeled target "
-        "images."),
+        "on every measured run: benchmarks/studies/officecaltech_t30_seeds/ft_guard_views.md), static INT8 "
+        "calibrated on unlabeled target images with the weight range of this CPU (--weight-bits auto)."),
     "eca": Recipe(
         "eca", "compressed student (ECA + low-rank tail)",
         ["--attention", "eca", "--lowrank-ratio", "0.25", "--lowrank-layers", "linear", "--ft-epochs", "4"],

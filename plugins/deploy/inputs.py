@@ -55,8 +55,8 @@ def load_model(run_dir: Path, rec: StageRecord) -> tuple[object, Path, Optional[
         model, crec = load_compressed(path)
         quant = quantize_op(crec.get("ops"))
         if quant is not None and quant.get("kind") not in QUANTIZED_BY_TORCH:
-            fail(f"'{path}' is dynamically quantized by PyTorch ({quant.get('kind')}), which has no ONNX form: compress "
-                 "without --quantize (ONNX Runtime makes ort-int8 / ort-int8w) or with --quantize qat/ptsq "
+            fail(f"'{path}' is dynamically quantized by PyTorch ({quant.get('kind')}), which has no ONNX form: "
+                 "compress without --quantize (ONNX Runtime makes ort-int8 / ort-int8w) or with --quantize qat/ptsq "
                  "(exported as INT8 QDQ)")
         return model.eval(), path, quant
     from ..classifier import load_classifier
