@@ -17,6 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from liteda.compress.quantize import op_weight_bits
 from liteda.record import FILENAME, read_record, results_of
 from liteda.tables import order_tasks, write_table
 from liteda.utils import atomic_write_text, fail, machine_label, run_cli, write_json
@@ -59,9 +60,9 @@ def final_kl(res: dict) -> float | None:
 
 
 def quantization(res: dict) -> str:
-    """The INT8 step as run: its kind and weight range (runs that predate ``weight_bits`` used 7 bits)."""
+    """The INT8 step as run: its kind and weight range."""
     q = next((s for s in res["stages"] if s["op"] == "quantize"), None)
-    return "–" if q is None else f"{q.get('kind', '?')} {q.get('weight_bits', 7)}-bit"
+    return "–" if q is None else f"{q.get('kind', '?')} {op_weight_bits(q)}-bit"
 
 
 def pair_row(task: str, seed: int, a: Path, b: Path, artifact: str) -> dict:

@@ -63,6 +63,11 @@ def _part_inputs(model: nn.Module, input_size: int) -> dict[str, tuple[torch.Ten
     return {"backbone": (x,), "bottleneck": (f,), "head": (b,)}
 
 
+def op_weight_bits(op: dict) -> int:
+    """The weight range a recorded ``quantize`` op used: files made before ``weight_bits`` was recorded used 7."""
+    return int(op.get("weight_bits", 7))
+
+
 def resolve_weight_bits(value: str) -> tuple[int, str]:
     """``--weight-bits``: 7, 8, or auto (this CPU's, :func:`liteda.deploy.machine.int8_weight_bits`)."""
     if value == "auto":
@@ -354,4 +359,4 @@ class Quantize(Technique):
         if op["kind"] == "ptdq":
             return quantize_dynamic_linear(model)
         return convert_static(prepare_static(model, base["crop_size"], qat=op["kind"] == "qat",
-                                             weight_bits=op.get("weight_bits", 7)))
+                                             weight_bits=op_weight_bits(op)))

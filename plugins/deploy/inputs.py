@@ -116,7 +116,9 @@ def load_inputs(run_dir: str | Path, calib_size: int = 128, seed: int = 0, cache
         overlap = len(set(agree_idx) & set(calib_idx))
         uimg, _ = load_images(ds.root, [(train[i][0], -1) for i in agree_idx], tf.resize, cache_dir)
         unlabeled = normalised(uimg, tf.crop, tf.mean, tf.std)
+    from ..compress.quantize import op_weight_bits
+
     return DeployInputs(run_dir, rec, model_file, model, quant and quant["kind"],
                         normalised(cimg, tf.crop, tf.mean, tf.std), normalised(timg[:n], tf.crop, tf.mean, tf.std),
                         tlab[:n].numpy(), parent_accuracy(run_dir, rec), unlabeled, overlap,
-                        quant and quant.get("weight_bits", 7))  # files made before weight_bits was recorded: 7
+                        quant and op_weight_bits(quant))
