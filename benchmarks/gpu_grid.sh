@@ -17,10 +17,13 @@
 #   ls       candidate: teachers adapted with label smoothing 0.1 on their source loss (SDAT's smoother source
 #            loss; a runs tree of its own, since the students' folder names are the default's)
 #   recipes  the other compression recipes of the office students (binary layers, ECA, ReLU, 160 px, both) and their bench
+#   full     candidate: teachers fine-tuned end to end (--freeze-stages 0 for the teacher only; a runs tree of
+#            its own, since the teacher's folder name is the default's)
+#            (last: worse than the default on A→W, benchmarks/studies/officecaltech_a2w_teachers/)
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
-PHASES=${PHASES:-office caltech plain t10 cluster views mixup ls recipes}
+PHASES=${PHASES:-office caltech plain t10 cluster views mixup ls recipes full}
 JOBS=${JOBS:-12}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
@@ -60,6 +63,8 @@ for p in $PHASES; do
   case $p in
     office)  phase office  /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD" ;;
     caltech) phase caltech /tmp/runs_default "$CALTECH" --teacher-epochs 30 --kd-args "$KD" ;;
+    full)    phase full    /tmp/runs_full "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
+               --teacher-args "--freeze-stages 0" --only distill ;;
     plain)   phase plain   /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "--teacher-cache" --only distill ;;
     t10)     phase t10     /tmp/runs_t10 "$OFFICE" --teacher-epochs 10 --kd-args "--teacher-cache" --only distill ;;
     cluster) phase cluster /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD --cluster-weight 0.3" \

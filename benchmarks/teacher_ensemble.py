@@ -40,20 +40,20 @@ def score_run(run: Path) -> dict:
     logits = torch.cat([ens.outputs(x[i:i + 32])[0] for i in range(0, len(x), 32)], dim=1)  # (teachers, N, C)
     y = inp.test_y
     acc = lambda z: float((z.argmax(-1).numpy() == y).mean() * 100)  # noqa: E731
-    return {"task": res.get("task"), "run": str(run), "student": res["target_test"]["acc"],
+    return {"task": res.get("task"), "seed": res.get("seed"), "run": str(run), "student": res["target_test"]["acc"],
             "teachers": [{"method": i.get("method"), "arch": i.get("arch"), "acc": acc(logits[k])}
                          for k, i in enumerate(infos)],
             "ensemble": acc(ens.mix(logits, 1.0)), "weights": ens.weights.tolist(), "n_test": int(len(y))}
 
 
 def markdown(rows: list[dict], command: str) -> str:
-    names = [f"{t['method']} ({t['arch']})" for t in rows[0]["teachers"]]
+    names = [f"teacher {k + 1}: {t['method']} ({t['arch']})" for k, t in enumerate(rows[0]["teachers"])]
     head = ["task", *names, "ensemble", "distilled student"]
     lines = ["# Teachers, their ensemble and the distilled student on target-test (%)", "",
              f"Machine: {machine_label()}. Command: `{command}`", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append("| " + " | ".join([r["task"], *[f"{t['acc']:.1f}" for t in r["teachers"]],
+        lines.append("| " + " | ".join([f"{r['task']} s{r['seed']}", *[f"{t['acc']:.1f}" for t in r["teachers"]],
                                          f"{r['ensemble']:.1f}", f"{r['student']:.1f}"]) + " |")
     avg = lambda f: float(np.mean([f(r) for r in rows]))  # noqa: E731
     lines.append("| Avg | " + " | ".join([*[f"{avg(lambda r, k=k: r['teachers'][k]['acc']):.1f}" for k in range(len(names))],
