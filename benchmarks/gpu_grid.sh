@@ -9,6 +9,8 @@
 #   office   the six A/W/D tasks, seeds 0 1 2, each seed its own teacher (make all-tasks defaults: a 30-epoch
 #            teacher, the student on strong target views)
 #   caltech  the six Caltech tasks with the same recipe, frozen before they are looked at
+#   mdd      candidate: teachers adapted with MDD instead of MCC (a runs tree of its own, since the students'
+#            folder names are the default's)
 #   plain    candidate: the same teachers' students without strong target views
 #   t10      candidate: the 10-epoch teacher's student (the earlier default)
 #   cluster  candidate: + cross-entropy on the teacher's clustering-refined labels (--cluster-weight 0.3)
@@ -23,7 +25,7 @@
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
-PHASES=${PHASES:-office caltech plain t10 cluster views mixup ls recipes full}
+PHASES=${PHASES:-office caltech mdd plain t10 cluster views mixup ls recipes full}
 JOBS=${JOBS:-12}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
@@ -65,6 +67,8 @@ for p in $PHASES; do
     caltech) phase caltech /tmp/runs_default "$CALTECH" --teacher-epochs 30 --kd-args "$KD" ;;
     full)    phase full    /tmp/runs_full "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
                --teacher-args "--freeze-stages 0" --only distill ;;
+    mdd)     phase mdd     /tmp/runs_mdd "$OFFICE" --teacher-epochs 30 --teacher-method mdd --kd-args "$KD" \
+               --only distill ;;
     plain)   phase plain   /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "--teacher-cache" --only distill ;;
     t10)     phase t10     /tmp/runs_t10 "$OFFICE" --teacher-epochs 10 --kd-args "--teacher-cache" --only distill ;;
     cluster) phase cluster /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD --cluster-weight 0.3" \
