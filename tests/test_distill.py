@@ -412,6 +412,9 @@ def test_strong_target_view_reaches_only_the_unlabeled_loader(run_args, tmp_path
     assert json.loads((tmp_path / "kd" / "results.json").read_text())["method_config"]["target_aug"] == "strong"
     args = build_parser(Distill, "adapt").parse_args(argv)
     assert Distill.variant_name(args, "kd") == "kd_strongaug"
+    # a loss on the student is another student too, not a rerun of kd_strongaug
+    assert Distill.variant_name(build_parser(Distill, "adapt").parse_args([*argv, "--student-method", "mcc"]),
+                                "kd") == "kd_mcc_strongaug"
     data = build_data(args, "adapt", tmp_path / "kd", None, None)
     kinds = lambda loader: {type(t) for t in loader.dataset.transform.transforms}  # noqa: E731
     assert {T.RandAugment, T.RandomErasing} <= kinds(data.unlabeled)

@@ -122,9 +122,11 @@ class Distill(Method):
 
     @classmethod
     def variant_name(cls, args: argparse.Namespace, registered: str) -> str:
-        """Refined labels or strong target views make another student: ``kd_cluster0.3``, ``kd_strongaug`` run
-        beside ``kd`` in one runs tree, so the label-free validators can rank them."""
+        """A loss on the student, refined labels or strong target views make another student: ``kd_mcc``,
+        ``kd_cluster0.3``, ``kd_strongaug`` run beside ``kd`` in one runs tree, so the label-free validators can
+        rank them."""
         name = super().variant_name(args, registered)
+        name = f"{name}_{args.student_method}" if getattr(args, "student_method", None) else name
         name = f"{name}_cluster{args.cluster_weight:g}" if getattr(args, "cluster_weight", 0) else name
         name = f"{name}_mixup{args.domain_mixup:g}" if getattr(args, "domain_mixup", 0) else name
         name = f"{name}_views{args.teacher_views}" if getattr(args, "teacher_views", 2) != 2 else name
