@@ -70,6 +70,10 @@ def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentPars
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                    help="label smoothing of the source cross-entropy (SDAT's smoother source loss; 0: none); a "
                         "run of its own: <name>_ls<EPS>")
+    p.add_argument("--source-aug", choices=("standard", "strong"), default="standard",
+                   help="the view of the labeled images: the training crops, or FixMatch's strong view on top "
+                        "(RandAugment + cutout) for features that hold under photometric shift; a run of its own: "
+                        "<name>_srcstrong")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-j", "--workers", type=int, default=0, help="DataLoader workers (0: decode cache makes "
                    "loading cheap, and 2 CPU cores are better spent on the model)")
@@ -108,10 +112,11 @@ def task_name(args) -> str:
 
 
 def run_name(args, method_name: str) -> str:
-    """The run folder's name: the method (or its variant, or ``oracle``), ``_ls<EPS>`` with label smoothing, then
-    the arch when it is not the student's."""
+    """The run folder's name: the method (or its variant, or ``oracle``), ``_ls<EPS>`` with label smoothing,
+    ``_srcstrong`` with strong views of the labeled images, then the arch when it is not the student's."""
     eps = getattr(args, "label_smoothing", 0.0)
     name = f"{method_name}_ls{eps:g}" if eps else method_name
+    name = f"{name}_srcstrong" if getattr(args, "source_aug", "standard") == "strong" else name
     return name if args.arch == "mobilenet_v3_small" else f"{name}-{args.arch}"
 
 
@@ -159,7 +164,9 @@ class Data:
                               num_workers=args.workers, persistent_workers=args.workers > 0,
                               generator=torch.Generator().manual_seed(args.seed * 1000 + 100 + stream
                                                                       + 10_000 * distributed.rank()))
-        self.labeled = mk(TensorImageDataset(*labeled, train_tf, nc), True)
+        labeled_tf = (build_transform(True, args.crop_size, mean, std, args.scale, not args.no_hflip, strong=True)
+                      if getattr(args, "source_aug", "standard") == "strong" else train_tf)
+        self.labeled = mk(TensorImageDataset(*labeled, labeled_tf, nc), True)
         self.unlabeled = mk(UnlabeledImageDataset(t_unl[0], target_tf, nc), True, 1)
         # the same images in the same order with the test transform (Method.prepare: e.g. cached teacher outputs)
         self.unlabeled_eval = lambda: mk(UnlabeledImageDataset(t_unl[0], test_tf, nc), False)  # noqa: E731
@@ -333,7 +340,8 @@ def run_settings(args) -> dict:
     """What defines a run beyond the optimiser: a resume under other values would mix two runs in one."""
     return {k: getattr(args, k) for k in ("arch", "batch_size", "crop_size", "resize_size", "bottleneck_dim",
                                           "freeze_stages", "no_prelogits", "scale", "no_hflip", "protocol",
-                                          "test_ratio", "split_seed", "scratch", "pretrained", "seed")}
+                                          "test_ratio", "split_seed", "scratch", "pretrained", "seed")} | (
+        {"source_aug": args.source_aug} if getattr(args, "source_aug", "standard") != "standard" else {})
 
 
 def test_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict) -> dict:
@@ -376,6 +384,7 @@ def stage_label(args, regime: str, method_name: str) -> str:
         base = KIND_LABELS.get(key, key)
     eps = getattr(args, "label_smoothing", 0.0)
     base = f"{base}, label smoothing {eps:g}" if eps else base
+    base = f"{base}, strong source views" if getattr(args, "source_aug", "standard") == "strong" else base
     return base if args.arch == "mobilenet_v3_small" else f"{base} ({args.arch})"
 
 

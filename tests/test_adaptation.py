@@ -367,6 +367,27 @@ def test_label_smoothing_smooths_the_source_loss_and_is_a_run_of_its_own(run_arg
         main("source_only", "source_only", argv + ["--label-smoothing", "1"])
 
 
+def test_strong_source_views_reach_only_the_labeled_loader_and_are_a_run_of_their_own(run_args, tmp_path):
+    """--source-aug strong: the labeled images get FixMatch's strong view (RandAugment + cutout), the unlabeled
+    target keeps the training crops; the run gets its own folder, row label and resume settings."""
+    from torchvision.transforms import v2 as T
+
+    from liteda.runner import build_data, run_settings
+
+    argv = [a for a in run_args() if a not in ("--log", str(tmp_path / "run"))] + ["--source-aug", "strong"]
+    args = build_parser(get_method("mcc"), "adapt").parse_args(argv)
+    data = build_data(args, "adapt", tmp_path / "probe", None, None)
+    kinds = lambda loader: {type(t) for t in loader.dataset.transform.transforms}  # noqa: E731
+    assert {T.RandAugment, T.RandomErasing} <= kinds(data.labeled)
+    assert not {T.RandAugment, T.RandomErasing} & kinds(data.unlabeled)
+    assert run_settings(args)["source_aug"] == "strong"
+    assert "source_aug" not in run_settings(build_parser(get_method("mcc"), "adapt").parse_args(argv[:-2]))
+    res = main("mcc", "adapt", argv)
+    assert res["method"] == "mcc_srcstrong"
+    rec = json.loads((tmp_path / "runs" / "Custom" / "src2tgt" / "mcc_srcstrong" / "seed0" / "record.json").read_text())
+    assert rec["label"].endswith("strong source views")
+
+
 def test_cdan_with_entropy_flag_is_logged_as_cdan_e(run_args, tmp_path):
     """cdan.py -E is CDAN+E: its own run folder and table row, never the CDAN run's."""
     argv = [a for a in run_args() if a not in ("--log", str(tmp_path / "run"))]
