@@ -9,8 +9,12 @@
 #   office   the six A/W/D tasks, seeds 0 1 2, each seed its own teacher (make all-tasks defaults: a 30-epoch
 #            teacher, the student on strong target views)
 #   caltech  the six Caltech tasks with the same recipe, frozen before they are looked at
+#   srcaug   candidate: teachers adapted on strong views of the labeled source images (--source-aug strong for
+#            the teacher only; a runs tree of its own, since the students' folder names are the default's), with
+#            their ≤ 1 MB files
 #   mdd      candidate: teachers adapted with MDD instead of MCC (a runs tree of its own, since the students'
-#            folder names are the default's)
+#            folder names are the default's; no better than MCC over three A→W seeds,
+#            benchmarks/studies/officecaltech_a2w_teachers/)
 #   plain    candidate: the same teachers' students without strong target views
 #   t10      candidate: the 10-epoch teacher's student (the earlier default)
 #   cluster  candidate: + cross-entropy on the teacher's clustering-refined labels (--cluster-weight 0.3)
@@ -25,7 +29,7 @@
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
-PHASES=${PHASES:-office caltech mdd plain t10 cluster views mixup ls recipes full}
+PHASES=${PHASES:-office caltech srcaug mdd plain t10 cluster views mixup ls recipes full}
 JOBS=${JOBS:-12}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
@@ -67,6 +71,8 @@ for p in $PHASES; do
     caltech) phase caltech /tmp/runs_default "$CALTECH" --teacher-epochs 30 --kd-args "$KD" ;;
     full)    phase full    /tmp/runs_full "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
                --teacher-args "--freeze-stages 0" --only distill ;;
+    srcaug)  phase srcaug  /tmp/runs_srcaug "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
+               --teacher-args "--source-aug strong" --only distill compress bench ;;
     mdd)     phase mdd     /tmp/runs_mdd "$OFFICE" --teacher-epochs 30 --teacher-method mdd --kd-args "$KD" \
                --only distill ;;
     plain)   phase plain   /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "--teacher-cache" --only distill ;;
