@@ -7,12 +7,14 @@ Each candidate is a name and the glob of its finished run folders (results.json 
 seed: each candidate's target-test accuracy (measured after training, never used to choose), its IM score
 and SND (label-free, last epoch), and the candidate each validator picks. The recipe a user should take is the
 validators' pick; the accuracy column says afterwards whether that pick was right. ``--reference NAME=GLOB`` adds
-columns that are shown beside the candidates but never picked (source-only, the oracle, an earlier recipe).
+columns that are shown beside the candidates but never picked (source-only, the oracle, an earlier recipe); a
+reference to compression runs (e.g. ``RUNS/*/1mb/seed*``) shows their deployed files' accuracy.
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import re
 import shlex
 import statistics
 import sys
@@ -24,13 +26,31 @@ from liteda.tables import write_table
 from liteda.utils import atomic_write_text, fail, machine_info, machine_label, read_json, run_cli, write_json
 
 
-def read_candidate(name: str, pattern: str) -> list[dict]:
+def read_deployed_file(name: str, run: Path) -> dict:
+    """A compression run as a reference: the accuracy of its deployed file (the first row of its ``deploy`` bench
+    stage), which is what a user ships."""
+    bench = run / "deploy" / "bench.json"
+    if not bench.is_file():
+        fail(f"--reference {name}: '{run}' is a compression run without a deploy bench (run `liteda bench --run` on it)")
+    b, seed = read_json(bench), re.search(r"seed(\d+)$", str(run))
+    row = b["rows"][0]
+    return {"candidate": name, "task": b["task"], "seed": int(seed.group(1)) if seed else 0, "acc": row["acc"],
+            "im": None, "snd": None, "run": str(run), "artifact": row["name"], "size_mb": row["size_mb"],
+            "machine": machine_label(b.get("machine") or {}), "teacher_acc": []}
+
+
+def read_candidate(name: str, pattern: str, reference: bool = False) -> list[dict]:
     runs = sorted(Path(p) for p in glob.glob(pattern) if (Path(p) / "results.json").is_file())
     if not runs:
-        fail(f"--candidate {name}: no finished run folder matches '{pattern}'")
+        fail(f"--{'reference' if reference else 'candidate'} {name}: no finished run folder matches '{pattern}'")
     out = []
     for run in runs:
         r = read_json(run / "results.json")
+        if "target_test" not in r:  # a compression run: its deployed file's accuracy
+            if not reference:
+                fail(f"--candidate {name}: '{run}' is a compression run (no validator scores): give it as --reference")
+            out.append(read_deployed_file(name, run))
+            continue
         out.append({"candidate": name, "task": r["task"], "seed": r["seed"], "acc": r["target_test"]["acc"],
                     "im": r["validator"]["im_score"], "snd": last_history_value(run / "history.csv", "target_test_snd"),
                     "seconds_per_epoch": r.get("timing", {}).get("seconds_per_epoch"), "run": str(run),
@@ -92,7 +112,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
             if name in names or name in refs:
                 fail(f"{flag} '{spec}': the name '{name}' is given twice")
             into.append(name)
-            rows += read_candidate(name, pattern)
+            rows += read_candidate(name, pattern, reference=into is refs)
     header, body, _ = rank(rows, names, refs)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     md = write_table(Path(a.out), header, body)

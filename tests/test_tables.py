@@ -250,3 +250,38 @@ def test_two_compressions_of_the_same_students_are_paired_by_task_and_seed(tmp_p
     run("A2W", "1mb_kl", 0, 88.0, new, parent="other")
     with pytest.raises(UserError, match="compressed from different runs"):
         compare.main([str(tmp_path), "--a", "1mb", "--b", "1mb_kl", "--out", str(tmp_path / "cmp")])
+
+
+def test_recipe_candidates_ranks_by_validators_and_shows_deployed_files_as_references(tmp_path):
+    """benchmarks/recipe_candidates.py: per task and seed the IM and SND picks among the candidates; a compression
+    run given as a reference shows its deployed file's accuracy; given as a candidate it is a one-line error."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from liteda.utils import UserError
+
+    def run(name, acc, im, snd):
+        d = tmp_path / name / "A2W" / "seed2"
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps({"task": "A2W", "seed": 2, "target_test": {"acc": acc},
+                                                    "validator": {"im_score": im}}))
+        (d / "history.csv").write_text(f"epoch,target_test_snd\n1,0.0\n2,{snd}\n")
+    run("a", 90.0, 2.2, 1.0)
+    run("b", 95.0, 2.1, 2.0)
+    f = tmp_path / "file" / "A2W" / "seed2"
+    (f / "deploy").mkdir(parents=True)
+    (f / "results.json").write_text(json.dumps({"task": "A2W", "before": {}, "after": {}}))
+    (f / "deploy" / "bench.json").write_text(json.dumps({"task": "A2W", "rows": [
+        {"name": "ort-int8", "acc": 93.0, "size_mb": 0.99}]}))
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_candidates.py"
+    spec = importlib.util.spec_from_file_location("recipe_candidates", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "table"
+    mod.main(["--candidate", f"a={tmp_path}/a/A2W/seed*", "--candidate", f"b={tmp_path}/b/A2W/seed*",
+              "--reference", f"file={tmp_path}/file/A2W/seed*", "--out", str(out)])
+    md = out.with_suffix(".md").read_text()
+    assert "| A2W s2 | 90.0 | 95.0 | a (90.0) | b (95.0) | 95.0 | 93.0 |" in md
+    with pytest.raises(UserError, match="compression run"):
+        mod.main(["--candidate", f"file={tmp_path}/file/A2W/seed*", "--out", str(out)])
