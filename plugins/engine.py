@@ -41,6 +41,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # of the source cross-entropy (SDAT: a smoother source loss transfers better)
     amp: str = "none"  # "bf16": torch.autocast on CPU / GPU; "fp16": autocast + GradScaler, GPU only
     channels_last: bool = False
+    # which epoch's weights are the result: "last", or "im" (the highest IM score on the unlabeled target-train
+    # images, read at every epoch's end; no target label)
+    select: str = "last"
     print_freq: int = 0  # 0: a tqdm bar per epoch
     device: str = "cpu"
     progress: bool = True
@@ -108,13 +111,22 @@ class Trainer:
     """Trains ``model`` with ``method`` on ``labeled`` (+ ``unlabeled``) batches; evaluates ``evals`` per epoch.
 
     ``evals`` maps a name (``source_test``, ``target_test``) to a loader; target labels there feed the logged
-    curves only, never a decision (no early stopping, no checkpoint selection: the last epoch is the result).
+    curves only, never a decision. The result is the last epoch's weights, or with ``cfg.select == "im"`` those
+    of the epoch whose predictions on ``select_on`` (the unlabeled target-train images at the test transform,
+    ``(image, index)`` batches) have the highest IM score: a label-free checkpoint selection.
     """
 
     def __init__(self, model: nn.Module, method: Method, labeled: DataLoader, unlabeled: Optional[DataLoader],
-                 evals: dict[str, DataLoader], cfg: TrainConfig, run_dir: Path):
+                 evals: dict[str, DataLoader], cfg: TrainConfig, run_dir: Path,
+                 select_on: Optional[DataLoader] = None):
         if method.uses_target and unlabeled is None:
             fail(f"method '{method.name}' needs unlabeled target data")
+        if cfg.select not in SELECT_RULES:
+            fail(f"--select must be one of {', '.join(SELECT_RULES)}, got '{cfg.select}'")
+        if cfg.select == "im" and select_on is None:
+            fail("--select im needs the unlabeled target-train images")
+        self.select_on = select_on
+        self.best: Optional[dict] = None  # {"epoch", "score"} of the selected weights so far (--select im)
         self.model, self.method, self.cfg, self.run_dir = model, method, cfg, Path(run_dir)
         self.labeled, self.unlabeled, self.evals = labeled, unlabeled, evals
         for name in method.frozen:
@@ -142,6 +154,10 @@ class Trainer:
     def ckpt_path(self) -> Path:
         return self.run_dir / "checkpoint.pt"
 
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "selected.pt"
+
     def save_checkpoint(self, epoch: int) -> None:
         import random
 
@@ -155,7 +171,7 @@ class Trainer:
             "epoch": epoch, "model": self.model.state_dict(), "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "history": self.history.rows, "train_seconds": self.train_seconds, "resume_key": self.resume_key(),
-            "scaler": self.scaler.state_dict(),
+            "scaler": self.scaler.state_dict(), "best": self.best,
             # every random stream the next epoch reads, so that a resumed run equals an uninterrupted one
             "rng": torch.get_rng_state(), "py_rng": random.getstate(),
             "np_rng": {"key": torch.from_numpy(np_state[1].astype("int64")), "pos": int(np_state[2]),
@@ -180,6 +196,7 @@ class Trainer:
         if ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
         self.history.rows = list(ck["history"])
+        self.best = ck.get("best")
         self.train_seconds = float(ck["train_seconds"])
         for it, state in zip(self._iterators, ck.get("iterators", [])):
             if it is not None:
@@ -278,7 +295,28 @@ class Trainer:
             if name.startswith("target"):  # the unsupervised validator reads logits only
                 row.update({f"{name}_{k}": v for k, v in info_max_score(logits).items()})
                 row[f"{name}_snd"] = soft_neighborhood_density(logits) if len(logits) > 1 else float("nan")
+        if self.select_on is not None:  # images only: the loader's second item is an index, not a label
+            logits, _ = predict(self.model, self.select_on, self.cfg.device)
+            row.update({f"target_train_{k}": v for k, v in info_max_score(logits).items()})
         return row
+
+    def _keep_if_best(self, row: dict) -> None:
+        """--select im: the weights of the epoch with the highest IM score on unlabeled target-train so far."""
+        score = row.get("target_train_im_score")
+        if self.cfg.select != "im" or score is None or (self.best is not None and score <= self.best["score"]):
+            return
+        self.best = {"epoch": int(row["epoch"]), "score": float(score)}
+        if distributed.is_main():
+            atomic_torch_save(self.model.state_dict(), self.best_path)
+
+    def restore_selected(self) -> Optional[int]:
+        """Loads the selected epoch's weights (--select im) and returns that epoch; None: the last epoch stands."""
+        if self.cfg.select != "im" or self.best is None or not self.best_path.is_file():
+            return None
+        self.model.load_state_dict(torch.load(self.best_path, map_location="cpu", weights_only=True))
+        print(f"selected epoch {self.best['epoch']}: the highest IM score on unlabeled target-train "
+              f"({self.best['score']:.4f})", flush=True)
+        return self.best["epoch"]
 
     def fit(self, resume: bool = False, on_epoch_end: Optional[Callable[[dict], None]] = None) -> History:
         it_l = ForeverDataIterator(self.labeled)
@@ -312,6 +350,7 @@ class Trainer:
                    "lr": self.scheduler.get_last_lr()[0], "seconds": seconds, "images_per_s": images / seconds}
             row.update(distributed.on_main(self.evaluate_epoch))
             self.history.rows.append(row)
+            self._keep_if_best(row)
             self.save_checkpoint(epoch)
             if distributed.is_main():
                 self.history.write_csv(self.run_dir / "history.csv")
@@ -319,6 +358,9 @@ class Trainer:
             if on_epoch_end:
                 on_epoch_end(row)
         return self.history
+
+
+SELECT_RULES = ("last", "im")
 
 
 def _as_tuple(o):

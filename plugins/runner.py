@@ -74,6 +74,10 @@ def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentPars
                    help="the view of the labeled images: the training crops, or FixMatch's strong view on top "
                         "(RandAugment + cutout) for features that hold under photometric shift; a run of its own: "
                         "<name>_srcstrong")
+    p.add_argument("--select", choices=("last", "im"), default="last",
+                   help="the weights a run keeps: the last epoch's, or the epoch's whose predictions on the "
+                        "unlabeled target-train images have the highest IM score (label-free checkpoint "
+                        "selection); a run of its own: <name>_imsel")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-j", "--workers", type=int, default=0, help="DataLoader workers (0: decode cache makes "
                    "loading cheap, and 2 CPU cores are better spent on the model)")
@@ -113,10 +117,12 @@ def task_name(args) -> str:
 
 def run_name(args, method_name: str) -> str:
     """The run folder's name: the method (or its variant, or ``oracle``), ``_ls<EPS>`` with label smoothing,
-    ``_srcstrong`` with strong views of the labeled images, then the arch when it is not the student's."""
+    ``_srcstrong`` with strong views of the labeled images, ``_imsel`` with IM-selected weights, then the arch when
+    it is not the student's."""
     eps = getattr(args, "label_smoothing", 0.0)
     name = f"{method_name}_ls{eps:g}" if eps else method_name
     name = f"{name}_srcstrong" if getattr(args, "source_aug", "standard") == "strong" else name
+    name = f"{name}_imsel" if getattr(args, "select", "last") == "im" else name
     return name if args.arch == "mobilenet_v3_small" else f"{name}-{args.arch}"
 
 
@@ -289,7 +295,7 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict
     cfg = TrainConfig(epochs=args.epochs, iters_per_epoch=iters, lr=args.lr, momentum=args.momentum,
                       weight_decay=args.wd, lr_gamma=args.lr_gamma, lr_decay=args.lr_decay,
                       trade_off=args.trade_off, label_smoothing=args.label_smoothing, amp=args.amp,
-                      channels_last=args.channels_last,
+                      channels_last=args.channels_last, select=args.select,
                       progress=not args.no_progress, device=args.device, run_settings=run_settings(args))
     method_cls = get_method(args.registered_method)  # method_name may be a variant's (cdan_e, dann_tradeoff0.3)
     init = None
@@ -299,10 +305,12 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict
     method.name = method_name
     model.to(args.device), method.to(args.device)  # the teacher and discriminators live in the method
     method.prepare(data.unlabeled_eval)
-    trainer = Trainer(model, method, data.labeled, data.unlabeled, data.evals, cfg, run_dir)
+    trainer = Trainer(model, method, data.labeled, data.unlabeled, data.evals, cfg, run_dir,
+                      select_on=data.unlabeled_eval() if args.select == "im" else None)
     trainer.fit(resume=args.resume)
     if not distributed.is_main():
         return None
+    selected = trainer.restore_selected()
     model.to(memory_format=torch.contiguous_format)
     atomic_torch_save(model_record(model, args.arch, data.classes, args.crop_size, args.bottleneck_dim,
                                    args.resize_size),
@@ -315,6 +323,7 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict
         **run_header(args, method_name, regime, data),
         "config": config_dict(cfg), "method_config": method.config(), "init_from": init,
         "resumed_from_epoch": trainer.resumed_from,
+        "selected_epoch": selected if selected is not None else len(rows),
         **evaluate_all(model, data, run_dir, args.device),
         "resources": resources(model.cpu(), args, run_dir),
         "timing": {"train_seconds": trainer.train_seconds, "seconds_per_epoch": trainer.train_seconds / epochs_done,
@@ -341,7 +350,8 @@ def run_settings(args) -> dict:
     return {k: getattr(args, k) for k in ("arch", "batch_size", "crop_size", "resize_size", "bottleneck_dim",
                                           "freeze_stages", "no_prelogits", "scale", "no_hflip", "protocol",
                                           "test_ratio", "split_seed", "scratch", "pretrained", "seed")} | (
-        {"source_aug": args.source_aug} if getattr(args, "source_aug", "standard") != "standard" else {})
+        {"source_aug": args.source_aug} if getattr(args, "source_aug", "standard") != "standard" else {}) | (
+        {"select": args.select} if getattr(args, "select", "last") != "last" else {})
 
 
 def test_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict) -> dict:
@@ -385,6 +395,7 @@ def stage_label(args, regime: str, method_name: str) -> str:
     eps = getattr(args, "label_smoothing", 0.0)
     base = f"{base}, label smoothing {eps:g}" if eps else base
     base = f"{base}, strong source views" if getattr(args, "source_aug", "standard") == "strong" else base
+    base = f"{base}, IM-selected epoch" if getattr(args, "select", "last") == "im" else base
     return base if args.arch == "mobilenet_v3_small" else f"{base} ({args.arch})"
 
 

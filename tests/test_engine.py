@@ -86,3 +86,28 @@ def test_training_on_the_gpu_with_fp16_amp_writes_a_cpu_loadable_model(run_args,
     main("dann", "adapt", run_args("--device", "cuda", "--amp", "fp16"))
     rec = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
     assert all(v.device.type == "cpu" for v in rec["state_dict"].values())
+
+
+def test_select_im_keeps_the_epoch_with_the_best_label_free_score(run_args, tmp_path):
+    """--select im: every epoch logs the IM score of the unlabeled target-train predictions, the run keeps the
+    weights of the epoch where it was highest (not the last one's when they differ), records that epoch, and is a
+    run of its own (<name>_imsel); the default keeps the last epoch."""
+    import csv
+
+    from liteda.classifier import load_classifier
+
+    argv = [a for a in run_args("--epochs", "3") if a not in ("--log", str(tmp_path / "run"))]
+    res = main("mcc", "adapt", argv + ["--select", "im"])
+    assert res["method"] == "mcc_imsel"
+    run = tmp_path / "runs" / "Custom" / "src2tgt" / "mcc_imsel" / "seed0"
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    scores = [float(r["target_train_im_score"]) for r in rows]
+    best = max(range(len(scores)), key=lambda i: scores[i]) + 1
+    assert res["selected_epoch"] == best and res["config"]["select"] == "im"
+    model, _ = load_classifier(run / "model.pt")
+    selected = torch.load(run / "selected.pt", weights_only=True)
+    assert all(torch.equal(v, selected[k]) for k, v in model.state_dict().items())
+    last = main("mcc", "adapt", argv)
+    assert last["method"] == "mcc" and last["selected_epoch"] == 3
+    assert "target_train_im_score" not in (tmp_path / "runs" / "Custom" / "src2tgt" / "mcc" / "seed0" /
+                                           "history.csv").read_text()
