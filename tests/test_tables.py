@@ -285,3 +285,31 @@ def test_recipe_candidates_ranks_by_validators_and_shows_deployed_files_as_refer
     assert "| A2W s2 | 90.0 | 95.0 | a (90.0) | b (95.0) | 95.0 | 93.0 |" in md
     with pytest.raises(UserError, match="compression run"):
         mod.main(["--candidate", f"file={tmp_path}/file/A2W/seed*", "--out", str(out)])
+
+
+def test_epoch_selection_reports_last_im_selected_and_hindsight_epochs(tmp_path):
+    """benchmarks/epoch_selection.py: the IM epoch is the one with the highest IM score, on target-train when the
+    run logged it there, else on target-test; the accuracies are read for the report only."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    def run(name, cols, rows):
+        d = tmp_path / name / "seed0"
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps({"task": "A2W", "seed": 0}))
+        (d / "history.csv").write_text(",".join(["epoch", "target_test_acc", *cols]) + "\n"
+                                       + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    run("test_im", ["target_test_im_score"], [(1, 80, 1.0), (2, 95, 2.0), (3, 90, 1.5)])
+    run("train_im", ["target_test_im_score", "target_train_im_score"], [(1, 80, 9.0, 1.0), (2, 95, 1.0, 0.5),
+                                                                         (3, 90, 1.0, 2.0)])
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "epoch_selection.py"
+    spec = importlib.util.spec_from_file_location("epoch_selection", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main(["--runs", f"a={tmp_path}/test_im/seed*", "--runs", f"b={tmp_path}/train_im/seed*",
+                    "--out", str(tmp_path / "sel")])
+    a, b = res["runs"]
+    assert (a["im_images"], a["im_epoch"], a["im_acc"], a["last_acc"]) == ("target-test", 2, 95.0, 90.0)
+    assert (b["im_images"], b["im_epoch"], b["im_acc"], b["best_epoch"]) == ("target-train", 3, 90.0, 2)
+    assert "Regenerate:" in (tmp_path / "sel.md").read_text()
