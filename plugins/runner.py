@@ -28,7 +28,7 @@ from .classifier import ImageClassifier, build_classifier, load_classifier, mode
 from .lock import lock_run, unlock_run
 from .datasets import (DATASETS, DomainSplit, TensorImageDataset, UnlabeledImageDataset, build_transform, load_images,
                        prepare_domains)
-from .engine import Trainer, TrainConfig, config_dict, iterations_per_epoch
+from .engine import SELECT_RULES, Trainer, TrainConfig, config_dict, iterations_per_epoch
 from .metrics import (classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict,
                       prediction_collapse)
 from .plots import plot_confusion, plot_history
@@ -74,7 +74,7 @@ def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentPars
                    help="the view of the labeled images: the training crops, or FixMatch's strong view on top "
                         "(RandAugment + cutout) for features that hold under photometric shift; a run of its own: "
                         "<name>_srcstrong")
-    p.add_argument("--select", choices=("last", "im"), default="last",
+    p.add_argument("--select", choices=SELECT_RULES, default="last",
                    help="the weights a run keeps: the last epoch's, or the epoch's whose predictions on the "
                         "unlabeled target-train images have the highest IM score (label-free checkpoint "
                         "selection); a run of its own: <name>_imsel")
@@ -151,8 +151,8 @@ class Data:
                                          progress=not args.no_progress)
         train_tf = build_transform(True, args.crop_size, mean, std, args.scale, not args.no_hflip)
         # a method may train on a strong view of the unlabeled images (kd --target-aug strong)
-        target_tf = (build_transform(True, args.crop_size, mean, std, args.scale, not args.no_hflip, strong=True)
-                     if getattr(args, "target_aug", "standard") == "strong" else train_tf)
+        strong_tf = build_transform(True, args.crop_size, mean, std, args.scale, not args.no_hflip, strong=True)
+        target_tf = strong_tf if getattr(args, "target_aug", "standard") == "strong" else train_tf
         test_tf = build_transform(False, args.crop_size, mean, std)
         nc = self.num_classes
         s_tr, t_tr, s_te, t_te = (load(src.train), load(tgt.train), load(src.test), load(tgt.test))
@@ -170,8 +170,7 @@ class Data:
                               num_workers=args.workers, persistent_workers=args.workers > 0,
                               generator=torch.Generator().manual_seed(args.seed * 1000 + 100 + stream
                                                                       + 10_000 * distributed.rank()))
-        labeled_tf = (build_transform(True, args.crop_size, mean, std, args.scale, not args.no_hflip, strong=True)
-                      if getattr(args, "source_aug", "standard") == "strong" else train_tf)
+        labeled_tf = strong_tf if getattr(args, "source_aug", "standard") == "strong" else train_tf
         self.labeled = mk(TensorImageDataset(*labeled, labeled_tf, nc), True)
         self.unlabeled = mk(UnlabeledImageDataset(t_unl[0], target_tf, nc), True, 1)
         # the same images in the same order with the test transform (Method.prepare: e.g. cached teacher outputs)
