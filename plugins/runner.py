@@ -159,6 +159,7 @@ class Data:
         t_unl = load(tgt.all) if args.protocol == "transductive" else t_tr
         labeled = t_tr if regime == "oracle" else s_tr
         self.n_source, self.n_target = len(s_tr[1]), len(t_tr[1])
+        self.labeled_counts = torch.bincount(labeled[1], minlength=nc)  # class frequencies (distribution alignment)
         bs = args.batch_size
         def mk(ds, train: bool, stream: int = 0) -> DataLoader:
             # training loaders draw from their own seeded streams, which a checkpoint saves (exact resume); under
@@ -303,7 +304,7 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict
     method = method_cls(model, data.num_classes, args, args.epochs * iters)
     method.name = method_name
     model.to(args.device), method.to(args.device)  # the teacher and discriminators live in the method
-    method.prepare(data.unlabeled_eval)
+    method.prepare(data.unlabeled_eval, data.labeled_counts)
     trainer = Trainer(model, method, data.labeled, data.unlabeled, data.evals, cfg, run_dir,
                       select_on=data.unlabeled_eval() if args.select == "im" else None)
     trainer.fit(resume=args.resume)

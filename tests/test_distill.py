@@ -14,6 +14,7 @@ from liteda.adaptation import Step
 from liteda.classifier import build_classifier, load_classifier, model_record
 from liteda.distill import (ClassBalancedPseudoLabelLoss, Distill, DomainMixupLoss, FeatureDistillationLoss,
                              KnowledgeDistillationLoss, Renormalize, TeacherEnsemble, tta_views)
+from liteda.distill.align import align_to_prior
 from liteda.distill.refine import cluster_refined_labels
 from liteda.runner import distill_main as run_kd
 from liteda.datasets import IMAGENET_MEAN, IMAGENET_STD
@@ -157,6 +158,40 @@ def test_cluster_refinement_gives_no_image_to_a_class_without_mass():
     assert set(refined.labels.tolist()) <= {0, 1} and refined.classes_kept <= 2
     with pytest.raises(ValueError, match="do not pair up"):
         cluster_refined_labels(feats[:5], probs)
+
+
+def test_distribution_alignment_is_remixmatch_rule_and_moves_the_marginal_to_the_prior():
+    """One teacher: softmax(z + shift) = p * prior / mean(p), renormalised; the over-predicted class loses the
+    images the teacher was unsure of, a confident one keeps its label."""
+    z = torch.tensor([[[4.0, 0.0, 0.0], [0.3, 0.0, 0.2], [0.2, 0.1, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]]])
+    p = z[0].softmax(1)
+    out = align_to_prior(z, p, torch.tensor([10, 10, 10]))
+    expected = p * (torch.ones(3) / 3) / p.mean(0)
+    assert torch.allclose(out.logits[0].softmax(1), expected / expected.sum(1, keepdim=True), atol=1e-5)
+    assert out.shift[0] < 0 < out.shift[2]  # class 0 is over-predicted, class 2 under-predicted
+    assert (out.mean_after - 1 / 3).abs().sum() < (out.mean_before - 1 / 3).abs().sum()
+    labels = out.logits[0].argmax(1)
+    assert labels.tolist() == [0, 2, 1, 1, 2]  # the confident ones keep their label, the two unsure ones move
+    assert out.changed == pytest.approx(2 / 5)
+    with pytest.raises(ValueError, match="pair up"):
+        align_to_prior(z, p[:2], torch.ones(3))
+
+
+def test_distribution_alignment_shifts_the_cached_labels_and_needs_the_cache(tmp_path):
+    ckpt = save_teacher(tiny_classifier(1), tmp_path / "teacher.pt")
+    student = tiny_classifier(2).train()
+    images = torch.randn(12, 3, 32, 32)
+    loader = DataLoader(TensorDataset(images, torch.arange(12)), batch_size=5)
+    plain = Distill(student, 3, kd_args([ckpt], teacher_cache=True), total_iters=10)
+    plain.prepare(lambda: loader)
+    aligned = Distill(student, 3, kd_args([ckpt], teacher_cache=True, distribution_alignment=True), total_iters=10)
+    aligned.prepare(lambda: loader, torch.tensor([5, 3, 4]))
+    shift = aligned.aligned.shift
+    assert torch.allclose(aligned.cached[0], plain.cached[0] + shift, atol=1e-5)
+    assert aligned.config()["distribution_alignment"]["shift"] == pytest.approx(shift.tolist())
+    assert "align=source" in aligned.resume_fields() and "align" not in plain.resume_fields()
+    with pytest.raises(UserError, match="--distribution-alignment.*--teacher-cache"):
+        Distill(student, 3, kd_args([ckpt], distribution_alignment=True), total_iters=10)
 
 
 def test_cluster_weight_adds_a_loss_on_refined_teacher_labels(tmp_path):

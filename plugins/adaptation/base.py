@@ -72,9 +72,9 @@ class Method(nn.Module):
     def forward(self, step: Step) -> tuple[torch.Tensor, dict[str, float]]:
         return step.logits_s.new_zeros(()), {}
 
-    def prepare(self, unlabeled_eval: Callable[[], DataLoader]) -> None:
+    def prepare(self, unlabeled_eval: Callable[[], DataLoader], labeled_counts: Optional[torch.Tensor] = None) -> None:
         """Called once before training with a loader factory over the unlabeled target set (test transform,
-        items ``(image, index)``); most methods need nothing from it."""
+        items ``(image, index)``) and the labeled data's class counts; most methods need nothing from them."""
 
     def get_parameters(self, base_lr: float = 1.0) -> list[dict]:
         """Extra trainable modules (discriminators, adversarial heads) at the base learning rate."""

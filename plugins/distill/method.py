@@ -1,7 +1,8 @@
 """The distillation method ``kd``: the engine's source cross-entropy plus ``kd_weight * KD(student, teachers)``
 on the unlabeled target batch, with optional feature KD, an adaptation loss on the student, class-balanced
 teacher pseudo-labels, the teacher's clustering-refined labels (:mod:`.refine`), teacher labels averaged over
-test-time views and inter-domain mixup.
+test-time views, their distribution aligned to the source's class frequencies (:mod:`.align`) and inter-domain
+mixup.
 
 The teachers are finished runs (``--teacher-run DIR``, read through their stage records) or LiteDA ``model.pt``
 files (``--teacher-ckpt``); training them is a stage of its own (``liteda adapt -a ARCH``), which the Makefile
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from ..adaptation import Method, Step, get_method
 from ..utils import fail
+from .align import AlignedLabels, align_to_prior
 from .losses import ClassBalancedPseudoLabelLoss, DomainMixupLoss, FeatureDistillationLoss, KnowledgeDistillationLoss
 from .refine import RefinedLabels, RefinedPseudoLabelLoss, cluster_refined_labels
 from .teachers import TTA_VIEWS, load_teachers
@@ -63,6 +65,11 @@ class Distill(Method):
         self.teacher_views = getattr(args, "teacher_views", 2)
         if self.teacher_views != 2 and not self.cache:
             fail("--teacher-views: the views are taken when the teachers label the target set once; add --teacher-cache")
+        self.align = getattr(args, "distribution_alignment", False)
+        if self.align and not self.cache:
+            fail("--distribution-alignment: the class marginal is taken over the cached labels of the whole target "
+                 "set; add --teacher-cache")
+        self.aligned: Optional[AlignedLabels] = None
         self.mixup_weight = getattr(args, "domain_mixup", 0.0)
         if self.mixup_weight < 0:
             fail(f"--domain-mixup must be >= 0, got {self.mixup_weight}")
@@ -113,6 +120,10 @@ class Distill(Method):
         parser.add_argument("--teacher-views", type=int, choices=TTA_VIEWS, default=2,
                             help="with --teacher-cache: test-time views each target image is labelled on, their "
                                  "logits averaged (2: the image and its mirror; 10: five 7/8 crops and mirrors)")
+        parser.add_argument("--distribution-alignment", action="store_true",
+                            help="with --teacher-cache: shift the cached teacher labels so that their class "
+                                 "marginal over the unlabeled target set moves to the labeled source's class "
+                                 "frequencies (ReMixMatch/AdaMatch distribution alignment)")
         parser.add_argument("--domain-mixup", type=float, default=0.0,
                             help="weight of soft cross-entropy on pixel mixes of a source and a target image, "
                                  "labelled by the same mix of the source label and the teacher's probabilities "
@@ -130,13 +141,20 @@ class Distill(Method):
         name = f"{name}_cluster{args.cluster_weight:g}" if getattr(args, "cluster_weight", 0) else name
         name = f"{name}_mixup{args.domain_mixup:g}" if getattr(args, "domain_mixup", 0) else name
         name = f"{name}_views{args.teacher_views}" if getattr(args, "teacher_views", 2) != 2 else name
+        name = f"{name}_distalign" if getattr(args, "distribution_alignment", False) else name
         return f"{name}_strongaug" if getattr(args, "target_aug", "standard") == "strong" else name
 
-    def prepare(self, unlabeled_eval: Callable[[], DataLoader]) -> None:
+    def prepare(self, unlabeled_eval: Callable[[], DataLoader], labeled_counts: Optional[torch.Tensor] = None) -> None:
         if not (self.cache or self.cluster_weight > 0):
             return
         logits, feats = self.teacher.label_set(unlabeled_eval(), features=self.feat_kd is not None
                                                or self.cluster_weight > 0, views=self.teacher_views)
+        if self.align:
+            if labeled_counts is None:
+                fail("--distribution-alignment needs the labeled data's class counts")
+            self.aligned = align_to_prior(logits, self.teacher.mix(logits, 1.0).softmax(1), labeled_counts)
+            logits = self.aligned.logits
+            print(f"teacher labels aligned to the source class frequencies: {self.aligned.changed:.1%} changed")
         if self.cache:
             self.cached = (logits, feats if self.feat_kd is not None else None)
         if self.cluster_weight > 0:
@@ -198,6 +216,10 @@ class Distill(Method):
                 "teacher_cache": self.cache, "cluster_weight": self.cluster_weight, "target_aug": self.target_aug,
                 "teacher_views": self.teacher_views, "domain_mixup": self.mixup_weight,
                 **({"mixup_alpha": self.mixup.alpha} if self.mixup else {}),
+                **({"distribution_alignment": {
+                    "changed": self.aligned.changed, "shift": self.aligned.shift.tolist(),
+                    "mean_before": self.aligned.mean_before.tolist(), "mean_after": self.aligned.mean_after.tolist()}}
+                   if self.aligned else {}),
                 **({"cluster_changed": self.refined.changed, "cluster_classes_kept": self.refined.classes_kept}
                    if self.refined else {}),
                 "student_method": self.student_method.name if self.student_method else None,
@@ -211,6 +233,7 @@ class Distill(Method):
                 + (f"|cluster={self.cluster_weight}" if self.cluster_weight else "")
                 + (f"|target_aug={self.target_aug}" if self.target_aug != "standard" else "")
                 + (f"|views={self.teacher_views}" if self.teacher_views != 2 else "")
+                + ("|align=source" if self.align else "")
                 + (f"|mixup={self.mixup_weight},{self.mixup.alpha}" if self.mixup else ""))
 
 
