@@ -13,7 +13,8 @@
 #            (--select im for the teacher only; a runs tree of its own), with their ≤ 1 MB files
 #   srcsel   candidate: both: strong source views and the IM-selected epoch (--source-aug strong --select im)
 #   align    candidate: the default teachers' students on labels aligned to the source class frequencies
-#            (--distribution-alignment)
+#            (--distribution-alignment; a runs tree of its own, since the ≤ 1 MB folders are named after the
+#            recipe, not the student)
 #   srcaug   candidate: teachers adapted on strong views of the labeled source images (--source-aug strong for
 #            the teacher only; a runs tree of its own, since the students' folder names are the default's), with
 #            their ≤ 1 MB files
@@ -80,7 +81,7 @@ for p in $PHASES; do
                --teacher-args "--select im" --only distill compress bench ;;
     srcsel)  phase srcsel  /tmp/runs_srcsel "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
                --teacher-args "--source-aug strong --select im" --only distill compress bench ;;
-    align)   phase align   /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD --distribution-alignment" \
+    align)   phase align   /tmp/runs_align "$OFFICE" --teacher-epochs 30 --kd-args "$KD --distribution-alignment" \
                --only distill compress bench ;;
     srcaug)  phase srcaug  /tmp/runs_srcaug "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
                --teacher-args "--source-aug strong" --only distill compress bench ;;
