@@ -459,13 +459,16 @@ def test_strong_target_view_reaches_only_the_unlabeled_loader(run_args, tmp_path
     assert view.shape == (3, 32, 32) and (view == 0).all(0).any()  # the cutout: a patch zero in every channel
 
 
-def test_teacher_views_and_domain_mixup_run_end_to_end_as_their_own_variant(run_args, tmp_path):
-    from liteda.runner import main
+def test_teacher_views_domain_mixup_and_alignment_run_end_to_end_as_their_own_variant(run_args, tmp_path):
+    from liteda.runner import build_parser, main
 
     main("source_only", "source_only", run_args(*TINY_NET, log="teacher"))
     argv = run_args(*TINY_NET, "--teacher-run", str(tmp_path / "teacher"), "--teacher-cache", "--teacher-views", "10",
-                    "--domain-mixup", "0.3", log="kd")
+                    "--domain-mixup", "0.3", "--distribution-alignment", log="kd")
     run_kd(argv)
     res = json.loads((tmp_path / "kd" / "results.json").read_text())
     assert res["method_config"]["teacher_views"] == 10 and res["method_config"]["domain_mixup"] == 0.3
+    aligned = res["method_config"]["distribution_alignment"]  # the source's class counts reached the method
+    assert len(aligned["shift"]) == len(res["classes"]) and 0 <= aligned["changed"] <= 1
+    assert Distill.variant_name(build_parser(Distill, "adapt").parse_args(argv), "kd") == "kd_mixup0.3_views10_distalign"
     assert "mixup_loss" in (tmp_path / "kd" / "history.csv").read_text().splitlines()[0]
