@@ -218,6 +218,18 @@ def stratified_split(items: Sequence[Item], test_ratio: float = 0.2, seed: int =
     return sorted(train), sorted(test)
 
 
+def holdout_split(items: Sequence[Item], ratio: float, seed: int = 0) -> tuple[list[Item], list[Item]]:
+    """A random share ``ratio`` of unlabeled items set aside, the rest kept: ``(kept, held_out)``. Unlabeled data
+    cannot be stratified, so the draw is uniform (seeded); no label is read."""
+    if not 0.0 < ratio < 1.0:
+        fail(f"--select-holdout must be in (0, 1), got {ratio}")
+    k = round(ratio * len(items))
+    if not 0 < k < len(items):
+        fail(f"--select-holdout {ratio} of {len(items)} unlabeled images leaves none to hold out or none to train on")
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [items[i] for i in sorted(order[k:])], [items[i] for i in sorted(order[:k])]
+
+
 @dataclass
 class DomainSplit:
     letter: str

@@ -26,8 +26,8 @@ from . import distributed
 from .adaptation import Method, get_method
 from .classifier import ImageClassifier, build_classifier, load_classifier, model_record
 from .lock import lock_run, unlock_run
-from .datasets import (DATASETS, DomainSplit, TensorImageDataset, UnlabeledImageDataset, build_transform, load_images,
-                       prepare_domains)
+from .datasets import (DATASETS, DomainSplit, TensorImageDataset, UnlabeledImageDataset, build_transform,
+                       holdout_split, load_images, prepare_domains)
 from .engine import SELECT_RULES, Trainer, TrainConfig, config_dict, iterations_per_epoch
 from .metrics import (classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict,
                       prediction_collapse)
@@ -78,6 +78,10 @@ def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentPars
                    help="the weights a run keeps: the last epoch's, or the epoch's whose predictions on the "
                         "unlabeled target-train images have the highest IM score (label-free checkpoint "
                         "selection); a run of its own: <name>_imsel")
+    p.add_argument("--select-holdout", type=float, default=0.0, metavar="FRAC",
+                   help="with --select im: set this random share of the unlabeled target-train images aside, train "
+                        "on the rest and score IM on it (0: score on the training images); a run of its own: "
+                        "<name>_imsel_ho<FRAC>")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-j", "--workers", type=int, default=0, help="DataLoader workers (0: decode cache makes "
                    "loading cheap, and 2 CPU cores are better spent on the model)")
@@ -117,12 +121,13 @@ def task_name(args) -> str:
 
 def run_name(args, method_name: str) -> str:
     """The run folder's name: the method (or its variant, or ``oracle``), ``_ls<EPS>`` with label smoothing,
-    ``_srcstrong`` with strong views of the labeled images, ``_imsel`` with IM-selected weights, then the arch when
+    ``_srcstrong`` with strong views of the labeled images, ``_imsel`` with IM-selected weights (``_ho<FRAC>`` scored on a held-out share), then the arch when
     it is not the student's."""
     eps = getattr(args, "label_smoothing", 0.0)
     name = f"{method_name}_ls{eps:g}" if eps else method_name
     name = f"{name}_srcstrong" if getattr(args, "source_aug", "standard") == "strong" else name
     name = f"{name}_imsel" if getattr(args, "select", "last") == "im" else name
+    name = f"{name}_ho{args.select_holdout:g}" if getattr(args, "select_holdout", 0.0) else name
     return name if args.arch == "mobilenet_v3_small" else f"{name}-{args.arch}"
 
 
@@ -157,6 +162,13 @@ class Data:
         nc = self.num_classes
         s_tr, t_tr, s_te, t_te = (load(src.train), load(tgt.train), load(src.test), load(tgt.test))
         t_unl = load(tgt.all) if args.protocol == "transductive" else t_tr
+        # --select-holdout: the IM score that selects the epoch is read on unlabeled images the run never trains on
+        # (scored on its own training images it keeps rising as the model fits them, and peaks late)
+        held = getattr(args, "select_holdout", 0.0)
+        if held:
+            kept, held_out = holdout_split(tgt.all if args.protocol == "transductive" else tgt.train, held, args.seed)
+            t_unl, t_held = load(kept), load(held_out)
+        self.n_select_holdout = len(t_held[1]) if held else 0
         labeled = t_tr if regime == "oracle" else s_tr
         self.n_source, self.n_target = len(s_tr[1]), len(t_tr[1])
         self.labeled_counts = torch.bincount(labeled[1], minlength=nc)  # class frequencies (distribution alignment)
@@ -176,6 +188,9 @@ class Data:
         self.unlabeled = mk(UnlabeledImageDataset(t_unl[0], target_tf, nc), True, 1)
         # the same images in the same order with the test transform (Method.prepare: e.g. cached teacher outputs)
         self.unlabeled_eval = lambda: mk(UnlabeledImageDataset(t_unl[0], test_tf, nc), False)  # noqa: E731
+        # what --select im scores each epoch: the held-out share, or the training images themselves
+        self.select_eval = ((lambda: mk(UnlabeledImageDataset(t_held[0], test_tf, nc), False)) if held  # noqa: E731
+                            else self.unlabeled_eval)
         self.evals = {"source_test": mk(TensorImageDataset(*s_te, test_tf, nc), False),
                       "target_test": mk(TensorImageDataset(*t_te, test_tf, nc), False)}
         self._t_all = lambda: mk(TensorImageDataset(*load(tgt.all), test_tf, nc), False)  # noqa: E731
@@ -306,7 +321,7 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict
     model.to(args.device), method.to(args.device)  # the teacher and discriminators live in the method
     method.prepare(data.unlabeled_eval, data.labeled_counts)
     trainer = Trainer(model, method, data.labeled, data.unlabeled, data.evals, cfg, run_dir,
-                      select_on=data.unlabeled_eval() if args.select == "im" else None)
+                      select_on=data.select_eval() if args.select == "im" else None)
     trainer.fit(resume=args.resume)
     if not distributed.is_main():
         return None
@@ -341,6 +356,7 @@ def run_header(args, method_name: str, regime: str, data: Data) -> dict:
         "arch": args.arch, "weights": weights_desc(args), "seed": args.seed, "protocol": args.protocol,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "crop_size": args.crop_size,
         "classes": data.classes, "n_source_train": data.n_source, "n_target_train": data.n_target,
+        **({"n_select_holdout": data.n_select_holdout} if data.n_select_holdout else {}),
         "machine": machine_info(), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -351,7 +367,8 @@ def run_settings(args) -> dict:
                                           "freeze_stages", "no_prelogits", "scale", "no_hflip", "protocol",
                                           "test_ratio", "split_seed", "scratch", "pretrained", "seed")} | (
         {"source_aug": args.source_aug} if getattr(args, "source_aug", "standard") != "standard" else {}) | (
-        {"select": args.select} if getattr(args, "select", "last") != "last" else {})
+        {"select": args.select} if getattr(args, "select", "last") != "last" else {}) | (
+        {"select_holdout": args.select_holdout} if getattr(args, "select_holdout", 0.0) else {})
 
 
 def test_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict) -> dict:
@@ -396,6 +413,8 @@ def stage_label(args, regime: str, method_name: str) -> str:
     base = f"{base}, label smoothing {eps:g}" if eps else base
     base = f"{base}, strong source views" if getattr(args, "source_aug", "standard") == "strong" else base
     base = f"{base}, IM-selected epoch" if getattr(args, "select", "last") == "im" else base
+    held = getattr(args, "select_holdout", 0.0)
+    base = f"{base} ({held:g} of target-train held out)" if held else base
     return base if args.arch == "mobilenet_v3_small" else f"{base} ({args.arch})"
 
 
@@ -442,6 +461,8 @@ def validate(args, regime: str) -> None:
         fail(f"--trade-off must be a non-negative number, got {args.trade_off}")
     if not 0 <= args.label_smoothing < 1:
         fail(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    if getattr(args, "select_holdout", 0.0) and (args.select != "im" or not 0 < args.select_holdout < 1):
+        fail(f"--select-holdout {args.select_holdout:g} needs --select im and a share in (0, 1)")
 
 
 def main(method_name: str = "source_only", regime: str = "adapt", argv: Optional[list[str]] = None) -> dict:

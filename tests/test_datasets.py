@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from liteda.datasets import (check_same_classes, dataset_spec, list_domain, load_images, prepare_domains,
-                              read_image_list, stratified_split, write_image_list)
+                              holdout_split, read_image_list, stratified_split, write_image_list)
 from liteda.utils import UserError
 
 
@@ -29,6 +29,15 @@ def test_split_is_deterministic_and_stratified():
 def test_split_rejects_bad_ratio():
     with pytest.raises(UserError, match="test-ratio"):
         stratified_split(_items(), 1.5)
+
+
+def test_holdout_split_is_seeded_disjoint_and_refuses_an_empty_side():
+    items = _items()
+    kept, held = holdout_split(items, 0.25, seed=3)
+    assert len(held) == 15 and sorted(kept + held) == sorted(items) and not set(kept) & set(held)
+    assert holdout_split(items, 0.25, seed=3) == (kept, held) and holdout_split(items, 0.25, seed=4)[1] != held
+    with pytest.raises(UserError, match="--select-holdout"):
+        holdout_split(items[:2], 0.1)
 
 
 def test_image_list_roundtrip_and_errors(tmp_path):

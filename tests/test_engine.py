@@ -111,3 +111,23 @@ def test_select_im_keeps_the_epoch_with_the_best_label_free_score(run_args, tmp_
     assert last["method"] == "mcc" and last["selected_epoch"] == 3
     assert "target_train_im_score" not in (tmp_path / "runs" / "Custom" / "src2tgt" / "mcc" / "seed0" /
                                            "history.csv").read_text()
+
+
+def test_select_holdout_scores_im_on_images_the_run_does_not_train_on(run_args, tmp_path):
+    """--select im --select-holdout FRAC: that share of unlabeled target-train leaves the training loader and is
+    what the IM score is read on; the run is its own (<name>_imsel_ho<FRAC>), and without --select im the flag is
+    a one-line error."""
+    from liteda.adaptation import get_method
+    from liteda.runner import build_data, build_parser
+
+    argv = [a for a in run_args("--epochs", "2") if a not in ("--log", str(tmp_path / "run"))]
+    args = build_parser(get_method("mcc"), "adapt").parse_args(argv + ["--select", "im", "--select-holdout", "0.25"])
+    data = build_data(args, "adapt", tmp_path / "probe", None, None)
+    held, trained = len(data.select_eval().dataset), len(data.unlabeled.dataset)
+    assert held == data.n_select_holdout == round(0.25 * data.n_target) and held + trained == data.n_target
+    assert len(data.unlabeled_eval().dataset) == trained  # what a method caches is what it trains on
+    res = main("mcc", "adapt", argv + ["--select", "im", "--select-holdout", "0.25"])
+    assert res["method"] == "mcc_imsel_ho0.25" and res["n_select_holdout"] == held
+    assert 1 <= res["selected_epoch"] <= 2
+    with pytest.raises(UserError, match="--select-holdout 0.25 needs --select im"):
+        main("mcc", "adapt", argv + ["--select-holdout", "0.25"])
