@@ -27,13 +27,14 @@ from liteda.utils import atomic_write_text, fail, machine_info, machine_label, r
 
 
 def read_deployed_file(name: str, run: Path) -> dict:
-    """A compression run as a reference: the accuracy of its deployed file (the first row of its ``deploy`` bench
-    stage), which is what a user ships."""
+    """A compression run as a reference: the accuracy of its deployed file, which is what a user ships: the bench's
+    recommended artifact (a PyTorch row benched beside it is not the file), or its first row without one."""
     bench = run / "deploy" / "bench.json"
     if not bench.is_file():
         fail(f"--reference {name}: '{run}' is a compression run without a deploy bench (run `liteda bench --run` on it)")
     b, seed = read_json(bench), re.search(r"seed(\d+)$", str(run))
-    row = b["rows"][0]
+    chosen = (b.get("recommended") or {}).get("artifact")
+    row = next((r for r in b["rows"] if r["name"] == chosen), b["rows"][0])
     return {"candidate": name, "task": b["task"], "seed": int(seed.group(1)) if seed else 0, "acc": row["acc"],
             "im": None, "snd": None, "run": str(run), "artifact": row["name"], "size_mb": row["size_mb"],
             "machine": machine_label(b.get("machine") or {}), "teacher_acc": []}

@@ -254,7 +254,7 @@ def test_two_compressions_of_the_same_students_are_paired_by_task_and_seed(tmp_p
 
 def test_recipe_candidates_ranks_by_validators_and_shows_deployed_files_as_references(tmp_path):
     """benchmarks/recipe_candidates.py: per task and seed the IM and SND picks among the candidates; a compression
-    run given as a reference shows its deployed file's accuracy; given as a candidate it is a one-line error."""
+    run given as a reference shows its deployed file's accuracy (the bench's recommended artifact); given as a candidate it is a one-line error."""
     import importlib.util
     import json
     from pathlib import Path
@@ -272,8 +272,9 @@ def test_recipe_candidates_ranks_by_validators_and_shows_deployed_files_as_refer
     f = tmp_path / "file" / "A2W" / "seed2"
     (f / "deploy").mkdir(parents=True)
     (f / "results.json").write_text(json.dumps({"task": "A2W", "before": {}, "after": {}}))
-    (f / "deploy" / "bench.json").write_text(json.dumps({"task": "A2W", "rows": [
-        {"name": "ort-int8", "acc": 93.0, "size_mb": 0.99}]}))
+    (f / "deploy" / "bench.json").write_text(json.dumps({"task": "A2W", "recommended": {"artifact": "ort-int8"},
+                                                       "rows": [{"name": "torch-int8", "acc": 91.0, "size_mb": 1.2},
+                                                                {"name": "ort-int8", "acc": 93.0, "size_mb": 0.99}]}))
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_candidates.py"
     spec = importlib.util.spec_from_file_location("recipe_candidates", path)
     mod = importlib.util.module_from_spec(spec)
