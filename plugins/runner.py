@@ -121,8 +121,8 @@ def task_name(args) -> str:
 
 def run_name(args, method_name: str) -> str:
     """The run folder's name: the method (or its variant, or ``oracle``), ``_ls<EPS>`` with label smoothing,
-    ``_srcstrong`` with strong views of the labeled images, ``_imsel`` with IM-selected weights (``_ho<FRAC>`` scored on a held-out share), then the arch when
-    it is not the student's."""
+    ``_srcstrong`` with strong views of the labeled images, ``_imsel`` with IM-selected weights (``_ho<FRAC>``: scored
+    on a held-out share), then the arch when it is not the student's."""
     eps = getattr(args, "label_smoothing", 0.0)
     name = f"{method_name}_ls{eps:g}" if eps else method_name
     name = f"{name}_srcstrong" if getattr(args, "source_aug", "standard") == "strong" else name
@@ -161,14 +161,15 @@ class Data:
         test_tf = build_transform(False, args.crop_size, mean, std)
         nc = self.num_classes
         s_tr, t_tr, s_te, t_te = (load(src.train), load(tgt.train), load(src.test), load(tgt.test))
-        t_unl = load(tgt.all) if args.protocol == "transductive" else t_tr
+        unl_items, held_items = tgt.all if args.protocol == "transductive" else tgt.train, []
         # --select-holdout: the IM score that selects the epoch is read on unlabeled images the run never trains on
         # (scored on its own training images it keeps rising as the model fits them, and peaks late)
         held = getattr(args, "select_holdout", 0.0)
         if held:
-            kept, held_out = holdout_split(tgt.all if args.protocol == "transductive" else tgt.train, held, args.seed)
-            t_unl, t_held = load(kept), load(held_out)
-        self.n_select_holdout = len(t_held[1]) if held else 0
+            unl_items, held_items = holdout_split(unl_items, held, args.seed)
+        t_unl = t_tr if unl_items is tgt.train else load(unl_items)  # the usual case reuses the decoded train images
+        t_held = load(held_items) if held else None
+        self.n_select_holdout = len(held_items)
         labeled = t_tr if regime == "oracle" else s_tr
         self.n_source, self.n_target = len(s_tr[1]), len(t_tr[1])
         self.labeled_counts = torch.bincount(labeled[1], minlength=nc)  # class frequencies (distribution alignment)
