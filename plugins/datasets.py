@@ -358,6 +358,16 @@ def build_transform(train: bool, crop: int, mean: Optional[Sequence[float]] = No
     return T.Compose(ops + [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))] + tail)
 
 
+class TwoViews:
+    """Two independent views of one image, ``(weak(x), strong(x))`` (FixMatch's pair; a batch collates to a list)."""
+
+    def __init__(self, weak, strong):
+        self.weak, self.strong = weak, strong
+
+    def __call__(self, x):
+        return self.weak(x), self.strong(x)
+
+
 class TensorImageDataset(Dataset):
     """Decoded images (N x H x W x 3 uint8: a tensor in RAM, or :class:`MappedImages` read row by row from the
     cache file) with labels; transforms run on tensors."""

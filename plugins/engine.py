@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from . import distributed
 from .adaptation.base import Method, Step
+from .adaptation.self_training import ConfidenceBasedSelfTrainingLoss
 from .datasets import ForeverDataIterator
 from .metrics import accuracy, info_max_score, predict, soft_neighborhood_density
 from .utils import atomic_torch_save, atomic_write_text, fail
@@ -39,6 +40,10 @@ class TrainConfig:
     lr_decay: float = 0.75
     trade_off: float = 1.0
     label_smoothing: float = 0.0  # of the source cross-entropy (SDAT: a smoother source loss transfers better)
+    # weight of FixMatch's self-training term on a strong view of each unlabeled image (0: none), and the
+    # confidence a weak-view prediction needs to become its pseudo-label
+    self_training: float = 0.0
+    self_training_threshold: float = 0.95
     amp: str = "none"  # "bf16": torch.autocast on CPU / GPU; "fp16": autocast + GradScaler, GPU only
     channels_last: bool = False
     # which epoch's weights are the result: "last", or "im" (the highest IM score on the unlabeled target-train
@@ -89,22 +94,32 @@ class StepLoss(nn.Module):
     """One training step from images to the loss, the model and the method as one module: what data parallelism
     wraps, so that the method's own parameters (discriminators, adversarial heads) are averaged with the model's."""
 
-    def __init__(self, model: nn.Module, method: Method, trade_off: float, label_smoothing: float = 0.0):
+    def __init__(self, model: nn.Module, method: Method, trade_off: float, label_smoothing: float = 0.0,
+                 self_training: float = 0.0, self_training_threshold: float = 0.95):
         super().__init__()
         self.model, self.method, self.trade_off, self.label_smoothing = model, method, trade_off, label_smoothing
+        self.self_training_weight = self_training
+        self.self_training = ConfidenceBasedSelfTrainingLoss(self_training_threshold) if self_training else None
 
     def forward(self, x_s: torch.Tensor, labels_s: torch.Tensor, x_t: Optional[torch.Tensor],
-                idx_t: Optional[torch.Tensor], iteration: int, total_iters: int):
-        x = x_s if x_t is None else torch.cat([x_s, x_t])
+                idx_t: Optional[torch.Tensor], iteration: int, total_iters: int,
+                x_t_strong: Optional[torch.Tensor] = None):
+        # one forward over every view, so BatchNorm sees them together (as FixMatch trains)
+        x = torch.cat([v for v in (x_s, x_t, x_t_strong) if v is not None])
         logits, f = self.model(x)
         logits, f = logits.float(), f.float()
-        n = len(x_s)
-        step = Step(x_s, labels_s, logits[:n], f[:n], x_t, logits[n:] if x_t is not None else None,
-                    f[n:] if x_t is not None else None, iteration, total_iters, idx_t)
+        n, m = len(x_s), len(x_s) + (len(x_t) if x_t is not None else 0)
+        step = Step(x_s, labels_s, logits[:n], f[:n], x_t, logits[n:m] if x_t is not None else None,
+                    f[n:m] if x_t is not None else None, iteration, total_iters, idx_t)
         cls_loss = (F.cross_entropy(step.logits_s, labels_s, label_smoothing=self.label_smoothing)
                     if self.method.uses_source_labels else logits.new_zeros(()))
         transfer, stats = self.method(step)
-        return cls_loss + self.trade_off * transfer, cls_loss, transfer, stats, step.logits_s
+        loss = cls_loss + self.trade_off * transfer
+        if x_t_strong is not None and self.self_training is not None:
+            st_loss, mask, _ = self.self_training(logits[m:], step.logits_t)
+            loss = loss + self.self_training_weight * st_loss
+            stats = {**stats, "self_training_loss": float(st_loss.detach()), "pseudo_label_share": float(mask.mean())}
+        return loss, cls_loss, transfer, stats, step.logits_s
 
 
 class Trainer:
@@ -123,6 +138,8 @@ class Trainer:
             fail(f"method '{method.name}' needs unlabeled target data")
         if cfg.select not in SELECT_RULES:
             fail(f"--select must be one of {', '.join(SELECT_RULES)}, got '{cfg.select}'")
+        if cfg.self_training and not method.uses_target:
+            fail(f"--self-training needs unlabeled target images; method '{method.name}' trains on none")
         if cfg.select == "im" and select_on is None:
             fail("--select im needs the unlabeled target-train images")
         self.select_on = select_on
@@ -147,7 +164,8 @@ class Trainer:
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.step_loss = distributed.data_parallel(
-            StepLoss(model, method, cfg.trade_off, cfg.label_smoothing), cfg.device)
+            StepLoss(model, method, cfg.trade_off, cfg.label_smoothing, cfg.self_training,
+                     cfg.self_training_threshold), cfg.device)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -242,6 +260,7 @@ class Trainer:
         key = {"method": self.method.name, "iters_per_epoch": c.iters_per_epoch, "lr": c.lr, "wd": c.weight_decay,
                "lr_gamma": c.lr_gamma, "lr_decay": c.lr_decay, "trade_off": c.trade_off, "amp": c.amp,
                **({"label_smoothing": c.label_smoothing} if c.label_smoothing else {}),
+               **({"self_training": f"{c.self_training:g}@{c.self_training_threshold:g}"} if c.self_training else {}),
                **{k: str(v) for k, v in c.run_settings.items()}}
         extra = self.method.resume_fields()
         return {**key, "method_settings": extra} if extra else key
@@ -258,16 +277,17 @@ class Trainer:
                    total_iters: int) -> dict[str, float]:
         x_s, labels_s = next(it_l)
         x_s, labels_s = self._to(x_s), labels_s.to(self.cfg.device)
-        x_t = idx_t = None
+        x_t = idx_t = x_t_strong = None
         if self.method.uses_target:
-            x_t, idx_t = next(it_u)  # unlabeled: (image, index), no label
-            x_t = self._to(x_t)
+            x_t, idx_t = next(it_u)  # unlabeled: (image, index), no label; --self-training: (weak, strong) views
+            x_t, x_t_strong = (self._to(x_t[0]), self._to(x_t[1])) if isinstance(x_t, (list, tuple)) \
+                else (self._to(x_t), None)
         source_free = x_t is not None and not self.method.uses_source_labels  # SHOT: no source image in the step
         if source_free:
             x_s, labels_s = x_s[:0], labels_s[:0]
         with self._autocast():
             loss, cls_loss, transfer, stats, logits_s = self.step_loss(x_s, labels_s, x_t, idx_t, iteration,
-                                                                       total_iters)
+                                                                       total_iters, x_t_strong)
         if not torch.isfinite(loss):
             fail(f"loss became {loss.item()} at iteration {iteration}; lower --lr or --trade-off")
         self.optimizer.zero_grad(set_to_none=True)
@@ -279,7 +299,7 @@ class Trainer:
             self.scheduler.step()                              # leaves the lr schedule where it was
         return {"loss": loss.item(), "cls_loss": float(cls_loss.detach()), "transfer_loss": float(transfer.detach()),
                 "train_acc": accuracy(logits_s.detach(), labels_s),
-                "images": len(x_s) + (len(x_t) if x_t is not None else 0), **stats}
+                "images": sum(len(v) for v in (x_s, x_t, x_t_strong) if v is not None), **stats}
 
     def evaluate_epoch(self) -> dict[str, float]:
         row: dict[str, float] = {}

@@ -26,7 +26,7 @@ from . import distributed
 from .adaptation import Method, get_method
 from .classifier import ImageClassifier, build_classifier, load_classifier, model_record
 from .lock import lock_run, unlock_run
-from .datasets import (DATASETS, DomainSplit, TensorImageDataset, UnlabeledImageDataset, build_transform,
+from .datasets import (DATASETS, DomainSplit, TensorImageDataset, TwoViews, UnlabeledImageDataset, build_transform,
                        holdout_split, load_images, prepare_domains)
 from .engine import SELECT_RULES, Trainer, TrainConfig, config_dict, iterations_per_epoch
 from .metrics import (classification_metrics, count_flops, count_params, file_size_mb, info_max_score, predict,
@@ -74,6 +74,13 @@ def build_parser(method_cls: type[Method], regime: str) -> argparse.ArgumentPars
                    help="the view of the labeled images: the training crops, or FixMatch's strong view on top "
                         "(RandAugment + cutout) for features that hold under photometric shift; a run of its own: "
                         "<name>_srcstrong")
+    p.add_argument("--self-training", type=float, default=0.0, metavar="W",
+                   help="add FixMatch's self-training term at weight W: the confident predictions on each unlabeled "
+                        "image's training crop label a strong view of it (RandAugment + cutout) (0: none); a run "
+                        "of its own: <name>_st<W>")
+    p.add_argument("--self-training-threshold", type=float, default=0.95, metavar="TAU",
+                   help="the probability a prediction needs to become a pseudo-label (FixMatch: 0.95); other "
+                        "values name the run <name>_st<W>t<TAU>")
     p.add_argument("--select", choices=SELECT_RULES, default="last",
                    help="the weights a run keeps: the last epoch's, or the epoch's whose predictions on the "
                         "unlabeled target-train images have the highest IM score (label-free checkpoint "
@@ -121,11 +128,14 @@ def task_name(args) -> str:
 
 def run_name(args, method_name: str) -> str:
     """The run folder's name: the method (or its variant, or ``oracle``), ``_ls<EPS>`` with label smoothing,
-    ``_srcstrong`` with strong views of the labeled images, ``_imsel`` with IM-selected weights (``_ho<FRAC>``: scored
+    ``_srcstrong`` with strong views of the labeled images, ``_st<W>`` with self-training, ``_imsel`` with IM-selected weights (``_ho<FRAC>``: scored
     on a held-out share), then the arch when it is not the student's."""
     eps = getattr(args, "label_smoothing", 0.0)
     name = f"{method_name}_ls{eps:g}" if eps else method_name
     name = f"{name}_srcstrong" if getattr(args, "source_aug", "standard") == "strong" else name
+    name = f"{name}_st{args.self_training:g}" if getattr(args, "self_training", 0.0) else name
+    name = (f"{name}t{args.self_training_threshold:g}"
+            if getattr(args, "self_training", 0.0) and args.self_training_threshold != 0.95 else name)
     name = f"{name}_imsel" if getattr(args, "select", "last") == "im" else name
     name = f"{name}_ho{args.select_holdout:g}" if getattr(args, "select_holdout", 0.0) else name
     return name if args.arch == "mobilenet_v3_small" else f"{name}-{args.arch}"
@@ -158,6 +168,7 @@ class Data:
         # a method may train on a strong view of the unlabeled images (kd --target-aug strong)
         strong_tf = build_transform(True, args.crop_size, mean, std, args.scale, not args.no_hflip, strong=True)
         target_tf = strong_tf if getattr(args, "target_aug", "standard") == "strong" else train_tf
+        target_tf = TwoViews(target_tf, strong_tf) if getattr(args, "self_training", 0.0) else target_tf
         test_tf = build_transform(False, args.crop_size, mean, std)
         nc = self.num_classes
         s_tr, t_tr, s_te, t_te = (load(src.train), load(tgt.train), load(src.test), load(tgt.test))
@@ -310,7 +321,9 @@ def train_phase(args, method_name: str, regime: str, run_dir: Path, splits: dict
     iters = args.iters_per_epoch or iterations_per_epoch(data.n_source, data.n_target, args.batch_size)
     cfg = TrainConfig(epochs=args.epochs, iters_per_epoch=iters, lr=args.lr, momentum=args.momentum,
                       weight_decay=args.wd, lr_gamma=args.lr_gamma, lr_decay=args.lr_decay,
-                      trade_off=args.trade_off, label_smoothing=args.label_smoothing, amp=args.amp,
+                      trade_off=args.trade_off, label_smoothing=args.label_smoothing,
+                      self_training=args.self_training, self_training_threshold=args.self_training_threshold,
+                      amp=args.amp,
                       channels_last=args.channels_last, select=args.select,
                       progress=not args.no_progress, device=args.device, run_settings=run_settings(args))
     method_cls = get_method(args.registered_method)  # method_name may be a variant's (cdan_e, dann_tradeoff0.3)
@@ -413,6 +426,7 @@ def stage_label(args, regime: str, method_name: str) -> str:
     eps = getattr(args, "label_smoothing", 0.0)
     base = f"{base}, label smoothing {eps:g}" if eps else base
     base = f"{base}, strong source views" if getattr(args, "source_aug", "standard") == "strong" else base
+    base = f"{base}, self-training {args.self_training:g}" if getattr(args, "self_training", 0.0) else base
     base = f"{base}, IM-selected epoch" if getattr(args, "select", "last") == "im" else base
     held = getattr(args, "select_holdout", 0.0)
     base = f"{base} ({held:g} of target-train held out)" if held else base
@@ -462,6 +476,12 @@ def validate(args, regime: str) -> None:
         fail(f"--trade-off must be a non-negative number, got {args.trade_off}")
     if not 0 <= args.label_smoothing < 1:
         fail(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    if not (math.isfinite(args.self_training) and args.self_training >= 0):
+        fail(f"--self-training must be a non-negative number, got {args.self_training}")
+    if not 0 < args.self_training_threshold <= 1:
+        fail(f"--self-training-threshold must be in (0, 1], got {args.self_training_threshold}")
+    if args.self_training and not get_method(args.registered_method).uses_target:
+        fail(f"--self-training needs unlabeled target images: '{args.registered_method}' trains on none")
     if getattr(args, "select_holdout", 0.0) and (args.select != "im" or not 0 < args.select_holdout < 1):
         fail(f"--select-holdout {args.select_holdout:g} needs --select im and a share in (0, 1)")
 

@@ -131,3 +131,44 @@ def test_select_holdout_scores_im_on_images_the_run_does_not_train_on(run_args, 
     assert 1 <= res["selected_epoch"] <= 2
     with pytest.raises(UserError, match="--select-holdout 0.25 needs --select im"):
         main("mcc", "adapt", argv + ["--select-holdout", "0.25"])
+
+
+def test_self_training_loss_labels_the_strong_view_with_confident_weak_predictions():
+    """FixMatch's term: a weak-view prediction at or above the threshold is the strong view's hard label; the rest
+    add nothing, the mean is over the whole batch, and no gradient flows into the weak view."""
+    import torch.nn.functional as F
+
+    from liteda.adaptation.self_training import ConfidenceBasedSelfTrainingLoss
+
+    weak = torch.tensor([[10.0, 0.0, 0.0], [0.2, 0.1, 0.0]], requires_grad=True)  # confident, unsure
+    strong = torch.tensor([[0.0, 3.0, 0.0], [0.0, 0.0, 5.0]], requires_grad=True)
+    loss, mask, labels = ConfidenceBasedSelfTrainingLoss(0.95)(strong, weak)
+    assert mask.tolist() == [1.0, 0.0] and labels.tolist() == [0, 0]
+    assert loss.item() == pytest.approx(F.cross_entropy(strong[:1], torch.tensor([0])).item() / 2)
+    loss.backward()
+    assert weak.grad is None and strong.grad[1].abs().sum() == 0
+
+
+def test_self_training_trains_on_two_views_of_each_unlabeled_image(run_args, tmp_path):
+    """--self-training W: the unlabeled loader yields (weak, strong) views, the epoch logs the self-training loss
+    and the share of pseudo-labelled images, the run is its own (<name>_st<W>) and records the setting; a method
+    without target data, or a bad weight, is a one-line error."""
+    import csv
+
+    from liteda.adaptation import get_method
+    from liteda.runner import build_data, build_parser
+
+    argv = [a for a in run_args("--epochs", "1") if a not in ("--log", str(tmp_path / "run"))]
+    args = build_parser(get_method("mcc"), "adapt").parse_args(argv + ["--self-training", "1"])
+    data = build_data(args, "adapt", tmp_path / "probe", None, None)
+    (weak, strong), _ = data.unlabeled.dataset[0]
+    assert weak.shape == strong.shape and not torch.equal(weak, strong)
+    res = main("mcc", "adapt", argv + ["--self-training", "1", "--self-training-threshold", "0.5"])
+    assert res["method"] == "mcc_st1t0.5" and res["config"]["self_training"] == 1.0
+    rows = list(csv.DictReader((tmp_path / "runs" / "Custom" / "src2tgt" / "mcc_st1t0.5" / "seed0" /
+                                "history.csv").open()))
+    assert 0 <= float(rows[0]["pseudo_label_share"]) <= 1 and float(rows[0]["self_training_loss"]) >= 0
+    with pytest.raises(UserError, match="--self-training needs unlabeled target images"):
+        main("source_only", "source_only", argv + ["--self-training", "1"])
+    with pytest.raises(UserError, match="--self-training must be a non-negative"):
+        main("mcc", "adapt", argv + ["--self-training", "-1"])
