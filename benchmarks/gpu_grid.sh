@@ -14,6 +14,8 @@
 #   srcsel   candidate: both: strong source views and the IM-selected epoch (--source-aug strong --select im)
 #   srcselho candidate: srcsel with the IM score read on a fifth of target-train the teacher does not train on
 #            (--select-holdout 0.2: on its own training images the score peaks late)
+#   selftrain candidate: teachers with FixMatch's self-training term on strong target views (--self-training 1;
+#            a runs tree of its own, since the students' folder names are the default's), with their ≤ 1 MB files
 #   align    candidate: the default teachers' students on labels aligned to the source class frequencies
 #            (--distribution-alignment; a runs tree of its own, since the ≤ 1 MB folders are named after the
 #            recipe, not the student)
@@ -37,7 +39,7 @@
 # DRY=1 prints the planned stages only. The candidates are chosen between by the label-free validators of each report, never by target accuracy.
 set -u
 PACK=${1:?pack folder from benchmarks/gpu_pack.py} OUT=${2:?output folder} BUDGET=${3:-540}
-PHASES=${PHASES:-office caltech select srcsel srcselho align srcaug mdd plain t10 cluster views mixup ls recipes full}
+PHASES=${PHASES:-office caltech selftrain select srcsel srcselho align srcaug mdd plain t10 cluster views mixup ls recipes full}
 JOBS=${JOBS:-12}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LITEDA_CACHE=/tmp/liteda_cache
@@ -85,6 +87,8 @@ for p in $PHASES; do
                --teacher-args "--source-aug strong --select im" --only distill compress bench ;;
     srcselho) phase srcselho /tmp/runs_srcselho "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
                --teacher-args "--source-aug strong --select im --select-holdout 0.2" --only distill compress bench ;;
+    selftrain) phase selftrain /tmp/runs_selftrain "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
+               --teacher-args "--self-training 1" --only distill compress bench ;;
     align)   phase align   /tmp/runs_align "$OFFICE" --teacher-epochs 30 --kd-args "$KD --distribution-alignment" \
                --only distill compress bench ;;
     srcaug)  phase srcaug  /tmp/runs_srcaug "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
