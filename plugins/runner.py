@@ -126,18 +126,33 @@ def task_name(args) -> str:
     return f"{letter(args.source)}2{letter(args.target)}"
 
 
+# Flags that make a training run a variant of its method: (flag, is it set, folder suffix, row-label suffix), in
+# the order the suffixes are appended. run_name and stage_label both read this one table.
+RUN_VARIANTS = (
+    ("label_smoothing", lambda a: bool(a.label_smoothing),
+     lambda a: f"_ls{a.label_smoothing:g}", lambda a: f", label smoothing {a.label_smoothing:g}"),
+    ("source_aug", lambda a: a.source_aug == "strong", lambda a: "_srcstrong", lambda a: ", strong source views"),
+    ("self_training", lambda a: bool(a.self_training),
+     lambda a: f"_st{a.self_training:g}" + (f"t{a.self_training_threshold:g}" if a.self_training_threshold != 0.95
+                                           else ""),
+     lambda a: f", self-training {a.self_training:g}"),
+    ("select", lambda a: a.select == "im", lambda a: "_imsel", lambda a: ", IM-selected epoch"),
+    ("select_holdout", lambda a: bool(a.select_holdout),
+     lambda a: f"_ho{a.select_holdout:g}", lambda a: f" ({a.select_holdout:g} of target-train held out)"),
+)
+
+
+def _variant_suffixes(args, which: int) -> str:
+    """The suffixes of the variant flags ``args`` sets (``which``: 2 the folder's, 3 the row label's); a parser
+    without a flag (an older record's args) counts as not setting it."""
+    return "".join(v[which](args) for v in RUN_VARIANTS if hasattr(args, v[0]) and v[1](args))
+
+
 def run_name(args, method_name: str) -> str:
     """The run folder's name: the method (or its variant, or ``oracle``), ``_ls<EPS>`` with label smoothing,
-    ``_srcstrong`` with strong views of the labeled images, ``_st<W>`` with self-training, ``_imsel`` with IM-selected weights (``_ho<FRAC>``: scored
-    on a held-out share), then the arch when it is not the student's."""
-    eps = getattr(args, "label_smoothing", 0.0)
-    name = f"{method_name}_ls{eps:g}" if eps else method_name
-    name = f"{name}_srcstrong" if getattr(args, "source_aug", "standard") == "strong" else name
-    name = f"{name}_st{args.self_training:g}" if getattr(args, "self_training", 0.0) else name
-    name = (f"{name}t{args.self_training_threshold:g}"
-            if getattr(args, "self_training", 0.0) and args.self_training_threshold != 0.95 else name)
-    name = f"{name}_imsel" if getattr(args, "select", "last") == "im" else name
-    name = f"{name}_ho{args.select_holdout:g}" if getattr(args, "select_holdout", 0.0) else name
+    ``_srcstrong`` with strong views of the labeled images, ``_st<W>`` with self-training, ``_imsel`` with
+    IM-selected weights (``_ho<FRAC>``: scored on a held-out share), then the arch when it is not the student's."""
+    name = method_name + _variant_suffixes(args, 2)
     return name if args.arch == "mobilenet_v3_small" else f"{name}-{args.arch}"
 
 
@@ -423,13 +438,7 @@ def stage_label(args, regime: str, method_name: str) -> str:
         base = f"{KIND_LABELS[stem]}, {variant}"
     else:
         base = KIND_LABELS.get(key, key)
-    eps = getattr(args, "label_smoothing", 0.0)
-    base = f"{base}, label smoothing {eps:g}" if eps else base
-    base = f"{base}, strong source views" if getattr(args, "source_aug", "standard") == "strong" else base
-    base = f"{base}, self-training {args.self_training:g}" if getattr(args, "self_training", 0.0) else base
-    base = f"{base}, IM-selected epoch" if getattr(args, "select", "last") == "im" else base
-    held = getattr(args, "select_holdout", 0.0)
-    base = f"{base} ({held:g} of target-train held out)" if held else base
+    base += _variant_suffixes(args, 3)
     return base if args.arch == "mobilenet_v3_small" else f"{base} ({args.arch})"
 
 
