@@ -928,12 +928,12 @@ def test_fma_bound_credits_each_artifact_with_the_float_models_macs(tiny_run, tm
     assert bad.returncode == 2 and "nope.json" in bad.stderr and bad.stderr.count("\n") == 1
 
 
-def test_speedup_summary_pairs_each_latency_row_with_the_bench_record_of_that_file(tmp_path):
-    """Per artifact over tasks: the mean interleaved speed-up, the accuracy its own bench row measured against the
-    float run's, and INT8 against the same run's FP32 file on the same runtime at bs32."""
+def write_latency_runs(root, runs: dict) -> list:
+    """Per ``(task, seed): (fp32 speed-up, int8 speed-up, int8 acc)``: a float run with its bench record of an FP32
+    and an INT8 file under ``root/<task>/kd/seed<k>``, and a latency_ratio.py JSON of them in ``root``."""
     docs = []
-    for task, (sp_fp32, sp_int8, acc8) in {"A2W": (4.0, 6.0, 90.0), "W2A": (5.0, 7.0, 94.0)}.items():
-        run = tmp_path / task / "kd" / "seed0"
+    for (task, seed), (sp_fp32, sp_int8, acc8) in runs.items():
+        run = root / task / "kd" / f"seed{seed}"
         (run / "deploy").mkdir(parents=True)
         (run / "results.json").write_text(json.dumps({"target_test": {"acc": 95.0}}))
         fp32, int8 = run / "deploy" / "model_fp32.onnx", run / "deploy" / "model_int8.onnx"
@@ -946,8 +946,15 @@ def test_speedup_summary_pairs_each_latency_row_with_the_bench_record_of_that_fi
         doc = {"threads": 1, "machine_label": "test cpu", "rows": [
             {"path": str(run / "model.pt"), "runtime": "torch", "precision": "fp32", "input_px": 224, "median_ms": 8.0},
             row(fp32, "fp32", sp_fp32, None), row(int8, "int8", sp_int8, sp_int8 / sp_fp32)]}
-        docs.append(tmp_path / f"latency_ratio_{task}_1thread.json")
+        docs.append(root / f"latency_ratio_{task}_s{seed}_1thread.json")
         docs[-1].write_text(json.dumps(doc))
+    return docs
+
+
+def test_speedup_summary_pairs_each_latency_row_with_the_bench_record_of_that_file(tmp_path):
+    """Per artifact over tasks: the mean interleaved speed-up, the accuracy its own bench row measured against the
+    float run's, and INT8 against the same run's FP32 file on the same runtime at bs32."""
+    write_latency_runs(tmp_path, {("A2W", 0): (4.0, 6.0, 90.0), ("W2A", 0): (5.0, 7.0, 94.0)})
     stem = tmp_path / "speedup"
     out = subprocess.run([sys.executable, "benchmarks/speedup_summary.py", "--latency",
                           str(tmp_path / "latency_ratio_*_1thread.json"), "--out", str(stem)],
@@ -960,3 +967,22 @@ def test_speedup_summary_pairs_each_latency_row_with_the_bench_record_of_that_fi
     bad = subprocess.run([sys.executable, "benchmarks/speedup_summary.py", "--latency", "nope.json", "--out",
                           str(stem)], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "nope.json" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_speedup_summary_reads_moved_runs_and_gives_each_seed_of_a_task_a_column(tmp_path):
+    """Timed in one tree, read from another (a study's committed runs/): ``--runs`` finds each file's
+    ``<task>/<run>/seed<k>`` tail there; two seeds of one task are two columns, averaged."""
+    timed = tmp_path / "timed"
+    docs = write_latency_runs(timed, {("A2W", 0): (4.0, 6.0, 90.0), ("A2W", 1): (6.0, 8.0, 94.0)})
+    (timed / "A2W").rename(tmp_path / "A2W")  # the runs moved; the latency JSONs keep the old paths
+    stem = tmp_path / "speedup"
+    out = subprocess.run([sys.executable, "benchmarks/speedup_summary.py", "--latency", *map(str, docs),
+                          "--out", str(stem), "--runs", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    fp, q = json.loads(stem.with_suffix(".json").read_text())["summary"]
+    assert fp["tasks"] == ["A2W s0", "A2W s1"] and fp["speedup_mean"] == pytest.approx(5.0)
+    assert q["acc_mean"] == pytest.approx(92.0) and q["delta_pt"] == pytest.approx(-3.0)  # read from the moved runs
+    assert "A2W s0 ×" in stem.with_suffix(".md").read_text() and "--runs" in stem.with_suffix(".md").read_text()
+    bad = subprocess.run([sys.executable, "benchmarks/speedup_summary.py", "--latency", *map(str, docs),
+                          "--out", str(stem), "--runs", str(tmp_path / "nope")], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "nope" in bad.stderr and bad.stderr.count("\n") == 1
