@@ -32,7 +32,8 @@
 #   mixup    candidate: + soft cross-entropy on source/target pixel mixes (--domain-mixup 0.3)
 #   ls       candidate: teachers adapted with label smoothing 0.1 on their source loss (SDAT's smoother source
 #            loss; a runs tree of its own, since the students' folder names are the default's)
-#   recipes  the other compression recipes of the office students (binary layers, ECA, ReLU, 160 px, both) and their bench
+#   recipes  the other compression recipes of the office students (binary layers, ECA, ReLU, 160 px, both, 160 px
+#            pruned to multiples of 16) and their bench
 #   full     candidate: teachers fine-tuned end to end (--freeze-stages 0 for the teacher only; a runs tree of
 #            its own, since the teacher's folder name is the default's)
 #            (last: worse than the default on A→W, benchmarks/studies/officecaltech_a2w_teachers/)
@@ -106,7 +107,7 @@ for p in $PHASES; do
     ls)      phase ls      /tmp/runs_ls "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
                --teacher-args "--label-smoothing 0.1" --only distill ;;
     recipes) phase recipes /tmp/runs_default "$OFFICE" --teacher-epochs 30 --kd-args "$KD" \
-               --recipes 1mb binary binary-int8 eca relu lowres relu160 --only compress bench ;;
+               --recipes 1mb binary binary-int8 eca relu lowres relu160 prune160 --only compress bench ;;
     *) echo "unknown phase $p" ;;
   esac
 done
