@@ -483,6 +483,34 @@ def test_bench_of_a_float_compressed_model(tiny_run, tiny_model, capsys):
     assert "without --quantize" in _one_line_error(capsys, export_main, ["--run", str(out)])
 
 
+def test_bench_of_a_compressed_run_measures_agreement_with_its_float_student(tiny_run, tiny_model):
+    """A compress run's bench reads its trained ancestor through the records' ``model`` parents and scores every
+    artifact against that float student on the same unlabeled images (label-free, at the student's own input
+    size): an unchanged copy agrees 100%, a training run's own bench has no such column."""
+    import copy
+
+    from liteda.compress import save_compressed
+    from liteda.record import copy_splits
+
+    run, out = tiny_run / "run", tiny_run / "identity"
+    base = {"arch": "mobilenet_v3_small", "num_classes": 3, "bottleneck_dim": 256, "classes": ["a", "b", "c"],
+            "crop_size": 32, "mean": None, "std": None}
+    save_compressed(copy.deepcopy(tiny_model).eval(), base, [], out / "compressed.pt")
+    parent = read_record(run)
+    copy_splits(run, out, parent)
+    write_record(out, StageRecord(kind="compress", name="identity", label="identity", seed=0,
+                                  dataset=parent.dataset, transform=parent.transform,
+                                  artifacts={"compressed": "compressed.pt"}, parents={"model": "../run"}))
+    common = ["--precision", "fp32", "--runtime", "torch", "ort", "--iters", "2", "--warmup", "1", "--calib-size", "8",
+              "--threads", "1", "--cache-dir", str(tiny_run / "cache")]
+    doc = bench_main(["--run", str(out), *common])
+    assert doc["student_run"] == str(run)
+    assert [r["agree_student"] for r in doc["rows"]] == pytest.approx([100.0, 100.0])
+    assert "agree w/ float student" in (out / "deploy" / "bench.md").read_text()
+    own = bench_main(["--run", str(run), *common, "--report", str(tiny_run / "own_bench")])
+    assert own["student_run"] is None and all("agree_student" not in r for r in own["rows"])
+
+
 # ----------------------------------------------------------------------------- interleaved latency
 def test_paired_ratio_and_interleaved_blocks():
     from liteda.deploy.bench import interleaved_latency, paired_ratio

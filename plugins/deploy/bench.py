@@ -23,7 +23,7 @@ from ..tables import to_markdown
 from ..utils import atomic_write_text, machine_info, write_json
 from .artifact import LoadedArtifact, Runner, file_size_mb
 
-COLUMNS = ("name", "runtime", "precision", "size_mb", "acc", "agree_fp32", "agree_unlabeled", "p50_ms", "p90_ms",
+COLUMNS = ("name", "runtime", "precision", "size_mb", "acc", "agree_fp32", "agree_unlabeled", "agree_student", "p50_ms", "p90_ms",
            "p99_ms", "bs32_img_s", "threads", "providers", "note")
 
 
@@ -49,14 +49,16 @@ def target_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 def benchmark_artifact(art: LoadedArtifact, images: np.ndarray, labels: Optional[np.ndarray] = None, iters: int = 200,
                        warmup: int = 20, batch: int = 32, ref_pred: Optional[np.ndarray] = None,
-                       unlabeled: Optional[np.ndarray] = None, ref_unlabeled: Optional[np.ndarray] = None
-                       ) -> dict[str, Any]:
+                       unlabeled: Optional[np.ndarray] = None, ref_unlabeled: Optional[np.ndarray] = None,
+                       ref_student: Optional[np.ndarray] = None) -> dict[str, Any]:
     """One table row: latency at batch 1, throughput at ``batch``, size, and accuracy over ``images``.
 
     ``images``: normalised target-test images (N x 3 x H x W float32); ``labels`` are read only to score the
     artifact, never to build it. ``ref_pred``: the FP32 reference's predictions (agreement column).
     ``unlabeled``: unlabeled target-train images and ``ref_unlabeled`` the run's model's predictions on them
-    (``agree_unlabeled``: the label-free agreement the recommendation reads).
+    (``agree_unlabeled``: the label-free agreement the recommendation reads). ``ref_student``: for a compressed
+    run, the float model it was compressed from on the same images (``agree_student``: how far the whole
+    compression moved the predictions, still without labels).
     """
     has_file = bool(art.path) and os.path.isfile(art.path)
     row: dict[str, Any] = {"name": art.name, "runtime": art.runtime, "precision": art.precision,
@@ -80,6 +82,8 @@ def benchmark_artifact(art: LoadedArtifact, images: np.ndarray, labels: Optional
         upred = batched_logits(art.run, np.ascontiguousarray(unlabeled, dtype=np.float32), batch).argmax(1)
         row["agree_unlabeled"] = float((upred == ref_unlabeled).mean() * 100)
         row["n_unlabeled"] = int(len(unlabeled))
+        if ref_student is not None:
+            row["agree_student"] = float((upred == ref_student).mean() * 100)
     x1 = images[:1]
     lat = time_calls(lambda: art.run(x1), iters, warmup)
     row.update({"p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
@@ -93,12 +97,15 @@ def benchmark_artifact(art: LoadedArtifact, images: np.ndarray, labels: Optional
 
 def run_benchmark(artifacts: Sequence[LoadedArtifact], images: np.ndarray, labels: Optional[np.ndarray], iters: int = 200,
                   warmup: int = 20, batch: int = 32, progress: Callable[[str], None] = print,
-                  unlabeled: Optional[np.ndarray] = None, ref_unlabeled: Optional[np.ndarray] = None) -> list[dict]:
+                  unlabeled: Optional[np.ndarray] = None, ref_unlabeled: Optional[np.ndarray] = None,
+                  ref_student: Optional[np.ndarray] = None) -> list[dict]:
     """Rows in order; the first runnable FP32 row is the reference of ``agree_fp32`` (target-test), the run's
-    model (``ref_unlabeled``) the reference of ``agree_unlabeled``."""
+    model (``ref_unlabeled``) the reference of ``agree_unlabeled``, the float student (``ref_student``) that
+    of ``agree_student``."""
     rows, ref = [], None
     for art in artifacts:
-        row = benchmark_artifact(art, images, labels, iters, warmup, batch, ref, unlabeled, ref_unlabeled)
+        row = benchmark_artifact(art, images, labels, iters, warmup, batch, ref, unlabeled, ref_unlabeled,
+                                 ref_student)
         pred = row.pop("pred", None)
         if ref is None and pred is not None and art.precision == "fp32":
             ref = pred
@@ -155,6 +162,7 @@ def format_row(row: dict) -> str:
         return f"{row['name']:16s} {row.get('note') or 'not run'}"
     return (f"{row['name']:16s} acc {_fmt(row.get('acc'), 1):>5s}  agree {_fmt(row.get('agree_fp32'), 1):>5s}  "
             f"agree(unlabeled) {_fmt(row.get('agree_unlabeled'), 1):>5s}  "
+            + (f"agree(student) {_fmt(row['agree_student'], 1):>5s}  " if "agree_student" in row else "") +
             f"p50 {row['p50_ms']:.2f} ms  p90 {row['p90_ms']:.2f}  bs32 {row.get('bs32_img_s', 0):.0f} img/s  "
             f"{_fmt(row.get('size_mb'))} MB")
 
@@ -163,8 +171,12 @@ def markdown_table(rows: Sequence[dict], machine: dict, title: str = "", recomme
                    threads: Any = None) -> str:
     head = ["artifact", "size MB", "target-test acc %", "agree w/ FP32 %", "agree w/ model, unlabeled target-train %",
             "bs1 p50 ms", "p90 ms", "p99 ms", "bs32 img/s", "threads", "providers / note"]
+    student = any("agree_student" in r for r in rows)  # a compressed run: its float student is a reference too
+    if student:
+        head.insert(5, "agree w/ float student, unlabeled target-train %")
     body = [[r["name"], _fmt(r.get("size_mb")), _fmt(r.get("acc"), 1), _fmt(r.get("agree_fp32"), 1),
-             _fmt(r.get("agree_unlabeled"), 1), _fmt(r.get("p50_ms")), _fmt(r.get("p90_ms")), _fmt(r.get("p99_ms")),
+             _fmt(r.get("agree_unlabeled"), 1), *([_fmt(r.get("agree_student"), 1)] if student else []),
+             _fmt(r.get("p50_ms")), _fmt(r.get("p90_ms")), _fmt(r.get("p99_ms")),
              _fmt(r.get("bs32_img_s"), 0), _fmt(r.get("threads")),
              " ".join(x for x in (str(r.get("providers") or ""), r.get("note") or "") if x)]
             for r in rows]

@@ -167,15 +167,18 @@ def bench_main(argv: Optional[list[str]] = None) -> dict:
         loaded.append(row)
     # the reference of the label-free agreement: the run's model itself, in PyTorch eager
     reference = batched_logits(torch_runner(inp.model, threads=args.threads).run, inp.unlabeled).argmax(1)
+    student = (None if inp.student_model is None else  # a compressed run: its float student, at its own input size
+               batched_logits(torch_runner(inp.student_model, threads=args.threads).run, inp.student_unlabeled).argmax(1))
     rows = run_benchmark(loaded, inp.test_x, inp.test_y, args.iters, args.warmup, unlabeled=inp.unlabeled,
-                         ref_unlabeled=reference)
+                         ref_unlabeled=reference, ref_student=student)
     images = {"split": "target-train", "labels": "not read", "n": int(len(inp.unlabeled)),
               "also_calibration_images": inp.unlabeled_overlap, "seed": args.seed}
     choice = recommend(rows, args.min_agreement, images)
     stem = Path(args.report) if args.report else ctx.out / "bench"
     meta = {"task": inp.task, "label": inp.record.label, "run": str(inp.run_dir), "checkpoint": str(inp.model_file),
             "artifacts": names, "n_test": int(len(inp.test_y)), "n_calib": int(len(inp.calib)),
-            "n_unlabeled": int(len(inp.unlabeled)), "run_target_test_acc": inp.parent_acc, "iters": args.iters,
+            "n_unlabeled": int(len(inp.unlabeled)), "run_target_test_acc": inp.parent_acc,
+            "student_run": str(inp.student_run) if inp.student_run else None, "iters": args.iters,
             "warmup": args.warmup, "threads": args.threads, "recommended": choice,
             "command": " ".join(["liteda", "bench", *map(shlex.quote, argv)]), "export": report}
     roles = write_recommendation(ctx, choice)  # fills in the copied file's name before the reports are written

@@ -34,6 +34,11 @@ class DeployInputs:
     unlabeled: Optional[np.ndarray] = None  # unlabeled target-train images that choose the recommended artifact
     unlabeled_overlap: int = 0  # how many of them are calibration images too (0 when the split has enough)
     torch_weight_bits: Optional[int] = None  # 7 or 8: the weight range PyTorch quantized to (torch_int8 models)
+    # a compress run: the float model it descends from (its trained run) and the same unlabeled images at that
+    # model's own input size, so that every artifact's agreement with it can be read without labels
+    student_run: Optional[Path] = None
+    student_model: object = None
+    student_unlabeled: Optional[np.ndarray] = None
 
     @property
     def task(self) -> str:
@@ -64,6 +69,20 @@ def load_model(run_dir: Path, rec: StageRecord) -> tuple[object, Path, Optional[
     path = rec.path(run_dir, "model")
     model, _ = load_classifier(path)
     return model.eval(), path, None
+
+
+def trained_ancestor(run_dir: Path, rec: StageRecord) -> Optional[tuple[Path, StageRecord]]:
+    """The training run a compress run descends from through its ``model`` parents (None for a training run, or
+    when a parent folder is gone)."""
+    from ..record import FILENAME
+
+    start = run_dir
+    while rec.kind == "compress" and "model" in rec.parents:
+        run_dir = rec.parent(run_dir, "model")
+        if not (run_dir / FILENAME).is_file():
+            return None
+        rec = read_record(run_dir)
+    return (run_dir, rec) if run_dir != start and rec.kind != "compress" else None
 
 
 def normalised(images_u8, crop: int, mean, std) -> np.ndarray:
@@ -109,16 +128,23 @@ def load_inputs(run_dir: str | Path, calib_size: int = 128, seed: int = 0, cache
     cimg, _ = load_images(ds.root, [(train[i][0], -1) for i in calib_idx], tf.resize, cache_dir)
     timg, tlab = load_images(ds.root, test, tf.resize, cache_dir)
     n = max_images or len(tlab)
-    unlabeled, overlap = None, 0
+    unlabeled, overlap, student = None, 0, (None, None, None)
     if agreement_size:
         start = max(0, min(calib_size, len(train) - agreement_size))  # after the calibration images if they fit
         agree_idx = sorted(order[start:start + agreement_size])
         overlap = len(set(agree_idx) & set(calib_idx))
-        uimg, _ = load_images(ds.root, [(train[i][0], -1) for i in agree_idx], tf.resize, cache_dir)
+        agree_items = [(train[i][0], -1) for i in agree_idx]
+        uimg, _ = load_images(ds.root, agree_items, tf.resize, cache_dir)
         unlabeled = normalised(uimg, tf.crop, tf.mean, tf.std)
+        ancestor = trained_ancestor(run_dir, rec)
+        if ancestor is not None:
+            srun, srec = ancestor
+            stf = srec.transform
+            simg, _ = load_images(ds.root, agree_items, stf.resize, cache_dir)
+            student = (srun, load_model(srun, srec)[0], normalised(simg, stf.crop, stf.mean, stf.std))
     from ..compress.quantize import op_weight_bits
 
     return DeployInputs(run_dir, rec, model_file, model, quant and quant["kind"],
                         normalised(cimg, tf.crop, tf.mean, tf.std), normalised(timg[:n], tf.crop, tf.mean, tf.std),
                         tlab[:n].numpy(), parent_accuracy(run_dir, rec), unlabeled, overlap,
-                        quant and op_weight_bits(quant))
+                        quant and op_weight_bits(quant), *student)

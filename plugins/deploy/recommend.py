@@ -34,6 +34,8 @@ def recommend(rows: Sequence[dict], min_agreement: float, images: Optional[dict]
     candidates = []
     for r in rows:
         c = {k: r.get(k) for k in ("name", "runtime", "precision", "p50_ms", "agree_unlabeled", "size_mb")}
+        if r.get("agree_student") is not None:  # a compressed run: reported, not a rule
+            c["agree_student"] = r["agree_student"]
         if r.get("p50_ms") is None or r.get("agree_unlabeled") is None or r.get("logits_finite") is False:
             c["passes"], c["why_not"] = False, r.get("note") or "not measured"
         elif r["agree_unlabeled"] < min_agreement:
@@ -53,7 +55,9 @@ def recommend(rows: Sequence[dict], min_agreement: float, images: Optional[dict]
     out.update({k: best[k] for k in ("runtime", "precision", "p50_ms", "agree_unlabeled", "size_mb")})
     out["why"] = (f"fastest at batch 1 ({best['p50_ms']:.2f} ms p50) of the {len(passing)} artifacts with at least "
                   f"{min_agreement:g}% top-1 agreement with the run's model on unlabeled target-train images "
-                  f"({best['agree_unlabeled']:.2f}%)"
+                  f"({best['agree_unlabeled']:.2f}%"
+                  + (f"; {best['agree_student']:.2f}% with the float student it was compressed from"
+                     if best.get("agree_student") is not None else "") + ")"
                   + ("; faster but below the threshold: " + ", ".join(
                       f"{c['name']} ({c['p50_ms']:.2f} ms, {c['agree_unlabeled']:.2f}%)" for c in faster)
                      if faster else "") + ".")
