@@ -127,9 +127,9 @@ def fp32_sibling(name: str, art, built: dict) -> str | None:
     is the INT8 file than the FP32 one it was made from), or None."""
     if art.precision == "fp32" or not art.path or not str(art.path).endswith((".onnx", ".xml")):
         return None
-    target = str(Path(art.path).with_name("model_fp32.onnx"))
+    targets = {str(Path(art.path).with_name(f)) for f in ("model_fp32.onnx", "openvino_fp32.xml")}  # ONNX or its IR
     return next((n for n, (a, _) in built.items() if n != name and a.runtime == art.runtime
-                 and a.path and str(a.path) == target), None)
+                 and a.path and str(a.path) in targets), None)
 
 
 def markdown(doc: dict) -> str:

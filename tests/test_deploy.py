@@ -549,6 +549,25 @@ def test_latency_ratio_script_on_a_run(tiny_run, onnx_fp32, capsys):
     assert bad.returncode == 2 and "missing.onnx" in bad.stderr and bad.stderr.count("\n") == 1
 
 
+def test_latency_ratio_pairs_an_int8_file_with_the_fp32_file_of_its_folder_on_its_runtime():
+    """ONNX Runtime INT8 <-> model_fp32.onnx, NNCF's INT8 IR <-> the OpenVINO FP32 IR (or the ONNX file run by
+    OpenVINO) in the same folder; never across runtimes or folders."""
+    import importlib.util
+    from types import SimpleNamespace as Art
+
+    spec = importlib.util.spec_from_file_location("latency_ratio", ROOT / "benchmarks" / "latency_ratio.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    art = lambda rt, prec, path: (Art(runtime=rt, precision=prec, path=path), 224)  # noqa: E731
+    built = {"ort32": art("ort", "fp32", "/r/deploy/model_fp32.onnx"),
+             "ort8": art("ort", "int8", "/r/deploy/model_int8.onnx"),
+             "ov32": art("openvino", "fp32", "/r/deploy_ov/openvino_fp32.xml"),
+             "ov8": art("openvino", "int8", "/r/deploy_ov/openvino_int8.xml"),
+             "other8": art("openvino", "int8", "/q/deploy_ov/openvino_int8.xml")}
+    sib = {n: mod.fp32_sibling(n, a, built) for n, (a, _) in built.items()}
+    assert sib == {"ort32": None, "ort8": "ort32", "ov32": None, "ov8": "ov32", "other8": None}
+
+
 def test_latency_ratio_tells_apart_runs_of_one_name_from_two_runs_trees(tmp_path):
     """A 160 px `kd_strongaug` beside the 224 px one: labels carry the runs tree where the names would collide,
     and the six-task summary keeps them as two runs."""
@@ -1012,5 +1031,6 @@ def test_speedup_summary_reads_moved_runs_and_gives_each_seed_of_a_task_a_column
     assert q["acc_mean"] == pytest.approx(92.0) and q["delta_pt"] == pytest.approx(-3.0)  # read from the moved runs
     assert "A2W s0 ×" in stem.with_suffix(".md").read_text() and "--runs" in stem.with_suffix(".md").read_text()
     bad = subprocess.run([sys.executable, "benchmarks/speedup_summary.py", "--latency", *map(str, docs),
-                          "--out", str(stem), "--runs", str(tmp_path / "nope")], capture_output=True, text=True, cwd=ROOT)
+                          "--out", str(stem), "--runs", str(tmp_path / "nope")],
+                         capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "nope" in bad.stderr and bad.stderr.count("\n") == 1

@@ -23,8 +23,8 @@ from ..tables import to_markdown
 from ..utils import atomic_write_text, machine_info, write_json
 from .artifact import LoadedArtifact, Runner, file_size_mb
 
-COLUMNS = ("name", "runtime", "precision", "size_mb", "acc", "agree_fp32", "agree_unlabeled", "agree_student", "p50_ms", "p90_ms",
-           "p99_ms", "bs32_img_s", "threads", "providers", "note")
+COLUMNS = ("name", "runtime", "precision", "size_mb", "acc", "agree_fp32", "agree_unlabeled", "agree_student", "p50_ms",
+           "p90_ms", "p99_ms", "bs32_img_s", "threads", "providers", "note")
 
 
 # ----------------------------------------------------------------------------- timing

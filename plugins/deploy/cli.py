@@ -167,8 +167,10 @@ def bench_main(argv: Optional[list[str]] = None) -> dict:
         loaded.append(row)
     # the reference of the label-free agreement: the run's model itself, in PyTorch eager
     reference = batched_logits(torch_runner(inp.model, threads=args.threads).run, inp.unlabeled).argmax(1)
-    student = (None if inp.student_model is None else  # a compressed run: its float student, at its own input size
-               batched_logits(torch_runner(inp.student_model, threads=args.threads).run, inp.student_unlabeled).argmax(1))
+    student = None  # a compressed run: its float student's predictions, at the student's own input size
+    if inp.student_model is not None:
+        student = batched_logits(torch_runner(inp.student_model, threads=args.threads).run,
+                                 inp.student_unlabeled).argmax(1)
     rows = run_benchmark(loaded, inp.test_x, inp.test_y, args.iters, args.warmup, unlabeled=inp.unlabeled,
                          ref_unlabeled=reference, ref_student=student)
     images = {"split": "target-train", "labels": "not read", "n": int(len(inp.unlabeled)),
