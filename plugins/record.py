@@ -175,3 +175,29 @@ def copy_splits(src_run: str | os.PathLike, dst_run: str | os.PathLike, rec: Sta
     for f in sorted(src.glob("*")):
         if f.is_file():
             shutil.copyfile(f, dst / f.name)
+
+
+def holdout_list(splits_dir: str | os.PathLike, domain: str) -> Path:
+    """``<domain>_holdout.txt``: unlabeled train images a derived run set aside from everything it fitted."""
+    return Path(splits_dir) / f"{domain}_holdout.txt"
+
+
+def hold_out(splits_dir: str | os.PathLike, domain: str, frac: float, seed: int) -> int:
+    """Move a seeded ``frac`` share of ``<domain>_train.txt`` into :func:`holdout_list` (in a run's own copy of
+    the lists); a list that already has a holdout (its parent set one aside) is kept as it is. Returns the number
+    of held-out images."""
+    import random
+
+    from .utils import atomic_write_text
+
+    held, train = holdout_list(splits_dir, domain), Path(splits_dir) / f"{domain}_train.txt"
+    if held.is_file():
+        return len(held.read_text().splitlines())
+    lines = train.read_text().splitlines()
+    n = max(1, round(frac * len(lines)))
+    if n >= len(lines):
+        fail(f"--ft-holdout {frac:g} would leave no image of '{train}' ({len(lines)} lines) to train on")
+    pick = set(random.Random(seed).sample(range(len(lines)), n))
+    atomic_write_text(held, "".join(f"{x}\n" for i, x in enumerate(lines) if i in pick))
+    atomic_write_text(train, "".join(f"{x}\n" for i, x in enumerate(lines) if i not in pick))
+    return n

@@ -844,3 +844,37 @@ def test_cli_resolution_cuts_macs_and_deploys_at_its_own_size(run_args, tiny_dat
     row = doc["rows"][0]
     # the ONNX artifact, fed 36 -> 32 px test crops, scores what the compressed PyTorch model scored
     assert row["acc"] == pytest.approx(res["after"]["target_test"]["acc"], abs=1e-6)
+
+
+def test_ft_holdout_sets_target_images_aside_that_bench_then_measures_agreement_on(parent_run, tmp_path, capsys):
+    """--ft-holdout: a seeded share of unlabeled target-train leaves the run's own train list (so neither the
+    recovery fine-tune nor calibration sees it) for ``<target>_holdout.txt``; bench measures agreement there, with
+    the run's model and with the float student, and says so; a compression of that run keeps the same holdout."""
+    from liteda.compress.cli import main
+    from liteda.deploy.cli import bench_main
+    from liteda.record import read_record
+    from liteda.utils import run_cli
+
+    target = read_record(parent_run).dataset.target
+    whole = (parent_run / "splits" / f"{target}_train.txt").read_text().splitlines()
+    out = tmp_path / "held"
+    res = main(["--run", str(parent_run), "--out", str(out), *FAST, *cache_of(parent_run), "--lowrank-ratio", "0.5",
+                "--ft-holdout", "0.25"])
+    held = (out / "splits" / f"{target}_holdout.txt").read_text().splitlines()
+    train = (out / "splits" / f"{target}_train.txt").read_text().splitlines()
+    assert len(held) == res["target_holdout"] == round(0.25 * len(whole)) and not set(held) & set(train)
+    assert sorted(held + train) == sorted(whole)  # the parent's own lists are untouched
+    assert (parent_run / "splits" / f"{target}_train.txt").read_text().splitlines() == whole
+    doc = bench_main(["--run", str(out), "--runtime", "torch", "--precision", "fp32", "--iters", "2", "--warmup", "1",
+                      "--threads", "1", "--calib-size", "4", *cache_of(parent_run)])
+    assert doc["recommended"]["agreement_images"]["split"] == "target-holdout"
+    assert doc["rows"][0]["n_unlabeled"] == len(held) and "agree_student" in doc["rows"][0]
+    assert "set aside" in doc["recommended"]["rule"]
+    child = tmp_path / "child"
+    main(["--run", str(out), "--out", str(child), *FAST, *cache_of(parent_run), "--lowrank-ratio", "0.5"])
+    assert (child / "splits" / f"{target}_holdout.txt").read_text().splitlines() == held
+    again = main(["--run", str(parent_run), "--out", str(out), *FAST, *cache_of(parent_run), "--lowrank-ratio", "0.5"])
+    assert again["target_holdout"] == 0 and not (out / "splits" / f"{target}_holdout.txt").exists()
+    assert run_cli(main, ["--run", str(parent_run), "--ft-holdout", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--ft-holdout" in err and "\n" not in err

@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 
 from ..metrics import file_size_mb
-from ..record import FILENAME, StageRecord, Transform, copy_splits, relative, write_record
+from ..record import FILENAME, StageRecord, Transform, copy_splits, hold_out, holdout_list, relative, write_record
 from ..settings import apply_threads, cache_dir
 from ..utils import OneLineParser, fail, machine_info, seed_everything, write_json
 from .registry import RECIPES, TECHNIQUES
@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--ft-guard", action="store_true",
                    help="keep a float stage's fine-tune only if it lowers the KL to the uncompressed model on strong "
                         "views of unlabeled target-train; else restore the weights before it (label-free)")
+    f.add_argument("--ft-holdout", type=float, default=0.0, metavar="FRAC",
+                   help="set a seeded share of unlabeled target-train aside from calibration and fine-tuning "
+                        "(<out>/splits/<target>_holdout.txt): liteda bench then measures every artifact's agreement "
+                        "with the float student on images the compression never fitted")
     f.add_argument("--amp", choices=("none", "bf16"), default="none")
     p.add_argument("-b", "--batch-size", type=int, default=32)
     p.add_argument("--cache-dir", default=cache_dir(), help="decoded-image cache")
@@ -95,6 +99,8 @@ def check_args(args: argparse.Namespace) -> None:
         fail("-b must be positive, --ft-epochs >= 0")
     if args.bn_batches < 0:
         fail(f"--bn-batches must be >= 0, got {args.bn_batches}")
+    if not 0 <= args.ft_holdout < 1:
+        fail(f"--ft-holdout must be in [0, 1), got {args.ft_holdout}")
     if args.latency_runs < 0 or args.latency_threads < 1:
         fail(f"--latency-runs must be >= 0 and --latency-threads >= 1, got {args.latency_runs} and {args.latency_threads}")
     for _, technique in TECHNIQUES.items():
@@ -149,9 +155,16 @@ def main(argv: Optional[list[str]] = None) -> dict:
         fail(f"--out '{out}' is the parent run folder; give another")
     out.mkdir(parents=True, exist_ok=True)
     (out / FILENAME).unlink(missing_ok=True)  # the stage is finished only once its record is written again
+    copy_splits(parent.run, out, prec)  # the run's own lists: what it may fit, and what it set aside
+    stale = holdout_list(out / "splits", prec.dataset.target)
+    if stale.is_file() and not holdout_list(prec.splits_dir(parent.run), prec.dataset.target).is_file():
+        stale.unlink()  # left by an earlier run into this folder; the lists above are the parent's whole ones
+    lists = dataclasses.replace(prec, dataset=dataclasses.replace(prec.dataset, splits="splits"))
+    held = (hold_out(out / "splits", prec.dataset.target, args.ft_holdout, seed)
+            if args.ft_holdout or holdout_list(out / "splits", prec.dataset.target).is_file() else 0)
 
     def data_at(resize: Optional[int] = None, crop: Optional[int] = None):
-        return build_data(prec, parent.run, num_classes, args.batch_size, args.cache_dir, not args.no_progress,
+        return build_data(lists, out, num_classes, args.batch_size, args.cache_dir, not args.no_progress,
                           resize, crop)
 
     data = data_at()
@@ -183,7 +196,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         "before": before, "after": after,
         "delta_acc": after["target_test"]["acc"] - before["target_test"]["acc"],
         "stages": ctx.report, "finetune_config": vars(ctx.ft), "finetune_teacher": ft_teacher_info,
-        "reload_max_abs_diff": reload_diff,
+        "reload_max_abs_diff": reload_diff, "target_holdout": held,
         "artifacts": {"compressed.pt": file_size_mb(out / "compressed.pt"),
                       **({"compressed.ts": file_size_mb(out / "compressed.ts")} if ts_ok else {})},
         "label_use": "target labels: target-test evaluation only (no calibration, fine-tuning or selection)",
@@ -191,7 +204,6 @@ def main(argv: Optional[list[str]] = None) -> dict:
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(out / "results.json", results)
-    copy_splits(parent.run, out, prec)
     write_record(out, stage_record(args, parent.run, prec, out, ops, seed, size, ctx.resize, ts_ok))
     print(f"compressed: {after['params']:,} params | {after['file_mb']:.2f} MB | target-test acc "
           f"{after['target_test']['acc']:.2f} ({results['delta_acc']:+.2f}) | {out / 'results.json'}")

@@ -173,7 +173,7 @@ def bench_main(argv: Optional[list[str]] = None) -> dict:
                                  inp.student_unlabeled).argmax(1)
     rows = run_benchmark(loaded, inp.test_x, inp.test_y, args.iters, args.warmup, unlabeled=inp.unlabeled,
                          ref_unlabeled=reference, ref_student=student)
-    images = {"split": "target-train", "labels": "not read", "n": int(len(inp.unlabeled)),
+    images = {"split": inp.agreement_split, "labels": "not read", "n": int(len(inp.unlabeled)),
               "also_calibration_images": inp.unlabeled_overlap, "seed": args.seed}
     choice = recommend(rows, args.min_agreement, images)
     stem = Path(args.report) if args.report else ctx.out / "bench"

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..record import StageRecord, read_record
+from ..record import StageRecord, holdout_list, read_record
 from ..utils import fail
 
 QUANTIZED_BY_TORCH = ("ptsq", "qat")  # static INT8 PyTorch models: exported as INT8 QDQ with their own scales
@@ -39,6 +39,7 @@ class DeployInputs:
     student_run: Optional[Path] = None
     student_model: object = None
     student_unlabeled: Optional[np.ndarray] = None
+    agreement_split: str = "target-train"  # or "target-holdout": set aside by the compression (--ft-holdout)
 
     @property
     def task(self) -> str:
@@ -129,11 +130,16 @@ def load_inputs(run_dir: str | Path, calib_size: int = 128, seed: int = 0, cache
     timg, tlab = load_images(ds.root, test, tf.resize, cache_dir)
     n = max_images or len(tlab)
     unlabeled, overlap, student = None, 0, (None, None, None)
-    if agreement_size:
+    held = holdout_list(splits, ds.target)
+    split = "target-holdout" if agreement_size and held.is_file() else "target-train"
+    if split == "target-holdout":  # images the compression set aside: never fitted, never calibrated on
+        agree_items = [(p, -1) for p, _ in read_image_list(held, ds.root)][:agreement_size]
+    elif agreement_size:
         start = max(0, min(calib_size, len(train) - agreement_size))  # after the calibration images if they fit
         agree_idx = sorted(order[start:start + agreement_size])
         overlap = len(set(agree_idx) & set(calib_idx))
         agree_items = [(train[i][0], -1) for i in agree_idx]
+    if agreement_size:
         uimg, _ = load_images(ds.root, agree_items, tf.resize, cache_dir)
         unlabeled = normalised(uimg, tf.crop, tf.mean, tf.std)
         ancestor = trained_ancestor(run_dir, rec)
@@ -147,4 +153,4 @@ def load_inputs(run_dir: str | Path, calib_size: int = 128, seed: int = 0, cache
     return DeployInputs(run_dir, rec, model_file, model, quant and quant["kind"],
                         normalised(cimg, tf.crop, tf.mean, tf.std), normalised(timg[:n], tf.crop, tf.mean, tf.std),
                         tlab[:n].numpy(), parent_accuracy(run_dir, rec), unlabeled, overlap,
-                        quant and op_weight_bits(quant), *student)
+                        quant and op_weight_bits(quant), *student, split)

@@ -22,9 +22,13 @@ SCHEMA = "liteda.deploy_recommended/1"
 CHOICE, EXAMPLE, STEM = "recommended.json", "recommended_example.py", "recommended"
 
 
-def rule_text(min_agreement: float) -> str:
+IMAGES = {"target-train": "unlabeled target-train images",
+          "target-holdout": "unlabeled target-train images the compression set aside (never fitted)"}
+
+
+def rule_text(min_agreement: float, split: str = "target-train") -> str:
     return (f"the lowest bs1 p50 latency among the artifacts whose top-1 agreement with the run's model on "
-            f"unlabeled target-train images is at least {min_agreement:g}% (no target label is read)")
+            f"{IMAGES.get(split, split)} is at least {min_agreement:g}% (no target label is read)")
 
 
 def recommend(rows: Sequence[dict], min_agreement: float, images: Optional[dict] = None) -> dict[str, Any]:
@@ -44,9 +48,11 @@ def recommend(rows: Sequence[dict], min_agreement: float, images: Optional[dict]
             c["passes"] = True
         candidates.append(c)
     passing = [c for c in candidates if c["passes"]]
+    split = (images or {}).get("split", "target-train")
     best = min(passing, key=lambda c: c["p50_ms"]) if passing else None  # min keeps the first of equals
     out: dict[str, Any] = {"schema": SCHEMA, "artifact": best["name"] if best else None,
-                           "min_agreement": min_agreement, "rule": rule_text(min_agreement),
+                           "min_agreement": min_agreement,
+                           "rule": rule_text(min_agreement, split),
                            "agreement_images": images or {}, "candidates": candidates}
     if best is None:
         out["why"] = f"no benchmarked artifact reaches {min_agreement:g}% agreement (lower --min-agreement?)"
@@ -54,7 +60,7 @@ def recommend(rows: Sequence[dict], min_agreement: float, images: Optional[dict]
     faster = [c for c in candidates if c["p50_ms"] is not None and c["p50_ms"] < best["p50_ms"] and not c["passes"]]
     out.update({k: best[k] for k in ("runtime", "precision", "p50_ms", "agree_unlabeled", "size_mb")})
     out["why"] = (f"fastest at batch 1 ({best['p50_ms']:.2f} ms p50) of the {len(passing)} artifacts with at least "
-                  f"{min_agreement:g}% top-1 agreement with the run's model on unlabeled target-train images "
+                  f"{min_agreement:g}% top-1 agreement with the run's model on {IMAGES.get(split, split)} "
                   f"({best['agree_unlabeled']:.2f}%"
                   + (f"; {best['agree_student']:.2f}% with the float student it was compressed from"
                      if best.get("agree_student") is not None else "") + ")"
