@@ -184,8 +184,8 @@ def holdout_list(splits_dir: str | os.PathLike, domain: str) -> Path:
 
 def hold_out(splits_dir: str | os.PathLike, domain: str, frac: float, seed: int) -> int:
     """Move a seeded ``frac`` share of ``<domain>_train.txt`` into :func:`holdout_list` (in a run's own copy of
-    the lists); a list that already has a holdout (its parent set one aside) is kept as it is. Returns the number
-    of held-out images."""
+    the lists); a list that already has a holdout (its parent set one aside) is kept as it is, and ``frac`` 0
+    sets none aside. Returns the number of held-out images."""
     import random
 
     from .utils import atomic_write_text
@@ -193,6 +193,8 @@ def hold_out(splits_dir: str | os.PathLike, domain: str, frac: float, seed: int)
     held, train = holdout_list(splits_dir, domain), Path(splits_dir) / f"{domain}_train.txt"
     if held.is_file():
         return len(held.read_text().splitlines())
+    if not frac:
+        return 0
     lines = train.read_text().splitlines()
     n = max(1, round(frac * len(lines)))
     if n >= len(lines):

@@ -160,8 +160,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if stale.is_file() and not holdout_list(prec.splits_dir(parent.run), prec.dataset.target).is_file():
         stale.unlink()  # left by an earlier run into this folder; the lists above are the parent's whole ones
     lists = dataclasses.replace(prec, dataset=dataclasses.replace(prec.dataset, splits="splits"))
-    held = (hold_out(out / "splits", prec.dataset.target, args.ft_holdout, seed)
-            if args.ft_holdout or holdout_list(out / "splits", prec.dataset.target).is_file() else 0)
+    held = hold_out(out / "splits", prec.dataset.target, args.ft_holdout, seed)
 
     def data_at(resize: Optional[int] = None, crop: Optional[int] = None):
         return build_data(lists, out, num_classes, args.batch_size, args.cache_dir, not args.no_progress,
