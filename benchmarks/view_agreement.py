@@ -2,8 +2,9 @@
 
     python benchmarks/view_agreement.py COMPRESS_RUN [COMPRESS_RUN ...] --out benchmarks/results/view_agreement
 
-For each compress run, the compressed model and the float model it was made from (its record's ``model`` parent)
-label the run's unlabeled target-train images under three views, the same random view fed to both:
+For each compress run, the compressed model and the float model it descends from (the trained run its records'
+``model`` parents lead to) label the run's unlabeled target-train images under three views, the same random view
+fed to both (made at the float model's input size and resized for a compressed model of another size):
 ``plain``, the test transform (the agreement ``liteda compress`` and ``liteda bench`` record); ``weak``, random
 resized crops (scale 0.5-1) and flips; ``strong``, FixMatch's strong views (RandAugment + cutout). Beside them,
 the target-test accuracy the compression cost (from the run's results, read only to report), and over all runs
@@ -16,10 +17,11 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from liteda.compress.fidelity import view_transform
 from liteda.datasets import load_images, read_image_list
-from liteda.deploy.inputs import load_model
+from liteda.deploy.inputs import load_model, trained_ancestor
 from liteda.record import read_record, results_of
 from liteda.report.tables import spearman
 from liteda.tables import write_table
@@ -30,23 +32,27 @@ VIEWS = ("plain", "weak", "strong")
 
 def measure(run_dir: Path, draws: int, batch: int = 64) -> dict:
     rec = read_record(run_dir)
-    if rec.kind != "compress" or "model" not in rec.parents:
-        fail(f"'{run_dir}' is not a compress run (its record has no model parent)")
+    ancestor = trained_ancestor(run_dir, rec) if rec.kind == "compress" else None
+    if ancestor is None:
+        fail(f"'{run_dir}' is not a compress run whose trained model is still there (its record's model parents)")
     small, _, _ = load_model(run_dir, rec)
-    parent = rec.parent(run_dir, "model")
-    big, _, _ = load_model(parent, read_record(parent))
-    ds, tf = rec.dataset, rec.transform
+    parent, prec = ancestor
+    big, _, _ = load_model(parent, prec)
+    ds, tf = rec.dataset, prec.transform  # views at the float model's size
+    size = rec.transform.crop
     train = read_image_list(rec.splits_dir(run_dir) / f"{ds.target}_train.txt", ds.root)
     images, _ = load_images(ds.root, [(p, -1) for p, _ in train], tf.resize)  # labels never loaded
     torch.manual_seed(0)
-    row = {"task": rec.task, "seed": rec.seed, "run": str(run_dir), "images": len(images)}
+    row = {"task": rec.task, "seed": rec.seed, "run": str(run_dir), "images": len(images),
+           "reference": str(parent), "input_sizes": [tf.crop, size]}
     for view in VIEWS:
         tfm, same = view_transform(view, tf.crop, tf.mean, tf.std), []
         for _ in range(1 if view == "plain" else draws):
             for i in range(0, len(images), batch):
                 x = torch.stack([tfm(images[j].permute(2, 0, 1)) for j in range(i, min(i + batch, len(images)))])
+                xs = x if size == tf.crop else F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
                 with torch.no_grad():
-                    same.append(small(x).argmax(1) == big(x).argmax(1))
+                    same.append(small(xs).argmax(1) == big(x).argmax(1))
         row[f"agree_{view}"] = 100.0 * torch.cat(same).float().mean().item()
     res = results_of(run_dir, rec)
     row["acc_before"] = res["before"]["target_test"]["acc"]

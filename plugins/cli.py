@@ -7,6 +7,7 @@
     liteda compress --run RUN --recipe 1mb                    a registered recipe, or techniques by flag
     liteda export  --run RUN                                  ONNX / INT8 artifacts of a run
     liteda bench   --run RUN                                  accuracy, size, latency, FPS of each artifact
+    liteda recommend --runs RUN ... --out DIR                 one artifact across the runs of one student
     liteda report  --runs runs --dataset OfficeCaltech        tables, plots and the report
     liteda grid    ROOT -d OfficeCaltech --tasks A2W W2A --seeds 0 1 2   every stage, resumable (make all-tasks)
     liteda demo                                               the whole pipeline on the embedded default
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compress": ("liteda.compress.cli:main", "compress a run's model (a recipe or techniques by flag)"),
     "export": ("liteda.deploy.cli:export_main", "write the deploy artifacts (ONNX, INT8, engines) of a run"),
     "bench": ("liteda.deploy.cli:bench_main", "benchmark every artifact of a run: accuracy, size, speed"),
+    "recommend": ("liteda.deploy.across:main", "one deploy artifact across the benchmarked runs of one student"),
     "report": ("liteda.report.cli:main", "tables, plots and the written report from finished runs"),
     "grid": ("liteda.grid:main", "every stage of tasks x seeds, resumable (make all-tasks)"),
     "demo": ("liteda.demo:main", "the whole pipeline on the embedded default dataset (make demo)"),

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .deploy.recommend import CHOICE
 from .record import FILENAME, read_record
 from .runner import planned_run, planned_run_dir
 from .utils import OneLineParser, atomic_write_text, fail, read_json, write_json
 
 STUDENT = "mobilenet_v3_small"
+CHOSEN = "recommended"  # <task>/recommended/seed<k>: `liteda recommend` across the student's benchmarked runs
 
 
 @dataclass
@@ -184,6 +186,10 @@ def plan(a: argparse.Namespace) -> list[Stage]:
             for run, dep in benched:
                 add(k % f"deploy {run.parent.name}", ["bench", "--run", str(run), *shlex.split(a.bench_args)],
                     run / "deploy" / FILENAME, [dep], "bench")
+            if recipes:  # one artifact across the student and its compressed runs (bench chooses within one)
+                out = run_dir(task, CHOSEN, seed)
+                add(k % "recommend", ["recommend", "--runs", *(str(run) for run, _ in benched), "--out", str(out)],
+                    out / CHOICE, [k % f"deploy {run.parent.name}" for run, _ in benched], "bench")
     out = sorted(stages.values(), key=lambda st: st.rank)
     if a.only is not None:
         out = _with_deps([st for st in out if st.kind in set(a.only)], stages)

@@ -35,6 +35,8 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
         folder = runs / stage if "/" in stage else runs / stage / "seed0"
         assert (folder / "record.json").is_file(), stage
     assert (runs / "1mb" / "seed0" / "deploy" / "model_int8.onnx").is_file()  # the small student on ORT
+    chosen = json.loads((runs / "recommended" / "seed0" / "recommended.json").read_text())  # across kd and 1mb
+    assert {c["name"].split("/")[0] for c in chosen["candidates"]} == {"kd", "1mb"} and "float student" in chosen["rule"]
     assert (runs / "source_only" / "seed0" / "tsne.png").is_file()
     res = tmp_path / "results"
     for f in ("headline.md", "accuracy.md", "accuracy.csv", "accuracy_all_target.md", "seconds_per_epoch.md",
@@ -47,7 +49,8 @@ def test_tiny_all_tasks_produces_results_and_resumes(tmp_path):
     assert f"{label}, ort-int8" in headline and "size (MB)" in headline
     report = (res / "report.md").read_text()
     assert "Distilled student's teacher: dann mobilenet_v3_small" in report
-    assert report.index("## Headline") < report.index("## Setup")
+    assert report.index("## Headline") < report.index("### The artifact to ship") < report.index("## Setup")
+    assert (res / "recommended.md").is_file() and (res / "recommended" / "S2M_s0.json").is_file()
     for f in ("S2M/dann/seed0/results.json", "S2M/kd/seed0/record.json", "S2M/1mb/seed0/results.json"):
         assert (res / "runs" / f).is_file(), f  # the tables' inputs are copied beside them
     srcs = img_sources((res / "report.html").read_text())

@@ -483,24 +483,30 @@ def test_bench_of_a_float_compressed_model(tiny_run, tiny_model, capsys):
     assert "without --quantize" in _one_line_error(capsys, export_main, ["--run", str(out)])
 
 
-def test_bench_of_a_compressed_run_measures_agreement_with_its_float_student(tiny_run, tiny_model):
-    """A compress run's bench reads its trained ancestor through the records' ``model`` parents and scores every
-    artifact against that float student on the same unlabeled images (label-free, at the student's own input
-    size): an unchanged copy agrees 100%, a training run's own bench has no such column."""
+def identity_run(tiny_run, tiny_model, name: str = "identity", parent: str = "run") -> Path:
+    """A compress run of ``parent`` that changed nothing (its model an exact copy)."""
     import copy
 
     from liteda.compress import save_compressed
     from liteda.record import copy_splits
 
-    run, out = tiny_run / "run", tiny_run / "identity"
+    run, out = tiny_run / parent, tiny_run / name
     base = {"arch": "mobilenet_v3_small", "num_classes": 3, "bottleneck_dim": 256, "classes": ["a", "b", "c"],
             "crop_size": 32, "mean": None, "std": None}
     save_compressed(copy.deepcopy(tiny_model).eval(), base, [], out / "compressed.pt")
-    parent = read_record(run)
-    copy_splits(run, out, parent)
-    write_record(out, StageRecord(kind="compress", name="identity", label="identity", seed=0,
-                                  dataset=parent.dataset, transform=parent.transform,
-                                  artifacts={"compressed": "compressed.pt"}, parents={"model": "../run"}))
+    rec = read_record(run)
+    copy_splits(run, out, rec)
+    write_record(out, StageRecord(kind="compress", name=name, label=name, seed=0, dataset=rec.dataset,
+                                  transform=rec.transform, artifacts={"compressed": "compressed.pt"},
+                                  parents={"model": f"../{parent}"}))
+    return out
+
+
+def test_bench_of_a_compressed_run_measures_agreement_with_its_float_student(tiny_run, tiny_model):
+    """A compress run's bench reads its trained ancestor through the records' ``model`` parents and scores every
+    artifact against that float student on the same unlabeled images (label-free, at the student's own input
+    size): an unchanged copy agrees 100%, a training run's own bench has no such column."""
+    run, out = tiny_run / "run", identity_run(tiny_run, tiny_model)
     common = ["--precision", "fp32", "--runtime", "torch", "ort", "--iters", "2", "--warmup", "1", "--calib-size", "8",
               "--threads", "1", "--cache-dir", str(tiny_run / "cache")]
     doc = bench_main(["--run", str(out), *common])
@@ -509,6 +515,48 @@ def test_bench_of_a_compressed_run_measures_agreement_with_its_float_student(tin
     assert "agree w/ float student" in (out / "deploy" / "bench.md").read_text()
     own = bench_main(["--run", str(run), *common, "--report", str(tiny_run / "own_bench")])
     assert own["student_run"] is None and all("agree_student" not in r for r in own["rows"])
+
+
+def test_recommend_across_runs_of_one_student_times_the_passing_artifacts_together(tiny_run, tiny_model, capsys):
+    """`liteda recommend` applies bench's rule to every artifact of the student's run and of the runs compressed
+    from it, each scored against that one float student, after timing the passing ones interleaved; it copies
+    the chosen file, writes its loader and a table. Runs of two students, or not benchmarked, are refused."""
+    import shutil
+
+    from liteda.deploy.across import main as recommend_main
+
+    run, twin = tiny_run / "run", identity_run(tiny_run, tiny_model, "twin")
+    common = ["--precision", "fp32", "--runtime", "torch", "ort", "--iters", "2", "--warmup", "1", "--calib-size", "4",
+              "--agreement-size", "6", "--threads", "1", "--cache-dir", str(tiny_run / "cache")]
+    for r in (run, twin):
+        bench_main(["--run", str(r), *common])
+    out = tiny_run / "chosen"
+    choice = recommend_main(["--runs", str(run), str(twin), "--out", str(out), "--rounds", "3", "--threads", "1"])
+    cands = {c["name"]: c for c in choice["candidates"]}
+    assert set(cands) == {"run/torch-fp32", "run/ort-fp32", "twin/torch-fp32", "twin/ort-fp32"}
+    assert all(c["passes"] and c["agree_unlabeled"] == 100.0 for c in cands.values())  # twin vs the student
+    assert choice["candidate"] == min(cands.values(), key=lambda c: c["p50_ms"])["name"]
+    assert choice["candidate"] == f"{choice['run']}/{choice['artifact']}" and "float student (run," in choice["rule"]
+    assert choice["timing"]["rounds"] == 3 and choice["student_run"] == str(run.resolve())
+    src = (out / choice["copied_from"]).resolve()
+    assert src.parent == (tiny_run / choice["run"] / "deploy").resolve() or src.parent.parent == tiny_run / choice["run"]
+    assert (out / choice["file"]).read_bytes() == src.read_bytes()
+    assert (out / "recommended_example.py").is_file() and json.loads((out / "recommended.json").read_text()) == choice
+    table = (out / "recommended.md").read_text()
+    assert "**chosen**" in table and "not read by the rule" in table and (out / "recommended.csv").is_file()
+
+    other = tiny_run / "other"
+    _copy_run(run, other)
+    assert "different float students" in _one_line_error(
+        capsys, recommend_main, ["--runs", str(run), str(other), "--out", str(out)])
+    assert "liteda bench --run" in _one_line_error(capsys, recommend_main, ["--runs", str(other), "--out", str(out)])
+    shutil.copytree(twin, tiny_run / "twin2")
+    assert "two runs of one name" in _one_line_error(
+        capsys, recommend_main, ["--runs", str(twin), str(tiny_run / "twin2"), "--out", str(out)])
+    third = identity_run(tiny_run, tiny_model, "third")
+    bench_main(["--run", str(third), *common[:-4], "--threads", "2", *common[-2:]])
+    assert "different --threads" in _one_line_error(
+        capsys, recommend_main, ["--runs", str(twin), str(third), "--rounds", "0", "--out", str(out)])
 
 
 # ----------------------------------------------------------------------------- interleaved latency

@@ -26,15 +26,20 @@ IMAGES = {"target-train": "unlabeled target-train images",
           "target-holdout": "unlabeled target-train images the compression set aside (never fitted)"}
 
 
-def rule_text(min_agreement: float, split: str = "target-train") -> str:
-    return (f"the lowest bs1 p50 latency among the artifacts whose top-1 agreement with the run's model on "
+RUN_MODEL = "the run's model"
+
+
+def rule_text(min_agreement: float, split: str = "target-train", reference: str = RUN_MODEL) -> str:
+    return (f"the lowest bs1 p50 latency among the artifacts whose top-1 agreement with {reference} on "
             f"{IMAGES.get(split, split)} is at least {min_agreement:g}% (no target label is read)")
 
 
-def recommend(rows: Sequence[dict], min_agreement: float, images: Optional[dict] = None) -> dict[str, Any]:
+def recommend(rows: Sequence[dict], min_agreement: float, images: Optional[dict] = None,
+              reference: str = RUN_MODEL) -> dict[str, Any]:
     """The choice from benchmark rows (``name``, ``p50_ms``, ``agree_unlabeled``; nothing else is read).
 
-    ``images``: what the agreement was measured on (split, count), copied into the result."""
+    ``images``: what the agreement was measured on (split, count), copied into the result; ``reference``: the
+    model ``agree_unlabeled`` was measured against, as the rule names it."""
     candidates = []
     for r in rows:
         c = {k: r.get(k) for k in ("name", "runtime", "precision", "p50_ms", "agree_unlabeled", "size_mb")}
@@ -52,7 +57,7 @@ def recommend(rows: Sequence[dict], min_agreement: float, images: Optional[dict]
     best = min(passing, key=lambda c: c["p50_ms"]) if passing else None  # min keeps the first of equals
     out: dict[str, Any] = {"schema": SCHEMA, "artifact": best["name"] if best else None,
                            "min_agreement": min_agreement,
-                           "rule": rule_text(min_agreement, split),
+                           "rule": rule_text(min_agreement, split, reference),
                            "agreement_images": images or {}, "candidates": candidates}
     if best is None:
         out["why"] = f"no benchmarked artifact reaches {min_agreement:g}% agreement (lower --min-agreement?)"
@@ -60,7 +65,7 @@ def recommend(rows: Sequence[dict], min_agreement: float, images: Optional[dict]
     faster = [c for c in candidates if c["p50_ms"] is not None and c["p50_ms"] < best["p50_ms"] and not c["passes"]]
     out.update({k: best[k] for k in ("runtime", "precision", "p50_ms", "agree_unlabeled", "size_mb")})
     out["why"] = (f"fastest at batch 1 ({best['p50_ms']:.2f} ms p50) of the {len(passing)} artifacts with at least "
-                  f"{min_agreement:g}% top-1 agreement with the run's model on {IMAGES.get(split, split)} "
+                  f"{min_agreement:g}% top-1 agreement with {reference} on {IMAGES.get(split, split)} "
                   f"({best['agree_unlabeled']:.2f}%"
                   + (f"; {best['agree_student']:.2f}% with the float student it was compressed from"
                      if best.get("agree_student") is not None else "") + ")"
@@ -77,11 +82,13 @@ def clear(out: Path) -> None:
             f.unlink()
 
 
-def write_recommendation(ctx: DeployContext, choice: dict) -> dict[str, str]:
-    """Write the choice's files into ``ctx.out``; returns the record's artifact roles -> file names."""
+def write_recommendation(ctx: DeployContext, choice: dict, out: Optional[Path] = None) -> dict[str, str]:
+    """Write the choice's files into ``out`` (default ``ctx.out``, the deploy folder the artifact is in); returns
+    the record's artifact roles -> file names."""
     from . import ARTIFACTS
 
-    out = ctx.out
+    out = Path(out or ctx.out)
+    out.mkdir(parents=True, exist_ok=True)
     clear(out)
     roles: dict[str, str] = {"recommendation": CHOICE}
     name = choice.get("artifact")

@@ -21,6 +21,7 @@ from .collect import Collected, Stage, collect
 from .findings import limitations, what_helped_lines
 from .html import to_html
 from .plots import Figure, draw_figures
+from .recommended import choice_table, collect_choices, copy_choices
 
 PROTOCOL = ("Source-only and adaptation runs never read a target label (unlabeled target batches carry label -1); "
             "the last epoch is reported, no checkpoint selection. The oracle trains on labeled target-train with the "
@@ -144,6 +145,9 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
         recipe = ", ".join(comp[0]["techniques"]) or "–"
         compression += [f"### {labels[key]} (`{key}`)", f"Recipe: {recipe}.", "",
                         write_table(out / f"compression_{key}", *tables.compression_table(comp, c.bench))]
+    choices = collect_choices(c.base)
+    copy_choices(choices, out)
+    md_chosen = write_table(out / "recommended", *choice_table(choices)) if choices else ""
     figures, notes = draw_figures(c, out)
 
     md = "\n".join([
@@ -155,6 +159,11 @@ def build(runs_root: str | Path, dataset: str, out: str | Path) -> dict:
         "### Against the oracle", "Each row minus the oracle on the same task and seed (points), mean ± std over "
         "seeds; worst task: the task where the row is furthest below the oracle, mean over seeds.", "",
         _md(md_oracle, "No oracle run yet."),
+        *(["### The artifact to ship", "Per task and seed, `liteda recommend`'s label-free choice across the "
+           "distilled student's benchmarked runs (the student and every recipe compressed from it): the fastest "
+           "artifact, timed interleaved, whose top-1 agreement with the float student on unlabeled target images is "
+           "at least the threshold. Its target-test accuracy is read afterwards, beside the float student's "
+           "(`recommended/<task>_s<seed>.md` lists every candidate).", "", md_chosen] if choices else []),
         "## Setup", _setup(c, runs_root, out, seeds), "",
         "## Protocol", PROTOCOL, "",
         "## Stages", "Every stage record in the runs tree: what ran, from which parent, and what it wrote.", "",
