@@ -538,6 +538,7 @@ def test_recommend_across_runs_of_one_student_times_the_passing_artifacts_togeth
     assert choice["candidate"] == min(cands.values(), key=lambda c: c["p50_ms"])["name"]
     assert choice["candidate"] == f"{choice['run']}/{choice['artifact']}" and "float student (run," in choice["rule"]
     assert choice["timing"]["rounds"] == 3 and choice["student_run"] == str(run.resolve())
+    assert choice["speedup_vs_eager"] == pytest.approx(cands["run/torch-fp32"]["p50_ms"] / choice["p50_ms"])
     src = (out / choice["copied_from"]).resolve()
     assert src.parent == (tiny_run / choice["run"] / "deploy").resolve() or src.parent.parent == tiny_run / choice["run"]
     assert (out / choice["file"]).read_bytes() == src.read_bytes()

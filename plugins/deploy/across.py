@@ -135,6 +135,10 @@ def choose(runs: list[Path], min_agreement: float, rounds: int = 30,
     choice["target_test_acc"] = {c["name"]: c["acc"] for c in rows}
     choice["student_target_test_acc"] = next((c["acc"] for c in rows if c["run_dir"].resolve() == student
                                               and c["runtime"] == "torch" and c["precision"] == "fp32"), None)
+    eager = next((c for c in rows if c["run_dir"].resolve() == student and c["artifact"] == "torch-fp32"), None)
+    if eager is not None and eager.get("p50_ms") and choice.get("p50_ms"):  # timed together when retimed
+        choice["eager_p50_ms"] = eager["p50_ms"]
+        choice["speedup_vs_eager"] = eager["p50_ms"] / choice["p50_ms"]
     choice["student_run"] = str(student)
     choice["runs"] = {read_record(run).name: str(run) for run in runs}
     best = next((c for c in rows if c["name"] == choice["artifact"]), None)
@@ -164,10 +168,12 @@ def run_context(run_dir: Path, threads: Optional[int] = None):
 
 
 def table(rows: list[dict], choice: dict, stem: Path) -> str:
-    header = ["run", "artifact", "bs1 p50 ms", "agree w/ float student %", "size MB", "passes",
+    header = ["run", "artifact", "bs1 p50 ms", "× student eager", "agree w/ float student %", "size MB", "passes",
               "target-test acc % (not read by the rule)"]
     verdict = {c["name"]: c["passes"] for c in choice["candidates"]}
+    eager = choice.get("eager_p50_ms")
     body = [[c["run"], c["artifact"], "–" if c["p50_ms"] is None else f"{c['p50_ms']:.2f}",
+             "–" if not (eager and c["p50_ms"]) else f"{eager / c['p50_ms']:.2f}",
              "–" if c["agree_unlabeled"] is None else f"{c['agree_unlabeled']:.2f}",
              "–" if c["size_mb"] is None else f"{c['size_mb']:.2f}",
              ("**chosen**" if c["name"] == choice.get("candidate") else "yes") if verdict[c["name"]] else "no",

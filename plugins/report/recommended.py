@@ -22,8 +22,8 @@ def collect_choices(base: Path) -> list[dict]:
 
 
 def choice_table(choices: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["task", "seed", "recommended (run/artifact)", "bs1 p50 ms", "agree w/ float student %", "size MB",
-              "target-test acc %", "float student acc %", "Δ pt"]
+    header = ["task", "seed", "recommended (run/artifact)", "bs1 p50 ms", "× student eager",
+              "agree w/ float student %", "size MB", "target-test acc %", "float student acc %", "Δ pt"]
 
     def f(v, nd=1):
         return "–" if v is None else f"{v:.{nd}f}"
@@ -32,7 +32,8 @@ def choice_table(choices: list[dict]) -> tuple[list[str], list[list[str]]]:
     for c in choices:
         name = c.get("candidate")
         acc, base = (c.get("target_test_acc") or {}).get(name), c.get("student_target_test_acc")
-        body.append([c["task"], str(c["seed"]), name or "none", f(c.get("p50_ms"), 2), f(c.get("agree_unlabeled"), 2),
+        body.append([c["task"], str(c["seed"]), name or "none", f(c.get("p50_ms"), 2),
+                     f(c.get("speedup_vs_eager"), 2), f(c.get("agree_unlabeled"), 2),
                      f(c.get("size_mb"), 2), f(acc), f(base),
                      "–" if acc is None or base is None else f"{acc - base:+.1f}"])
     return header, body
