@@ -17,12 +17,13 @@ here, interleaved (:func:`.bench.interleaved_latency`, ``--rounds``), and the ru
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 from typing import Optional
 
 from ..record import FILENAME, read_record
 from ..tables import write_table
-from ..utils import OneLineParser, atomic_write_text, fail, read_json, write_json
+from ..utils import OneLineParser, atomic_write_text, fail, machine_info, machine_label, read_json, write_json
 from .recommend import CHOICE, clear, recommend, write_recommendation
 
 BENCH = Path("deploy") / "bench.json"
@@ -204,6 +205,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         if not (r / FILENAME).is_file():
             fail(f"--runs '{r}' is not a run folder (no {FILENAME})")
     choice, rows = choose(runs, args.min_agreement, args.rounds, args.threads)
+    choice["command"] = " ".join(["liteda", "recommend", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    choice["machine"] = machine_info()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if choice.get("run"):
@@ -213,7 +216,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         clear(out)
         write_json(out / CHOICE, choice)
     md = table(rows, choice, out / "recommended")
-    atomic_write_text(out / "recommended.md", f"**Recommended: {choice.get('candidate') or 'none'}**. "
+    atomic_write_text(out / "recommended.md", f"Machine: {machine_label(choice['machine'])}. Command: "
+                      f"`{choice['command']}`\n\n**Recommended: {choice.get('candidate') or 'none'}**. "
                       f"Rule: {choice['rule']}. Why: {choice['why']}\n\n{md}")
     print(f"recommended: {choice.get('candidate') or 'none'} ({choice['why']})")
     return choice
